@@ -1,0 +1,60 @@
+# Cairn: the two commands of the quick start are `make run` and `make test`.
+# Every target installs the Debian packages it needs first, so a fresh Debian 12 machine works.
+SHELL := /bin/bash
+BUILD_DIR ?= build
+ASAN_DIR  ?= build-asan
+JOBS      ?= $(shell nproc)
+DATA      ?= ./data
+CAIRN     := $(BUILD_DIR)/src/cli/cairn
+
+DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
+                libfmt-dev libcli11-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
+
+.PHONY: all deps build build-asan run test test-fast test-asan bench crash-long clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD_DIR)/build.ninja: | deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+$(ASAN_DIR)/build.ninja: | deps
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON
+
+build-asan: deps $(ASAN_DIR)/build.ninja
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+
+# The main job until the server exists: a small demo on the embedded store in ./data.
+run: build
+	@bash examples/demo.sh "$(CAIRN)" "$(DATA)"
+
+test-fast: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+# The whole suite: optimized build, then the same suite under ASan+UBSan.
+test: test-fast test-asan
+
+# Long crash loop for manual runs (kills the writer many more times than `make test` does).
+crash-long: build
+	CAIRN_CRASH_ITERATIONS=1000 $(BUILD_DIR)/tests/cairn_crash_tests --gtest_filter='CrashLoop.*'
+
+bench: build
+	bash bench/run.sh "$(BUILD_DIR)"
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,180 @@
+// The store API: the one interface every backend implements (embedded log now, PostgreSQL later).
+//
+// Durability: when append() returns ok, the events are durable per Options::durability. With
+// Durability::kFsync (the default) they were written and fdatasync'ed before the call returned, and a crash
+// at any later moment cannot lose them. With Durability::kNone nothing is synced: for tests and benchmarks
+// only. If a write or sync ever fails, the store is poisoned: every later append fails with kPoisoned and
+// the first error's message, and nothing more is acknowledged (a failed fsync is never retried).
+//
+// Visibility: readers and subscribers only ever see durable events, in position order, with no gaps.
+// There is no update and no delete: a correction is a new event.
+//
+// Thread safety: a Store may be used from any number of threads at once. Concurrent appends are grouped
+// into one write and one sync (group commit). Only one process may open a data directory for writing.
+// Lifetime: the Store owns its files and threads; destroying it closes it (like close()).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cairn/event.h"
+#include "cairn/status.h"
+#include "cairn/subscription.h"
+
+namespace cairn {
+
+enum class Durability : uint8_t {
+  kFsync,  // every acknowledged append has been fdatasync'ed (default)
+  kNone,   // no sync at all: a power loss may lose acknowledged appends. Tests and benchmarks only.
+};
+std::string_view durability_name(Durability d);
+
+struct Limits {
+  uint32_t max_event_bytes = 1u << 20;        // type + metadata + data of one event
+  uint32_t max_append_bytes = 16u << 20;      // all events of one append call
+  uint32_t max_events_per_append = 100'000;
+};
+
+struct Options {
+  std::string dir;                            // data directory; created if missing (unless read_only)
+  Durability durability = Durability::kFsync;
+  uint64_t segment_size = 128ull << 20;       // a segment is sealed once it reaches this size
+  Limits limits;
+  uint64_t index_memtable_events = 500'000;   // events kept in memory before the index is flushed to disk
+  bool repair = false;  // on open, cut a corrupt tail instead of refusing (a copy of the cut bytes is kept)
+  bool read_only = false;  // open without writing anything (no recovery cut, no appends)
+};
+
+// The optimistic concurrency check of one stream append.
+struct ExpectedRevision {
+  enum class Kind : uint8_t { kAny, kNoStream, kExists, kExact };
+  Kind kind = Kind::kAny;
+  uint64_t revision = 0;  // for kExact: the revision of the stream's last event
+
+  static ExpectedRevision any() { return {Kind::kAny, 0}; }
+  static ExpectedRevision no_stream() { return {Kind::kNoStream, 0}; }
+  static ExpectedRevision exists() { return {Kind::kExists, 0}; }
+  static ExpectedRevision exact(uint64_t r) { return {Kind::kExact, r}; }
+  std::string to_string() const;  // "any", "no_stream", "exists" or the number
+};
+
+struct StreamAppend {
+  std::string stream;  // 1-256 bytes of UTF-8, no control characters, may not start with '$'
+  ExpectedRevision expected;
+  std::vector<EventData> events;  // at least one
+};
+
+struct StreamAppendResult {
+  std::string stream;
+  uint64_t first_position = 0;
+  uint64_t last_position = 0;
+  uint64_t first_revision = 0;
+  uint64_t last_revision = 0;  // the stream's new revision
+};
+
+struct AppendResult {
+  std::vector<StreamAppendResult> streams;  // in request order
+  bool replayed = false;  // true when this was an idempotent retry answered from the original append
+};
+
+enum class Direction : uint8_t { kForward, kBackward };
+
+// Which events a read or subscription of $all passes. Empty fields do not filter. All set fields must match.
+struct Filter {
+  std::vector<std::string> types;  // exact event types (any of)
+  std::string type_prefix;
+  std::string stream_prefix;
+  std::string category;            // stream category (part of the stream name before the first '-')
+
+  bool empty() const { return types.empty() && type_prefix.empty() && stream_prefix.empty() && category.empty(); }
+  bool matches(std::string_view stream, std::string_view type) const;
+};
+
+struct ReadPage {
+  std::vector<RecordedEvent> events;
+  // Where the next page starts (a position for $all, a revision for a stream); absent at the end.
+  std::optional<uint64_t> next;
+};
+
+struct StreamInfo {
+  std::string stream;
+  uint64_t last_revision = 0;  // the stream's revision (its last event's revision)
+  uint64_t last_position = 0;
+};
+
+struct StoreStats {
+  uint64_t events = 0;         // == head position: positions 0..events-1 exist
+  uint64_t commits = 0;        // commits recovered or written since open
+  uint64_t segments = 0;
+  uint64_t log_bytes = 0;
+  uint64_t index_runs = 0;
+  uint64_t index_memtable_events = 0;
+  uint64_t indexed_through = 0;  // positions below this are in index runs on disk
+  std::string chain_head_hex;    // SHA-256 chain head after the last durable commit
+  Durability durability = Durability::kFsync;
+};
+
+using EventVisitor = std::function<bool(const EventView&)>;  // return false to stop
+
+// One event of an import: everything the export kept, so that importing an export into an empty store
+// reproduces the same positions, revisions, ids, times, payload digests and chain head.
+struct ImportEvent {
+  std::string stream;  // may be a reserved '$' stream: imports restore what a store wrote
+  uint64_t revision = 0;
+  Uuid id;
+  std::string type;
+  int64_t recorded_ns = 0;
+  ContentType content_type = ContentType::kJson;
+  std::string metadata;
+  std::string data;
+  std::array<uint8_t, 16> digest_salt{};
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Appends events to one stream, all or nothing.
+  virtual Result<AppendResult> append(StreamAppend request) = 0;
+  // Appends to several streams in one atomic commit, each with its own expected revision.
+  virtual Result<AppendResult> append_multi(std::vector<StreamAppend> requests) = 0;
+
+  // A page of one stream. from_revision absent: the start (forward) or the end (backward).
+  virtual Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision,
+                                       Direction direction, size_t limit) = 0;
+  // A page of $all. from_position absent: the start (forward) or the end (backward).
+  virtual Result<ReadPage> read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
+                                    const Filter& filter) = 0;
+  // Visits $all forward from a position without copying (the fast path for scans, exports and projections).
+  virtual Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) = 0;
+
+  virtual Result<RecordedEvent> read_position(uint64_t position) = 0;
+  virtual Result<RecordedEvent> read_event(const Uuid& id) = 0;
+  virtual Result<StreamInfo> stream_info(std::string_view stream) = 0;
+
+  // Catch-up then live subscriptions; see subscription.h.
+  virtual Result<std::unique_ptr<Subscription>> subscribe_all(uint64_t from_position, Filter filter) = 0;
+  virtual Result<std::unique_ptr<Subscription>> subscribe_stream(std::string stream, uint64_t from_revision) = 0;
+
+  // Appends one exported commit as one commit: revisions must continue each stream exactly, times must not
+  // go back, ids must be new. Returns the first position. Same durability as append().
+  virtual Result<uint64_t> import_commit(std::vector<ImportEvent> events) = 0;
+
+  // The next position to be assigned == the number of durable events.
+  virtual uint64_t head_position() const = 0;
+  virtual StoreStats stats() const = 0;
+
+  // Stops accepting appends, waits for in-flight ones, flushes the index, releases the directory.
+  virtual Status close() = 0;
+};
+
+// Opens (creating if needed) the embedded store in options.dir, recovering a torn tail.
+Result<std::unique_ptr<Store>> open_store(const Options& options);
+
+}  // namespace cairn

@@ -1,0 +1,250 @@
+#include "log/log.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include <fmt/format.h>
+
+namespace cairn::log {
+
+Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions& options) {
+  std::unique_ptr<Log> log(new Log());
+  log->dir_ = dir;
+  log->log_dir_ = dir + "/log";
+  log->options_ = options;
+  if (!path_exists(log->log_dir_)) {
+    if (options.read_only) return Status::not_found(fmt::format("{} holds no Cairn log (no log/ folder)", dir));
+    CAIRN_RETURN_IF_ERROR(make_dirs(log->log_dir_));
+    CAIRN_RETURN_IF_ERROR(options.fs->sync_dir(dir));
+  }
+
+  std::vector<uint64_t> firsts;
+  DIR* d = ::opendir(log->log_dir_.c_str());
+  if (d == nullptr) return Status::io_error(fmt::format("cannot list {}: {}", log->log_dir_, errno_text(errno)));
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    uint64_t first = 0;
+    if (parse_segment_file_name(name, &first)) {
+      firsts.push_back(first);
+    } else if (name.size() > 4 && name.ends_with(".tmp") && !options.read_only) {
+      // A segment whose creation did not finish: it was never renamed into place, so it holds nothing.
+      Status st = options.fs->remove(log->log_dir_ + "/" + name);
+      if (!st.ok()) {
+        ::closedir(d);
+        return st;
+      }
+    }
+  }
+  ::closedir(d);
+  std::sort(firsts.begin(), firsts.end());
+
+  if (firsts.empty()) {
+    if (options.read_only) return Status::not_found(fmt::format("{} holds no segments", log->log_dir_));
+    CAIRN_RETURN_IF_ERROR(log->create_segment(0, Hash{}, 0));
+  } else {
+    if (firsts.front() != 0)
+      return Status::corruption(fmt::format("{}: the first segment starts at position {}, not 0 (missing segment?)",
+                                            log->log_dir_, firsts.front()));
+    const uint64_t active_capacity = options.segment_size + options.max_commit_bytes + kSegmentHeaderSize;
+    for (size_t i = 0; i < firsts.size(); ++i) {
+      const std::string path = log->log_dir_ + "/" + segment_file_name(firsts[i]);
+      auto seg = Segment::open(path, i + 1 == firsts.size() ? active_capacity : 0);
+      if (!seg.ok()) return seg.status();
+      if ((*seg)->first_position() != firsts[i])
+        return Status::corruption(fmt::format("{} offset 16: header says first position {}, the file name says {}",
+                                              path, (*seg)->first_position(), firsts[i]));
+      log->segments_.push_back(std::move(*seg));
+    }
+    CAIRN_RETURN_IF_ERROR(log->recover_tail());
+    if (!options.read_only) {
+      auto f = options.fs->open_for_append(log->segments_.back()->path());
+      if (!f.ok()) return f.status();
+      log->active_file_ = std::move(*f);
+    }
+  }
+  return log;
+}
+
+Log::~Log() = default;
+
+Status Log::recover_tail() {
+  auto& seg = segments_.back();
+  const uint8_t* base = seg->data();
+  const uint64_t size = seg->file_size_at_open();
+  uint64_t offset = kSegmentHeaderSize;
+  uint64_t expect = seg->first_position();
+  chain_head_ = seg->header().chain_before;
+  last_time_ns_ = seg->header().last_time_before;
+  for (;;) {
+    FrameCheck c = check_frame(base + offset, size - offset, /*check_body=*/true);
+    if (c.state == FrameState::kOk && c.header.first_position != expect) {
+      c.state = FrameState::kCorrupt;
+      c.problem = fmt::format("commit starts at position {}, expected {}", c.header.first_position, expect);
+    }
+    if (c.state == FrameState::kEnd) break;
+    if (c.state == FrameState::kOk) {
+      // The recorded time of the commit's last event, so that time never goes back after a restart.
+      Status st = for_each_event(c.header, base + offset + kFrameHeaderSize,
+                                 [&](const EventView& v, const uint8_t*, uint32_t) {
+                                   last_time_ns_ = v.recorded_ns;
+                                   return true;
+                                 });
+      if (!st.ok()) return Status::corruption(fmt::format("{} offset {}: {}", seg->path(), offset, st.message()));
+      chain_head_ = c.header.chain_head;
+      expect += c.header.event_count;
+      offset += c.header.frame_size;
+      ++recovered_commits_;
+      continue;
+    }
+    const bool corrupt = c.state == FrameState::kCorrupt;
+    if (corrupt && !options_.repair)
+      return Status::corruption(fmt::format(
+          "{} offset {} (position {}): {}; the log tail is damaged. Nothing was changed. Run `cairn verify` for "
+          "details; opening with repair cuts the log here and keeps a copy of the cut bytes",
+          seg->path(), offset, expect, c.problem));
+    if (options_.read_only) break;  // a reader treats the damaged tail as the end and changes nothing
+    if (corrupt) {
+      const std::string repair_dir = dir_ + "/repair";
+      CAIRN_RETURN_IF_ERROR(make_dirs(repair_dir));
+      const std::string name = fmt::format("{}.{}.cut", seg->name(), offset);
+      CAIRN_RETURN_IF_ERROR(write_file_atomically(
+          options_.fs, repair_dir, name,
+          std::string_view(reinterpret_cast<const char*>(base + offset), size - offset)));
+    }
+    auto f = options_.fs->open_for_append(seg->path());
+    if (!f.ok()) return f.status();
+    CAIRN_RETURN_IF_ERROR((*f)->truncate(offset));
+    CAIRN_RETURN_IF_ERROR((*f)->sync());
+    break;
+  }
+  seg->set_durable_size(offset);
+  durable_end_.store(expect, std::memory_order_release);
+  return {};
+}
+
+Status Log::create_segment(uint64_t first_position, const Hash& chain_before, int64_t last_time_before) {
+  const std::string name = segment_file_name(first_position);
+  const std::string tmp = log_dir_ + "/" + name + ".tmp";
+  const std::string path = log_dir_ + "/" + name;
+  uint8_t header[kSegmentHeaderSize];
+  encode_segment_header(SegmentHeader{first_position, last_time_before, chain_before}, header);
+  {
+    CAIRN_RETURN_IF_ERROR(options_.fs->remove(tmp));
+    auto f = options_.fs->create_file(tmp);
+    if (!f.ok()) return f.status();
+    CAIRN_RETURN_IF_ERROR((*f)->append(header, sizeof header));
+    if (options_.sync) CAIRN_RETURN_IF_ERROR((*f)->sync());
+  }
+  CAIRN_RETURN_IF_ERROR(options_.fs->rename(tmp, path));
+  if (options_.sync) CAIRN_RETURN_IF_ERROR(options_.fs->sync_dir(log_dir_));
+  auto seg = Segment::open(path, options_.segment_size + options_.max_commit_bytes + kSegmentHeaderSize);
+  if (!seg.ok()) return seg.status();
+  (*seg)->set_durable_size(kSegmentHeaderSize);
+  auto f = options_.fs->open_for_append(path);
+  if (!f.ok()) return f.status();
+  active_file_ = std::move(*f);
+  std::unique_lock lock(segments_mu_);
+  segments_.push_back(std::move(*seg));
+  return {};
+}
+
+Status Log::poison(Status s) {
+  if (poison_.ok()) {
+    poison_ = Status(ErrorCode::kPoisoned,
+                     "the store stopped accepting appends after a failed write or sync: " + s.message());
+  }
+  return poison_;
+}
+
+Status Log::maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending) {
+  if (!poison_.ok()) return poison_;
+  const uint64_t filled = active_file_->size() + pending.size();
+  if (filled < options_.segment_size || filled <= kSegmentHeaderSize) return {};
+  CAIRN_RETURN_IF_ERROR(write(pending));
+  pending.clear();
+  CAIRN_RETURN_IF_ERROR(sync());
+  std::shared_ptr<Segment> sealed = segments_.back();
+  sealed->set_durable_size(active_file_->size());
+  Status st = create_segment(next_position, chain_head, last_time_ns);
+  if (!st.ok()) return poison(st);
+  return {};
+}
+
+Status Log::write(const std::string& bytes) {
+  if (!poison_.ok()) return poison_;
+  if (bytes.empty()) return {};
+  Status st = active_file_->append(bytes.data(), bytes.size());
+  if (!st.ok()) return poison(st);
+  return {};
+}
+
+Status Log::sync() {
+  if (!poison_.ok()) return poison_;
+  if (!options_.sync) return {};
+  Status st = active_file_->sync();
+  if (!st.ok()) return poison(st);
+  return {};
+}
+
+void Log::publish(uint64_t durable_end) {
+  segments_.back()->set_durable_size(active_file_->size());
+  durable_end_.store(durable_end, std::memory_order_release);
+}
+
+std::vector<std::shared_ptr<Segment>> Log::segments() const {
+  std::shared_lock lock(segments_mu_);
+  return segments_;
+}
+
+std::shared_ptr<Segment> Log::segment_for(uint64_t position) const {
+  if (position >= durable_end()) return nullptr;
+  std::shared_lock lock(segments_mu_);
+  auto it = std::upper_bound(segments_.begin(), segments_.end(), position,
+                             [](uint64_t p, const std::shared_ptr<Segment>& s) { return p < s->first_position(); });
+  if (it == segments_.begin()) return nullptr;
+  return *std::prev(it);
+}
+
+uint64_t Log::total_bytes() const {
+  std::shared_lock lock(segments_mu_);
+  uint64_t n = 0;
+  for (const auto& s : segments_) n += s->durable_size();
+  return n;
+}
+
+Status Log::visit_frames(std::shared_ptr<Segment> segment, uint64_t offset, uint64_t end_position,
+                         const std::function<bool(const FrameRef&, const uint8_t* frame)>& visit) const {
+  while (segment) {
+    const uint64_t size = segment->durable_size();
+    const uint8_t* base = segment->data();
+    while (offset < size) {
+      FrameCheck c = check_frame(base + offset, size - offset, /*check_body=*/false);
+      if (c.state != FrameState::kOk)
+        return Status::corruption(fmt::format("{} offset {}: {}", segment->path(), offset, c.problem));
+      if (c.header.first_position >= end_position) return {};
+      FrameRef ref{segment, offset, c.header};
+      if (!visit(ref, base + offset)) return {};
+      offset += c.header.frame_size;
+    }
+    // On to the next segment, if any.
+    std::shared_lock lock(segments_mu_);
+    auto it = std::find(segments_.begin(), segments_.end(), segment);
+    if (it == segments_.end() || std::next(it) == segments_.end()) return {};
+    segment = *std::next(it);
+    offset = kSegmentHeaderSize;
+  }
+  return {};
+}
+
+Status Log::check_frame_body(const FrameRef& ref, const uint8_t* frame) {
+  FrameCheck c = check_frame(frame, ref.header.frame_size, /*check_body=*/true);
+  if (c.state == FrameState::kOk) return {};
+  return Status::corruption(fmt::format("{} offset {} (positions {}..{}): {}", ref.segment->path(), ref.offset,
+                                        ref.header.first_position,
+                                        ref.header.first_position + ref.header.event_count - 1, c.problem));
+}
+
+}  // namespace cairn::log

@@ -1,0 +1,105 @@
+// The segmented append-only log: recovery on open, the writer's append/sync/roll, and frame lookup for
+// readers.
+//
+// Durability contract: write() hands whole commit frames to the OS; sync() makes everything written so
+// far durable (fdatasync of the active segment; a roll syncs the sealed one and the directory). The caller
+// (the store's writer) publishes a durable end only after sync() returned ok. If any write or sync fails,
+// the Log is poisoned and refuses every further write: the state of the file after a failed fsync is
+// unknown, so nothing more may be acknowledged from it.
+// Recovery: an incomplete tail frame is cut; a complete frame that fails a check in the tail is corruption
+// (open fails naming file and offset), unless repair is set, in which case the cut bytes are saved to
+// repair/ first. Sealed segments are not scanned on open (verify does that).
+// Thread safety: writer methods from one thread only; reader methods from any thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "cairn/status.h"
+#include "log/file.h"
+#include "log/record.h"
+#include "log/segment.h"
+
+namespace cairn::log {
+
+inline constexpr uint64_t kSparseStride = 16 * 1024;  // one position->offset index entry per 16 KiB of log
+
+// True when a frame at `offset` of `size` bytes must get a sparse position index entry: the first frame of
+// a segment, and every frame that crosses a kSparseStride boundary. Stateless so that replay agrees.
+inline bool frame_needs_sparse_entry(uint64_t offset, uint64_t size) {
+  return offset == kSegmentHeaderSize || offset / kSparseStride != (offset + size) / kSparseStride;
+}
+
+struct LogOptions {
+  FileSystem* fs = nullptr;
+  uint64_t segment_size = 128ull << 20;
+  uint64_t max_commit_bytes = 17ull << 20;  // the largest frame a commit can produce
+  bool read_only = false;
+  bool repair = false;
+  bool sync = true;  // false with durability none: nothing is ever synced
+};
+
+struct FrameRef {
+  std::shared_ptr<Segment> segment;
+  uint64_t offset = 0;
+  FrameHeader header;
+};
+
+class Log {
+ public:
+  static Result<std::unique_ptr<Log>> open(const std::string& dir, const LogOptions& options);
+  ~Log();
+
+  // --- state ---
+  uint64_t durable_end() const { return durable_end_.load(std::memory_order_acquire); }
+  const Hash& recovered_chain_head() const { return chain_head_; }
+  int64_t recovered_last_time_ns() const { return last_time_ns_; }
+  uint64_t recovered_commits() const { return recovered_commits_; }
+  const std::string& dir() const { return dir_; }
+  std::vector<std::shared_ptr<Segment>> segments() const;
+  std::shared_ptr<Segment> segment_for(uint64_t position) const;  // null if position >= durable end
+  uint64_t total_bytes() const;
+
+  // --- readers ---
+  // Visits durable frames from (segment, offset) onward, across segments, while visit returns true.
+  // Frames are header-checked; body checks are the visitor's to ask for (check_frame_body).
+  Status visit_frames(std::shared_ptr<Segment> segment, uint64_t offset, uint64_t end_position,
+                      const std::function<bool(const FrameRef&, const uint8_t* frame)>& visit) const;
+  // Checks a frame's body CRC and record sizes; the error names file, offset and positions.
+  static Status check_frame_body(const FrameRef& ref, const uint8_t* frame);
+
+  // --- the single writer ---
+  Status poisoned() const { return poison_; }
+  uint64_t active_offset() const { return active_file_->size(); }
+  // Rolls to a new segment first when the active one is full and holds at least one commit. `pending`
+  // bytes not yet written are written to the old segment before the roll.
+  Status maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending);
+  Status write(const std::string& bytes);
+  Status sync();
+  // Makes everything written so far visible to readers: only after sync() (or with durability none).
+  void publish(uint64_t durable_end);
+
+ private:
+  Log() = default;
+  Status recover_tail();
+  Status create_segment(uint64_t first_position, const Hash& chain_before, int64_t last_time_before);
+  Status poison(Status s);
+
+  std::string dir_;
+  std::string log_dir_;
+  LogOptions options_;
+  mutable std::shared_mutex segments_mu_;
+  std::vector<std::shared_ptr<Segment>> segments_;
+  std::unique_ptr<WritableFile> active_file_;
+  std::atomic<uint64_t> durable_end_{0};
+  Hash chain_head_{};
+  int64_t last_time_ns_ = 0;
+  uint64_t recovered_commits_ = 0;
+  Status poison_;
+};
+
+}  // namespace cairn::log

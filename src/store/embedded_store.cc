@@ -1,0 +1,380 @@
+#include "store/embedded_store.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "store/validate.h"
+#include "subscribe/subscription.h"
+
+namespace cairn::store {
+
+Result<int> lock_data_dir(const std::string& dir) {
+  const std::string path = dir + "/LOCK";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::io_error(fmt::format("cannot open {}: {}", path, log::errno_text(errno)));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK)
+      return Status(ErrorCode::kBusy, fmt::format("{} is open in another process (it holds {})", dir, path));
+    return Status::io_error(fmt::format("cannot lock {}: {}", path, log::errno_text(e)));
+  }
+  return fd;
+}
+
+void unlock_data_dir(int fd) {
+  if (fd >= 0) ::close(fd);  // closing releases the flock
+}
+
+Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, log::FileSystem* fs) {
+  if (options.dir.empty()) return Status::invalid_argument("dir: a data directory is required");
+  if (options.segment_size < 4096)
+    return Status::invalid_argument(fmt::format("segment_size: {} is too small (at least 4096)", options.segment_size));
+  if (options.limits.max_event_bytes == 0 || options.limits.max_append_bytes < options.limits.max_event_bytes)
+    return Status::invalid_argument("limits: max_append_bytes must be at least max_event_bytes, both above 0");
+  std::unique_ptr<EmbeddedStore> s(new EmbeddedStore());
+  s->options_ = options;
+  s->fs_ = fs;
+  if (!options.read_only) {
+    CAIRN_RETURN_IF_ERROR(log::make_dirs(options.dir));
+    auto fd = lock_data_dir(options.dir);
+    if (!fd.ok()) return fd.status();
+    s->lock_fd_ = *fd;
+  }
+  log::LogOptions lo;
+  lo.fs = fs;
+  lo.segment_size = options.segment_size;
+  // The largest frame: every event's fixed part, names and salt on top of the byte limit.
+  lo.max_commit_bytes = uint64_t{options.limits.max_append_bytes} +
+                        uint64_t{options.limits.max_events_per_append} * (log::kEventFixedSize + 512 + log::kSaltSize) +
+                        log::kFrameHeaderSize;
+  lo.read_only = options.read_only;
+  lo.repair = options.repair;
+  lo.sync = options.durability == Durability::kFsync;
+  auto lg = log::Log::open(options.dir, lo);
+  if (!lg.ok()) return lg.status();
+  s->log_ = std::move(*lg);
+  auto idx = index::Index::open(options.dir, fs, options.index_memtable_events, options.read_only);
+  if (!idx.ok()) return idx.status();
+  s->index_ = std::move(*idx);
+  if (s->index_->indexed_through() > s->log_->durable_end()) {
+    // The index covers events the log no longer has (a repair cut them, or durability none lost them):
+    // the log is the truth, so the index starts over.
+    CAIRN_RETURN_IF_ERROR(s->index_->reset());
+  }
+  s->reader_ = std::make_unique<LogReader>(*s->log_, *s->index_);
+  CAIRN_RETURN_IF_ERROR(s->replay_index());
+  if (!options.read_only)
+    s->writer_ = std::make_unique<Writer>(*s->log_, *s->index_, *s->reader_, [p = s.get()] { p->notifier_.publish(); });
+  return s;
+}
+
+EmbeddedStore::~EmbeddedStore() { (void)close(); }
+
+// Indexes the log from the index's checkpoint to the end: the only part of history an open reads.
+Status EmbeddedStore::replay_index() {
+  const uint64_t from = index_->indexed_through();
+  const uint64_t end = log_->durable_end();
+  if (from >= end) return {};
+  auto seg = log_->segment_for(from);
+  if (!seg) return {};
+  auto e = index_->sparse_floor(seg->first_position(), from);
+  index::IndexBatch batch;
+  Status inner;
+  Status st = log_->visit_frames(seg, e ? e->value : log::kSegmentHeaderSize, end,
+                                 [&](const log::FrameRef& r, const uint8_t* f) {
+                                   const auto& h = r.header;
+                                   if (h.first_position + h.event_count <= from) return true;
+                                   inner = log::Log::check_frame_body(r, f);
+                                   if (!inner.ok()) return false;
+                                   if (log::frame_needs_sparse_entry(r.offset, h.frame_size))
+                                     batch.sparse.push_back({h.first_position, r.offset});
+                                   inner = log::for_each_event(h, f + log::kFrameHeaderSize,
+                                                               [&](const EventView& v, const uint8_t*, uint32_t) {
+                                                                 batch.streams.push_back({index::hash_name(v.stream), v.revision, v.position});
+                                                                 batch.types.push_back({index::hash_name(v.type), v.position});
+                                                                 batch.ids.push_back({index::hash_id(v.id), v.position});
+                                                                 return true;
+                                                               });
+                                   if (!inner.ok()) return false;
+                                   if (batch.streams.size() >= 65536) {
+                                     batch.end_position = h.first_position + h.event_count;
+                                     index_->add(batch);
+                                     batch.clear();
+                                   }
+                                   return true;
+                                 });
+  CAIRN_RETURN_IF_ERROR(st);
+  CAIRN_RETURN_IF_ERROR(inner);
+  batch.end_position = end;
+  index_->add(batch);
+  return {};
+}
+
+Status EmbeddedStore::writable() const {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  if (!writer_) return Status::invalid_argument("the store was opened read-only");
+  return {};
+}
+
+Result<AppendResult> EmbeddedStore::append(StreamAppend request) {
+  std::vector<StreamAppend> v;
+  v.push_back(std::move(request));
+  return do_append(std::move(v), false);
+}
+
+Result<AppendResult> EmbeddedStore::append_multi(std::vector<StreamAppend> requests) {
+  if (requests.empty()) return Status::invalid_argument("appends: at least one stream append is required");
+  return do_append(std::move(requests), true);
+}
+
+Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests, bool multi) {
+  CAIRN_RETURN_IF_ERROR(writable());
+  uint64_t total = 0;
+  size_t events = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    uint64_t bytes = 0;
+    CAIRN_RETURN_IF_ERROR(validate_stream_append(requests[i], options_.limits,
+                                                 multi ? fmt::format("appends[{}].", i) : std::string(), &bytes));
+    total += bytes;
+    events += requests[i].events.size();
+  }
+  if (total > options_.limits.max_append_bytes)
+    return Status::limit_exceeded(
+        fmt::format("the append is {} bytes, the limit is {}", total, options_.limits.max_append_bytes));
+  if (events > options_.limits.max_events_per_append)
+    return Status::limit_exceeded(
+        fmt::format("the append has {} events, the limit is {}", events, options_.limits.max_events_per_append));
+  std::vector<PreparedAppend> prepared(requests.size());
+  std::vector<uint8_t> salt_bytes(events * log::kSaltSize);
+  if (RAND_bytes(salt_bytes.data(), static_cast<int>(salt_bytes.size())) != 1)
+    return Status::io_error("the random generator failed (RAND_bytes)");
+  size_t k = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    PreparedAppend& p = prepared[i];
+    p.append = std::move(requests[i]);
+    const size_t n = p.append.events.size();
+    p.id_supplied.resize(n);
+    p.salts.resize(n);
+    for (size_t j = 0; j < n; ++j, ++k) {
+      auto& e = p.append.events[j];
+      p.id_supplied[j] = e.id.has_value();
+      if (!e.id) e.id = Uuid::generate_v7();
+      std::memcpy(p.salts[j].data(), salt_bytes.data() + k * log::kSaltSize, log::kSaltSize);
+    }
+  }
+  return writer_->submit(std::move(prepared));
+}
+
+Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
+  CAIRN_RETURN_IF_ERROR(writable());
+  if (events.empty()) return Status::invalid_argument("events: an imported commit needs at least one event");
+  uint64_t total = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& e = events[i];
+    const std::string what = fmt::format("events[{}]", i);
+    CAIRN_RETURN_IF_ERROR(validate_stream_name(e.stream, what + ".stream", true));
+    CAIRN_RETURN_IF_ERROR(validate_event_type(e.type, what + ".type", true));
+    if (e.id.is_nil()) return Status::invalid_argument(what + ".id: the nil UUID is not a valid event id");
+    const uint64_t size = e.type.size() + e.metadata.size() + e.data.size();
+    if (size > options_.limits.max_event_bytes)
+      return Status::limit_exceeded(
+          fmt::format("{}: the event is {} bytes, the limit is {}", what, size, options_.limits.max_event_bytes));
+    CAIRN_RETURN_IF_ERROR(validate_metadata(e.metadata, what + ".metadata"));
+    if (e.content_type == ContentType::kJson) CAIRN_RETURN_IF_ERROR(validate_json(e.data, what + ".data"));
+    total += size + e.stream.size();
+  }
+  if (total > options_.limits.max_append_bytes)
+    return Status::limit_exceeded(fmt::format("the commit is {} bytes, the limit is {}", total, options_.limits.max_append_bytes));
+  return writer_->import(std::move(events));
+}
+
+Result<ReadPage> EmbeddedStore::read_stream(std::string_view stream, std::optional<uint64_t> from_revision,
+                                            Direction direction, size_t limit) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
+  if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
+  const uint64_t end = reader_->durable_end();
+  auto tip = reader_->stream_tip(stream, end);
+  if (!tip.ok()) return tip.status();
+  if (!*tip) return Status::not_found(fmt::format("stream '{}' does not exist", stream));
+  const uint64_t last = (*tip)->revision;
+  ReadPage page;
+  uint64_t lo, hi;
+  if (direction == Direction::kForward) {
+    lo = from_revision.value_or(0);
+    if (lo > last) return page;
+    hi = lo + std::min<uint64_t>(limit - 1, last - lo);
+  } else {
+    hi = std::min(from_revision.value_or(last), last);
+    lo = hi + 1 >= limit ? hi + 1 - limit : 0;
+  }
+  CAIRN_RETURN_IF_ERROR(reader_->stream_events(stream, lo, hi, end, [&](const EventView& v) {
+    page.events.push_back(v.to_owned());
+    return true;
+  }));
+  if (page.events.size() != hi - lo + 1)
+    return Status::corruption(fmt::format(
+        "stream '{}': the index has {} of revisions {}..{}; run `cairn reindex` (the log is intact)", stream,
+        page.events.size(), lo, hi));
+  if (direction == Direction::kForward) {
+    if (hi < last) page.next = hi + 1;
+  } else {
+    std::reverse(page.events.begin(), page.events.end());
+    if (lo > 0) page.next = lo - 1;
+  }
+  return page;
+}
+
+Status EmbeddedStore::read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit,
+                                       const Filter& filter, ReadPage* page) {
+  const bool forward = direction == Direction::kForward;
+  std::vector<uint64_t> positions;
+  for (const auto& t : filter.types) index_->type_positions(index::hash_name(t), lo, hi, forward, limit, &positions);
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  const bool more = positions.size() > limit || (positions.size() == limit);
+  if (positions.size() > limit) {
+    if (forward) positions.resize(limit);
+    else positions.erase(positions.begin(), positions.end() - static_cast<ptrdiff_t>(limit));
+  }
+  CAIRN_RETURN_IF_ERROR(reader_->read_positions(positions, [&](const EventView& v) {
+    if (filter.matches(v.stream, v.type)) page->events.push_back(v.to_owned());  // hash candidates confirmed here
+    return true;
+  }));
+  if (!forward) std::reverse(page->events.begin(), page->events.end());
+  if (more && !positions.empty()) {
+    if (forward && positions.back() + 1 <= hi) page->next = positions.back() + 1;
+    if (!forward && positions.front() > lo) page->next = positions.front() - 1;
+  }
+  return {};
+}
+
+Result<ReadPage> EmbeddedStore::read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
+                                         const Filter& filter) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
+  const uint64_t end = reader_->durable_end();
+  ReadPage page;
+  if (end == 0) return page;
+  if (direction == Direction::kForward) {
+    const uint64_t from = from_position.value_or(0);
+    if (from >= end) return page;
+    if (!filter.types.empty()) {
+      CAIRN_RETURN_IF_ERROR(read_all_by_type(from, end - 1, direction, limit, filter, &page));
+      return page;
+    }
+    uint64_t last = from;
+    bool full = false;
+    CAIRN_RETURN_IF_ERROR(reader_->scan(from, end, [&](const EventView& v) {
+      last = v.position;
+      if (filter.matches(v.stream, v.type)) page.events.push_back(v.to_owned());
+      full = page.events.size() >= limit;
+      return !full;
+    }));
+    if (full && last + 1 < end) page.next = last + 1;
+    return page;
+  }
+  const uint64_t from = std::min(from_position.value_or(end - 1), end - 1);
+  if (!filter.types.empty()) {
+    CAIRN_RETURN_IF_ERROR(read_all_by_type(0, from, direction, limit, filter, &page));
+    return page;
+  }
+  uint64_t last = from;
+  bool full = false;
+  CAIRN_RETURN_IF_ERROR(reader_->scan_backward(from, 0, [&](const EventView& v) {
+    last = v.position;
+    if (filter.matches(v.stream, v.type)) page.events.push_back(v.to_owned());
+    full = page.events.size() >= limit;
+    return !full;
+  }));
+  if (full && last > 0) page.next = last - 1;
+  return page;
+}
+
+Status EmbeddedStore::scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  if (filter.empty()) return reader_->scan(from_position, reader_->durable_end(), visit);
+  return reader_->scan(from_position, reader_->durable_end(),
+                       [&](const EventView& v) { return !filter.matches(v.stream, v.type) || visit(v); });
+}
+
+Result<RecordedEvent> EmbeddedStore::read_position(uint64_t position) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  return reader_->read_position(position);
+}
+
+Result<RecordedEvent> EmbeddedStore::read_event(const Uuid& id) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  auto ev = reader_->find_by_id(id, reader_->durable_end());
+  if (!ev.ok()) return ev.status();
+  if (!*ev) return Status::not_found(fmt::format("no event has id {}", id.to_string()));
+  return std::move(**ev);
+}
+
+Result<StreamInfo> EmbeddedStore::stream_info(std::string_view stream) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
+  auto tip = reader_->stream_tip(stream, reader_->durable_end());
+  if (!tip.ok()) return tip.status();
+  if (!*tip) return Status::not_found(fmt::format("stream '{}' does not exist", stream));
+  return StreamInfo{std::string(stream), (*tip)->revision, (*tip)->position};
+}
+
+Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_all(uint64_t from_position, Filter filter) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  return subscribe::make_all_subscription(*reader_, notifier_, from_position, std::move(filter));
+}
+
+Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_stream(std::string stream, uint64_t from_revision) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
+  return subscribe::make_stream_subscription(*reader_, notifier_, std::move(stream), from_revision);
+}
+
+uint64_t EmbeddedStore::head_position() const { return log_->durable_end(); }
+
+StoreStats EmbeddedStore::stats() const {
+  StoreStats s;
+  s.events = log_->durable_end();
+  s.commits = log_->recovered_commits() + (writer_ ? writer_->commits() : 0);
+  s.segments = log_->segments().size();
+  s.log_bytes = log_->total_bytes();
+  const auto is = index_->stats();
+  s.index_runs = is.runs;
+  s.index_memtable_events = is.memtable_events;
+  s.indexed_through = is.indexed_through;
+  s.durability = options_.durability;
+  // The chain head after the last durable commit is in that commit's header.
+  s.chain_head_hex = log::hex(log_->recovered_chain_head());
+  const uint64_t end = log_->durable_end();
+  if (end > 0) {
+    if (auto seg = log_->segment_for(end - 1)) {
+      auto e = index_->sparse_floor(seg->first_position(), end - 1);
+      (void)log_->visit_frames(seg, e ? e->value : log::kSegmentHeaderSize, end,
+                               [&](const log::FrameRef& r, const uint8_t*) {
+                                 s.chain_head_hex = log::hex(r.header.chain_head);
+                                 return true;
+                               });
+    }
+  }
+  return s;
+}
+
+Status EmbeddedStore::close() {
+  if (closed_.exchange(true)) return {};
+  if (writer_) writer_->stop();
+  notifier_.close();
+  Status st = index_ ? index_->close() : Status();
+  unlock_data_dir(lock_fd_);
+  lock_fd_ = -1;
+  return st;
+}
+
+}  // namespace cairn::store

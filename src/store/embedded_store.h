@@ -1,0 +1,66 @@
+// The embedded backend of the Store API: one data directory, one process.
+//
+// Layout of the directory: LOCK (held with flock while open for writing), log/ (segments: the truth),
+// index/ (derived, rebuildable), repair/ (bytes cut by a repair, kept for inspection).
+// See include/cairn/store.h for the durability and visibility contract; this class adds the file-system
+// hook that tests use to inject faults.
+#pragma once
+
+#include <memory>
+
+#include "cairn/store.h"
+#include "index/index.h"
+#include "log/file.h"
+#include "log/log.h"
+#include "store/reader.h"
+#include "store/writer.h"
+#include "subscribe/notifier.h"
+
+namespace cairn::store {
+
+class EmbeddedStore final : public Store {
+ public:
+  static Result<std::unique_ptr<EmbeddedStore>> open(const Options& options, log::FileSystem* fs);
+  ~EmbeddedStore() override;
+
+  Result<AppendResult> append(StreamAppend request) override;
+  Result<AppendResult> append_multi(std::vector<StreamAppend> requests) override;
+  Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,
+                               size_t limit) override;
+  Result<ReadPage> read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
+                            const Filter& filter) override;
+  Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
+  Result<RecordedEvent> read_position(uint64_t position) override;
+  Result<RecordedEvent> read_event(const Uuid& id) override;
+  Result<StreamInfo> stream_info(std::string_view stream) override;
+  Result<std::unique_ptr<Subscription>> subscribe_all(uint64_t from_position, Filter filter) override;
+  Result<std::unique_ptr<Subscription>> subscribe_stream(std::string stream, uint64_t from_revision) override;
+  Result<uint64_t> import_commit(std::vector<ImportEvent> events) override;
+  uint64_t head_position() const override;
+  StoreStats stats() const override;
+  Status close() override;
+
+ private:
+  EmbeddedStore() = default;
+  Status replay_index();
+  Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi);
+  Status writable() const;
+  Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,
+                          ReadPage* page);
+
+  Options options_;
+  log::FileSystem* fs_ = nullptr;
+  int lock_fd_ = -1;
+  std::unique_ptr<log::Log> log_;
+  std::unique_ptr<index::Index> index_;
+  std::unique_ptr<LogReader> reader_;
+  subscribe::Notifier notifier_;
+  std::unique_ptr<Writer> writer_;
+  std::atomic<bool> closed_{false};
+};
+
+// Takes the directory's write lock (flock on DIR/LOCK); kBusy if another process holds it.
+Result<int> lock_data_dir(const std::string& dir);
+void unlock_data_dir(int fd);
+
+}  // namespace cairn::store

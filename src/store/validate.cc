@@ -1,0 +1,112 @@
+#include "store/validate.h"
+
+#include <simdjson.h>
+
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+namespace cairn::store {
+namespace {
+
+Status validate_name(std::string_view name, std::string_view what, std::string_view kind, bool allow_reserved) {
+  if (name.empty()) return Status::invalid_argument(fmt::format("{}: {} must not be empty", what, kind));
+  if (name.size() > 256)
+    return Status::invalid_argument(fmt::format("{}: {} is {} bytes, the limit is 256", what, kind, name.size()));
+  if (!simdjson::validate_utf8(name.data(), name.size()))
+    return Status::invalid_argument(fmt::format("{}: {} is not valid UTF-8", what, kind));
+  for (size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == 0x7f)
+      return Status::invalid_argument(
+          fmt::format("{}: {} contains a control character (0x{:02x}) at byte {}", what, kind, c, i));
+  }
+  if (!allow_reserved && name[0] == '$')
+    return Status::invalid_argument(
+        fmt::format("{}: {} '{}' starts with '$', which is reserved for the store", what, kind, name));
+  return {};
+}
+
+simdjson::dom::parser& thread_parser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+}  // namespace
+
+Status validate_stream_name(std::string_view name, std::string_view what, bool allow_reserved) {
+  return validate_name(name, what, "stream name", allow_reserved);
+}
+
+Status validate_event_type(std::string_view type, std::string_view what, bool allow_reserved) {
+  return validate_name(type, what, "event type", allow_reserved);
+}
+
+Status validate_json(std::string_view data, std::string_view what) {
+  simdjson::dom::element doc;
+  auto err = thread_parser().parse(data.data(), data.size()).get(doc);
+  if (err) return Status::invalid_argument(fmt::format("{}: not valid JSON: {}", what, simdjson::error_message(err)));
+  return {};
+}
+
+Status validate_metadata(std::string_view metadata, std::string_view what) {
+  if (metadata.empty()) return {};
+  simdjson::dom::element doc;
+  auto err = thread_parser().parse(metadata.data(), metadata.size()).get(doc);
+  if (err) return Status::invalid_argument(fmt::format("{}: not valid JSON: {}", what, simdjson::error_message(err)));
+  simdjson::dom::object obj;
+  if (doc.get(obj)) return Status::invalid_argument(fmt::format("{}: must be a JSON object", what));
+  for (const char* key : {"correlation_id", "causation_id"}) {
+    simdjson::dom::element v;
+    if (obj.at_key(key).get(v) == simdjson::SUCCESS && !v.is_string())
+      return Status::invalid_argument(fmt::format("{}.{}: must be a string", what, key));
+  }
+  simdjson::dom::element actor;
+  if (obj.at_key("actor").get(actor) == simdjson::SUCCESS) {
+    simdjson::dom::object a;
+    if (actor.get(a)) return Status::invalid_argument(fmt::format("{}.actor: must be an object {{\"kind\", \"id\"}}", what));
+    std::string_view kind;
+    if (a.at_key("kind").get(kind))
+      return Status::invalid_argument(fmt::format("{}.actor.kind: required, a string", what));
+    if (kind != "human" && kind != "ai_agent" && kind != "system" && kind != "service")
+      return Status::invalid_argument(fmt::format(
+          "{}.actor.kind: '{}' is not one of human, ai_agent, system, service", what, kind.substr(0, 64)));
+    simdjson::dom::element id;
+    if (a.at_key("id").get(id) == simdjson::SUCCESS && !id.is_string())
+      return Status::invalid_argument(fmt::format("{}.actor.id: must be a string", what));
+  }
+  return {};
+}
+
+Status validate_stream_append(const StreamAppend& a, const Limits& limits, std::string_view prefix,
+                              uint64_t* bytes_out) {
+  CAIRN_RETURN_IF_ERROR(validate_stream_name(a.stream, fmt::format("{}stream", prefix), false));
+  if (a.events.empty()) return Status::invalid_argument(fmt::format("{}events: at least one event is required", prefix));
+  if (a.events.size() > limits.max_events_per_append)
+    return Status::limit_exceeded(fmt::format("{}events: {} events, the limit per append is {}", prefix,
+                                              a.events.size(), limits.max_events_per_append));
+  uint64_t total = 0;
+  std::unordered_set<Uuid, UuidHash> ids;
+  for (size_t i = 0; i < a.events.size(); ++i) {
+    const EventData& e = a.events[i];
+    const std::string what = fmt::format("{}events[{}]", prefix, i);
+    CAIRN_RETURN_IF_ERROR(validate_event_type(e.type, what + ".type", false));
+    if (e.id) {
+      if (e.id->is_nil()) return Status::invalid_argument(what + ".id: the nil UUID is not a valid event id");
+      if (!ids.insert(*e.id).second)
+        return Status::invalid_argument(
+            fmt::format("{}.id: {} appears twice in the same append", what, e.id->to_string()));
+    }
+    const uint64_t size = e.type.size() + e.metadata.size() + e.data.size();
+    if (size > limits.max_event_bytes)
+      return Status::limit_exceeded(fmt::format("{}: the event is {} bytes (type + metadata + data), the limit is {}",
+                                                what, size, limits.max_event_bytes));
+    CAIRN_RETURN_IF_ERROR(validate_metadata(e.metadata, what + ".metadata"));
+    if (e.content_type == ContentType::kJson) CAIRN_RETURN_IF_ERROR(validate_json(e.data, what + ".data"));
+    total += size + a.stream.size();
+  }
+  *bytes_out = total;
+  return {};
+}
+
+}  // namespace cairn::store

@@ -1,0 +1,376 @@
+#include "store/writer.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+namespace cairn::store {
+
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr size_t kMaxGroupBytes = 32u << 20;      // a group is cut once it holds this much event data
+constexpr size_t kRevisionCacheLimit = 1'000'000;  // streams; past this the cache starts over (misses read the index)
+
+// What an existing event with a reused id looks like, for the idempotency check.
+struct Existing {
+  std::string stream;
+  uint64_t revision = 0;
+  uint64_t position = 0;
+  std::string type;
+  ContentType content_type = ContentType::kJson;
+  std::string metadata;
+  std::string data;
+};
+
+bool same_content(const Existing& x, const EventData& e) {
+  return x.type == e.type && x.content_type == e.content_type && x.metadata == e.metadata && x.data == e.data;
+}
+
+}  // namespace
+
+struct Writer::Tentative {
+  uint64_t next_position = 0;
+  int64_t last_time_ns = 0;
+  std::unordered_map<std::string, uint64_t> revisions;  // streams written earlier in this group
+  std::unordered_map<Uuid, Existing, UuidHash> ids;     // supplied ids written earlier in this group
+};
+
+Writer::Writer(log::Log& log, index::Index& index, const LogReader& reader, std::function<void()> on_publish)
+    : log_(log), index_(index), reader_(reader), on_publish_(std::move(on_publish)) {
+  next_position_ = log.durable_end();
+  chain_head_ = log.recovered_chain_head();
+  last_time_ns_ = log.recovered_last_time_ns();
+  thread_ = std::thread([this] { run(); });
+}
+
+Writer::~Writer() { stop(); }
+
+void Writer::stop() {
+  {
+    std::lock_guard g(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t Writer::commits() const { return commits_.load(std::memory_order_relaxed); }
+
+Status Writer::wait(Request& r) {
+  std::unique_lock g(mu_);
+  if (stopping_) return Status(ErrorCode::kClosed, "the store is closed");
+  queue_.push_back(&r);
+  queue_cv_.notify_one();
+  done_cv_.wait(g, [&] { return r.done; });
+  return r.status;
+}
+
+Result<AppendResult> Writer::submit(std::vector<PreparedAppend> appends) {
+  Request r;
+  r.appends = &appends;
+  for (const auto& a : appends)
+    for (const auto& e : a.append.events) r.bytes += e.data.size() + e.metadata.size() + e.type.size();
+  CAIRN_RETURN_IF_ERROR(wait(r));
+  return std::move(r.result);
+}
+
+Result<uint64_t> Writer::import(std::vector<ImportEvent> events) {
+  Request r;
+  r.imports = &events;
+  for (const auto& e : events) r.bytes += e.data.size() + e.metadata.size() + e.type.size();
+  CAIRN_RETURN_IF_ERROR(wait(r));
+  return r.import_position;
+}
+
+void Writer::run() {
+  std::vector<Request*> group;
+  for (;;) {
+    {
+      std::unique_lock g(mu_);
+      queue_cv_.wait(g, [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;  // stopping, and everything queued was answered
+      size_t bytes = 0;
+      group.clear();
+      while (!queue_.empty() && (group.empty() || bytes + queue_.front()->bytes <= kMaxGroupBytes)) {
+        bytes += queue_.front()->bytes;
+        group.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    process_group(group);
+    {
+      std::lock_guard g(mu_);
+      for (Request* r : group) r->done = true;
+    }
+    done_cv_.notify_all();
+  }
+}
+
+Result<std::optional<uint64_t>> Writer::current_revision(const std::string& stream, const Tentative& t) {
+  if (auto it = t.revisions.find(stream); it != t.revisions.end()) return std::optional<uint64_t>(it->second);
+  if (auto it = revision_cache_.find(stream); it != revision_cache_.end()) return std::optional<uint64_t>(it->second);
+  auto tip = reader_.stream_tip(stream, log_.durable_end());
+  if (!tip.ok()) return tip.status();
+  if (!*tip) return std::optional<uint64_t>{};
+  if (revision_cache_.size() >= kRevisionCacheLimit) revision_cache_.clear();
+  revision_cache_[stream] = (*tip)->revision;
+  return std::optional<uint64_t>((*tip)->revision);
+}
+
+Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput>* inputs) {
+  auto& appends = *r.appends;
+
+  // Idempotency: look up every supplied id, in this group first, then in the log.
+  std::vector<std::vector<std::optional<Existing>>> found(appends.size());
+  size_t supplied = 0, existing = 0, total = 0;
+  for (size_t i = 0; i < appends.size(); ++i) {
+    const auto& a = appends[i];
+    found[i].resize(a.append.events.size());
+    for (size_t j = 0; j < a.append.events.size(); ++j) {
+      ++total;
+      if (!a.id_supplied[j]) continue;
+      ++supplied;
+      const Uuid& id = *a.append.events[j].id;
+      if (auto it = t.ids.find(id); it != t.ids.end()) {
+        found[i][j] = it->second;
+      } else {
+        auto ev = reader_.find_by_id(id, log_.durable_end());
+        if (!ev.ok()) return ev.status();
+        if (*ev) {
+          const RecordedEvent& x = **ev;
+          found[i][j] = Existing{x.stream, x.revision, x.position, x.type, x.content_type, x.metadata, x.data};
+        }
+      }
+      if (found[i][j]) ++existing;
+    }
+  }
+  const bool multi = appends.size() > 1;
+  auto where = [&](size_t i, size_t j) {
+    return multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
+  };
+  if (existing > 0) {
+    // A retry must repeat the whole original append: same ids, same content, same streams, in order.
+    for (size_t i = 0; i < appends.size(); ++i) {
+      const auto& a = appends[i].append;
+      for (size_t j = 0; j < a.events.size(); ++j) {
+        const auto& f = found[i][j];
+        if (!f) {
+          // Name the first id that exists, to say why this is not a plain new append.
+          for (size_t x = 0; x < appends.size(); ++x)
+            for (size_t y = 0; y < found[x].size(); ++y)
+              if (found[x][y])
+                return Status::duplicate_event_id(fmt::format(
+                    "{}.id: event id {} already exists (position {}, stream '{}'), but this append is not a "
+                    "repeat of the one that wrote it",
+                    where(x, y), appends[x].append.events[y].id->to_string(), found[x][y]->position,
+                    found[x][y]->stream));
+        }
+        const bool in_place = f->stream == a.stream && (j == 0 || f->revision == found[i][j - 1]->revision + 1) &&
+                              same_content(*f, a.events[j]);
+        if (!in_place)
+          return Status::duplicate_event_id(fmt::format(
+              "{}.id: event id {} already exists (position {}, stream '{}', revision {}) with {}", where(i, j),
+              a.events[j].id->to_string(), f->position, f->stream, f->revision,
+              f->stream != a.stream ? "another stream" : "different content or order"));
+      }
+      const uint64_t first_rev = found[i][0]->revision;
+      bool expected_ok = true;
+      switch (a.expected.kind) {
+        case ExpectedRevision::Kind::kAny: break;
+        case ExpectedRevision::Kind::kNoStream: expected_ok = first_rev == 0; break;
+        case ExpectedRevision::Kind::kExists: expected_ok = first_rev > 0; break;
+        case ExpectedRevision::Kind::kExact: expected_ok = first_rev == a.expected.revision + 1; break;
+      }
+      if (!expected_ok)
+        return Status::duplicate_event_id(fmt::format(
+            "{}.id: event id {} was appended at revision {} of stream '{}', which expected revision {} "
+            "cannot have produced",
+            where(i, 0), a.events[0].id->to_string(), first_rev, a.stream, a.expected.to_string()));
+    }
+    r.result.replayed = true;
+    for (size_t i = 0; i < appends.size(); ++i) {
+      const auto& f = found[i];
+      r.result.streams.push_back(StreamAppendResult{appends[i].append.stream, f.front()->position,
+                                                    f.back()->position, f.front()->revision, f.back()->revision});
+    }
+    return {};
+  }
+  (void)supplied;
+  (void)total;
+
+  // Expected revisions, with a request-local view so a failure leaves the group untouched.
+  std::unordered_map<std::string, uint64_t> local;
+  const int64_t time = std::max(now_ns(), t.last_time_ns);
+  uint64_t pos = t.next_position;
+  for (size_t i = 0; i < appends.size(); ++i) {
+    auto& pa = appends[i];
+    const StreamAppend& a = pa.append;
+    std::optional<uint64_t> cur;
+    if (auto it = local.find(a.stream); it != local.end()) {
+      cur = it->second;
+    } else {
+      auto c = current_revision(a.stream, t);
+      if (!c.ok()) return c.status();
+      cur = *c;
+    }
+    bool ok = true;
+    switch (a.expected.kind) {
+      case ExpectedRevision::Kind::kAny: break;
+      case ExpectedRevision::Kind::kNoStream: ok = !cur.has_value(); break;
+      case ExpectedRevision::Kind::kExists: ok = cur.has_value(); break;
+      case ExpectedRevision::Kind::kExact: ok = cur.has_value() && *cur == a.expected.revision; break;
+    }
+    if (!ok)
+      return Status::wrong_expected_revision(
+          fmt::format("{}stream '{}': expected revision {}, but the stream {}", multi ? fmt::format("appends[{}].", i) : "",
+                      a.stream, a.expected.to_string(),
+                      cur ? fmt::format("is at revision {}", *cur) : std::string("does not exist")),
+          cur ? static_cast<int64_t>(*cur) : -1);
+    const uint64_t first_rev = cur ? *cur + 1 : 0;
+    StreamAppendResult res{a.stream, pos, pos + a.events.size() - 1, first_rev, first_rev + a.events.size() - 1};
+    for (size_t j = 0; j < a.events.size(); ++j) {
+      const EventData& e = a.events[j];
+      inputs->push_back(log::EventInput{a.stream, first_rev + j, *e.id, e.type, time, e.content_type, e.metadata,
+                                        e.data, pa.salts[j].data()});
+    }
+    pos += a.events.size();
+    local[a.stream] = res.last_revision;
+    r.result.streams.push_back(std::move(res));
+  }
+  // Commit the request's effects to the group view.
+  for (auto& [s, rev] : local) t.revisions[s] = rev;
+  for (size_t i = 0, k = 0; i < appends.size(); ++i)
+    for (size_t j = 0; j < appends[i].append.events.size(); ++j, ++k)
+      if (appends[i].id_supplied[j]) {
+        const EventData& e = appends[i].append.events[j];
+        t.ids[*e.id] = Existing{appends[i].append.stream, (*inputs)[k].revision, t.next_position + k, e.type,
+                                e.content_type, e.metadata, e.data};
+      }
+  t.last_time_ns = time;
+  return {};
+}
+
+Status Writer::plan_import(Request& r, Tentative& t, std::vector<log::EventInput>* inputs) {
+  auto& events = *r.imports;
+  std::unordered_map<std::string, uint64_t> local;
+  int64_t last_time = t.last_time_ns;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const ImportEvent& e = events[i];
+    std::optional<uint64_t> cur;
+    if (auto it = local.find(e.stream); it != local.end()) {
+      cur = it->second;
+    } else {
+      auto c = current_revision(e.stream, t);
+      if (!c.ok()) return c.status();
+      cur = *c;
+    }
+    const uint64_t expect = cur ? *cur + 1 : 0;
+    if (e.revision != expect)
+      return Status::wrong_expected_revision(
+          fmt::format("events[{}]: stream '{}' revision {} does not continue the stream (its next revision is {})", i,
+                      e.stream, e.revision, expect),
+          cur ? static_cast<int64_t>(*cur) : -1);
+    if (e.recorded_ns < last_time)
+      return Status::invalid_argument(fmt::format(
+          "events[{}].recorded_at: {} is earlier than the log's last recorded time {}; recorded times never go back",
+          i, format_rfc3339_ns(e.recorded_ns), format_rfc3339_ns(last_time)));
+    last_time = e.recorded_ns;
+    bool dup = t.ids.count(e.id) > 0;
+    if (!dup) {
+      auto ev = reader_.find_by_id(e.id, log_.durable_end());
+      if (!ev.ok()) return ev.status();
+      dup = ev->has_value();
+    }
+    if (dup)
+      return Status::duplicate_event_id(fmt::format("events[{}].id: event id {} already exists", i, e.id.to_string()));
+    local[e.stream] = e.revision;
+    inputs->push_back(log::EventInput{e.stream, e.revision, e.id, e.type, e.recorded_ns, e.content_type, e.metadata,
+                                      e.data, e.digest_salt.data()});
+  }
+  r.import_position = t.next_position;
+  for (auto& [s, rev] : local) t.revisions[s] = rev;
+  for (size_t i = 0; i < events.size(); ++i)
+    t.ids[events[i].id] = Existing{events[i].stream, events[i].revision, t.next_position + i, events[i].type,
+                                   events[i].content_type, events[i].metadata, events[i].data};
+  t.last_time_ns = last_time;
+  return {};
+}
+
+void Writer::process_group(std::vector<Request*>& group) {
+  Tentative t;
+  t.next_position = next_position_;
+  t.last_time_ns = last_time_ns_;
+  log::Hash chain = chain_head_;
+  pending_.clear();
+  batch_.clear();
+  std::vector<Request*> written;
+  std::vector<log::EventInput> inputs;
+  Status fatal;
+
+  for (Request* r : group) {
+    if (!fatal.ok() || !log_.poisoned().ok()) {
+      r->status = fatal.ok() ? log_.poisoned() : fatal;
+      continue;
+    }
+    inputs.clear();
+    const int64_t time_before = t.last_time_ns;
+    Status st = r->imports ? plan_import(*r, t, &inputs) : plan_append(*r, t, &inputs);
+    if (!st.ok()) {
+      r->status = st;
+      r->result = {};
+      continue;
+    }
+    if (inputs.empty()) continue;  // an idempotent retry, answered from the log
+    st = log_.maybe_roll(t.next_position, chain, time_before, pending_);
+    if (!st.ok()) {
+      fatal = st;
+      r->status = st;
+      continue;
+    }
+    const uint64_t offset = log_.active_offset() + pending_.size();
+    const size_t before = pending_.size();
+    chain = encoder_.encode(pending_, t.next_position, inputs, chain);
+    if (log::frame_needs_sparse_entry(offset, pending_.size() - before))
+      batch_.sparse.push_back({t.next_position, offset});
+    uint64_t pos = t.next_position;
+    for (const auto& in : inputs) {
+      batch_.streams.push_back({index::hash_name(in.stream), in.revision, pos});
+      batch_.types.push_back({index::hash_name(in.type), pos});
+      batch_.ids.push_back({index::hash_id(in.id), pos});
+      ++pos;
+    }
+    t.next_position = pos;
+    written.push_back(r);
+  }
+
+  if (written.empty() && fatal.ok()) return;
+  Status st = fatal;
+  if (st.ok()) st = log_.write(pending_);
+  if (st.ok()) st = log_.sync();
+  if (!st.ok()) {
+    // Nothing of this group is acknowledged; the log is poisoned and will acknowledge nothing more.
+    for (Request* r : written) {
+      r->status = log_.poisoned().ok() ? st : log_.poisoned();
+      r->result = {};
+    }
+    return;
+  }
+  batch_.end_position = t.next_position;
+  index_.add(batch_);
+  log_.publish(t.next_position);
+  next_position_ = t.next_position;
+  chain_head_ = chain;
+  last_time_ns_ = t.last_time_ns;
+  if (revision_cache_.size() + t.revisions.size() > kRevisionCacheLimit) revision_cache_.clear();
+  for (auto& [s, rev] : t.revisions) revision_cache_[s] = rev;
+  commits_.fetch_add(written.size(), std::memory_order_relaxed);
+  on_publish_();
+}
+
+}  // namespace cairn::store

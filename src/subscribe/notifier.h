@@ -1,0 +1,29 @@
+// Wakes subscribers when the durable end moves. The writer calls publish() after it advanced the durable
+// end; a subscriber waits until the end passes what it has seen, a timeout, its cancellation or close().
+// Thread safety: all methods from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+
+namespace cairn::subscribe {
+
+class Notifier {
+ public:
+  void publish();
+  void close();
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
+  // True when durable_end() > seen; false on timeout, cancellation or close.
+  bool wait_beyond(uint64_t seen, const std::function<uint64_t()>& durable_end, std::chrono::milliseconds timeout,
+                   const std::atomic<bool>& cancelled);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace cairn::subscribe
