@@ -58,6 +58,7 @@ struct EventData {
 // metadata and data bytes (the header and the integrity chain stay); such views have empty metadata/data.
 struct EventView {
   uint64_t position = 0;
+  uint64_t commit_position = 0;  // first position of the atomic commit (append call) that wrote this event
   std::string_view stream;
   uint64_t revision = 0;
   Uuid id;
@@ -77,6 +78,7 @@ struct EventView {
 // A stored event that owns its bytes.
 struct RecordedEvent {
   uint64_t position = 0;
+  uint64_t commit_position = 0;  // first position of the atomic commit (append call) that wrote this event
   std::string stream;
   uint64_t revision = 0;
   Uuid id;

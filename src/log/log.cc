@@ -1,6 +1,8 @@
 #include "log/log.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -59,6 +61,14 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
       log->segments_.push_back(std::move(*seg));
     }
     CAIRN_RETURN_IF_ERROR(log->recover_tail());
+  }
+  if (!options.read_only) {
+    log->head_fd_ = ::open((log->log_dir_ + "/HEAD").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (log->head_fd_ < 0)
+      return Status::io_error(fmt::format("cannot open {}/HEAD: {}", log->log_dir_, errno_text(errno)));
+    log->write_head_hint();
+  }
+  if (!firsts.empty()) {
     if (!options.read_only) {
       auto f = options.fs->open_for_append(log->segments_.back()->path());
       if (!f.ok()) return f.status();
@@ -68,7 +78,23 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
   return log;
 }
 
-Log::~Log() = default;
+Log::~Log() {
+  if (head_fd_ >= 0) ::close(head_fd_);
+}
+
+void Log::write_head_hint() {
+  uint8_t b[8];
+  store64(b, durable_end());
+  // A hint only: a failure here costs other processes' readers freshness, never data.
+  [[maybe_unused]] ssize_t n = ::pwrite(head_fd_, b, 8, 0);
+}
+
+Result<uint64_t> read_head_hint(const std::string& dir) {
+  auto bytes = read_whole_file(dir + "/log/HEAD");
+  if (!bytes.ok()) return bytes.status();
+  if (bytes->size() != 8) return Status::corruption(dir + "/log/HEAD: not 8 bytes");
+  return load64(reinterpret_cast<const uint8_t*>(bytes->data()));
+}
 
 Status Log::recover_tail() {
   auto& seg = segments_.back();
@@ -80,6 +106,7 @@ Status Log::recover_tail() {
   last_time_ns_ = seg->header().last_time_before;
   for (;;) {
     FrameCheck c = check_frame(base + offset, size - offset, /*check_body=*/true);
+    if (c.state == FrameState::kOk && c.header.first_position >= options_.max_position) break;
     if (c.state == FrameState::kOk && c.header.first_position != expect) {
       c.state = FrameState::kCorrupt;
       c.problem = fmt::format("commit starts at position {}, expected {}", c.header.first_position, expect);
@@ -192,6 +219,7 @@ Status Log::sync() {
 void Log::publish(uint64_t durable_end) {
   segments_.back()->set_durable_size(active_file_->size());
   durable_end_.store(durable_end, std::memory_order_release);
+  write_head_hint();
 }
 
 std::vector<std::shared_ptr<Segment>> Log::segments() const {

@@ -41,7 +41,14 @@ struct LogOptions {
   bool read_only = false;
   bool repair = false;
   bool sync = true;  // false with durability none: nothing is ever synced
+  // Read-only opens while a writer holds the directory: the writer's last published durable end (from
+  // log/HEAD), so that a reader in another process never sees a commit that was written but not yet synced.
+  uint64_t max_position = UINT64_MAX;
 };
+
+// log/HEAD: 8 bytes, little-endian, the durable end the writer last published. A hint for readers in other
+// processes, never synced and never trusted by recovery (the log is the truth).
+Result<uint64_t> read_head_hint(const std::string& dir);
 
 struct FrameRef {
   std::shared_ptr<Segment> segment;
@@ -88,6 +95,7 @@ class Log {
   Status recover_tail();
   Status create_segment(uint64_t first_position, const Hash& chain_before, int64_t last_time_before);
   Status poison(Status s);
+  void write_head_hint();
 
   std::string dir_;
   std::string log_dir_;
@@ -100,6 +108,7 @@ class Log {
   int64_t last_time_ns_ = 0;
   uint64_t recovered_commits_ = 0;
   Status poison_;
+  int head_fd_ = -1;
 };
 
 }  // namespace cairn::log

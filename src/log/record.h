@@ -128,6 +128,7 @@ Status for_each_event(const FrameHeader& h, const uint8_t* body, Visit&& visit) 
     EventView v;
     uint32_t size = 0;
     CAIRN_RETURN_IF_ERROR(decode_event(p, left, h.first_position + i, &v, &size));
+    v.commit_position = h.first_position;
     if (!visit(v, p, size)) return {};
     p += size;
     left -= size;

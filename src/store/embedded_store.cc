@@ -28,6 +28,14 @@ Result<int> lock_data_dir(const std::string& dir) {
   return fd;
 }
 
+bool writer_is_live(const std::string& dir) {
+  int fd = ::open((dir + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the probe at once: a reader must never block a writer from opening
+  return held;
+}
+
 void unlock_data_dir(int fd) {
   if (fd >= 0) ::close(fd);  // closing releases the flock
 }
@@ -57,6 +65,10 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   lo.read_only = options.read_only;
   lo.repair = options.repair;
   lo.sync = options.durability == Durability::kFsync;
+  if (options.read_only && writer_is_live(options.dir)) {
+    auto head = log::read_head_hint(options.dir);
+    lo.max_position = head.ok() ? *head : 0;
+  }
   auto lg = log::Log::open(options.dir, lo);
   if (!lg.ok()) return lg.status();
   s->log_ = std::move(*lg);

@@ -106,6 +106,7 @@ Result<ContentType> parse_content_type(std::string_view name) {
 RecordedEvent EventView::to_owned() const {
   RecordedEvent e;
   e.position = position;
+  e.commit_position = commit_position;
   e.stream = std::string(stream);
   e.revision = revision;
   e.id = id;

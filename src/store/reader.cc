@@ -111,6 +111,7 @@ Status LogReader::read_positions(std::span<const uint64_t> positions, const View
     for (;;) {
       uint32_t size = 0;
       CAIRN_RETURN_IF_ERROR(log::decode_event(rec, static_cast<size_t>(frame_end - rec), rec_pos, &v, &size));
+      v.commit_position = ref.header.first_position;
       rec += size;
       ++rec_pos;
       if (v.position == p) break;

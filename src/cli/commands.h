@@ -1,0 +1,58 @@
+// The `cairn` commands, offline on a data directory. Each returns the process exit code:
+// 0 done, 1 the operation failed (the message says why), 2 bad usage or bad input.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cairn/store.h"
+
+namespace cairn::cli {
+
+struct StoreFlags {
+  std::string data = "./data";
+  std::string durability = "fsync";
+  uint64_t segment_size = 128ull << 20;
+};
+
+struct AppendArgs {
+  std::string stream;
+  std::string type;
+  std::optional<std::string> data;  // "-" reads stdin
+  std::string data_file;
+  std::string events_file;          // NDJSON of events for one atomic append ("-" = stdin)
+  std::string expected = "any";
+  std::string id;
+  std::string metadata;
+  std::string content_type = "application/json";
+  bool json = false;
+};
+
+struct ReadArgs {
+  std::string stream;  // empty: $all
+  std::optional<uint64_t> from;
+  bool backward = false;
+  std::optional<uint64_t> limit;
+  std::vector<std::string> types;
+  std::string type_prefix;
+  std::string stream_prefix;
+  std::string category;
+  bool json = false;
+  // tail
+  bool follow = false;
+  uint64_t last_n = 10;
+  double poll_seconds = 0.2;
+  std::optional<double> follow_for_seconds;  // stop following after this long (scripts, tests)
+};
+
+int cmd_append(const StoreFlags& f, const AppendArgs& a);
+int cmd_read(const StoreFlags& f, const ReadArgs& a);
+int cmd_tail(const StoreFlags& f, const ReadArgs& a);
+int cmd_verify(const std::string& dir, bool json);
+int cmd_reindex(const std::string& dir);
+int cmd_stats(const std::string& dir, bool json);
+int cmd_export(const std::string& dir, const std::string& out, uint64_t from);
+int cmd_import(const StoreFlags& f, const std::string& in);
+
+}  // namespace cairn::cli

@@ -1,0 +1,112 @@
+// `cairn`: the command-line tool. Offline on a data directory until the server exists; every command
+// documents itself with --help. Exit codes: 0 done, 1 the operation failed, 2 bad usage or input.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace cairn::cli;
+  CLI::App app{"cairn — the event store for AI-first products (embedded data directory tools)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "cairn 0.1.0");
+
+  StoreFlags flags;
+  auto add_store_flags = [&](CLI::App* c, bool writes) {
+    c->add_option("--data", flags.data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
+    if (writes) {
+      c->add_option("--durability", flags.durability, "fsync (default) or none (tests and benchmarks only)")
+          ->envname("CAIRN_DURABILITY")
+          ->check(CLI::IsMember({"fsync", "none"}));
+      c->add_option("--segment-size", flags.segment_size, "bytes per log segment before it is sealed")
+          ->envname("CAIRN_SEGMENT_SIZE")
+          ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 40));
+    }
+  };
+
+  AppendArgs aa;
+  auto* append = app.add_subcommand("append", "append one event (or --events FILE for several, atomically)");
+  add_store_flags(append, true);
+  append->add_option("stream", aa.stream, "stream name")->required();
+  append->add_option("type", aa.type, "event type, e.g. ai.proposal.made");
+  append->add_option("data", aa.data, "event data (JSON by default); - reads stdin");
+  append->add_option("--data-file", aa.data_file, "read the data from a file");
+  append->add_option("--events", aa.events_file, "NDJSON file of {type, data, metadata?, id?, content_type?} (- = stdin)");
+  append->add_option("--expected", aa.expected, "expected revision: any, no_stream, exists or a number")->capture_default_str();
+  append->add_option("--id", aa.id, "event id (UUID) for idempotent retries; generated (UUIDv7) if absent");
+  append->add_option("--metadata", aa.metadata, "metadata JSON object (correlation_id, causation_id, actor {kind,id})");
+  append->add_option("--content-type", aa.content_type, "application/json or application/octet-stream")->capture_default_str();
+  append->add_flag("--json", aa.json, "print the result as JSON");
+
+  ReadArgs ra;
+  auto add_read_flags = [&](CLI::App* c) {
+    c->add_option("--from", ra.from, "position ($all) or revision (stream) to start at");
+    c->add_option("--type", ra.types, "only events of this type (repeatable)");
+    c->add_option("--type-prefix", ra.type_prefix, "only event types starting with this");
+    c->add_option("--stream-prefix", ra.stream_prefix, "only streams starting with this");
+    c->add_option("--category", ra.category, "only streams of this category (the part before the first '-')");
+    c->add_flag("--json", ra.json, "one JSON object per line");
+  };
+  auto* read = app.add_subcommand("read", "read a stream, or $all when no stream is named");
+  add_store_flags(read, false);
+  read->add_option("stream", ra.stream, "stream name (omit for $all)");
+  read->add_flag("--backward", ra.backward, "read from the end towards the start");
+  read->add_option("--limit", ra.limit, "at most this many events");
+  add_read_flags(read);
+
+  auto* tail = app.add_subcommand("tail", "print the last events of $all, and with -f follow new ones");
+  add_store_flags(tail, false);
+  tail->add_flag("-f,--follow", ra.follow, "keep printing events as they are appended");
+  tail->add_option("-n,--lines", ra.last_n, "how many past events to print first")->capture_default_str();
+  tail->add_option("--poll", ra.poll_seconds, "seconds between looks at the log when following")->capture_default_str();
+  tail->add_option("--for", ra.follow_for_seconds, "stop following after this many seconds");
+  add_read_flags(tail);
+
+  std::string dir;
+  bool json = false;
+  auto add_dir = [&](CLI::App* c) {
+    c->add_option("dir", dir, "data directory (default: --data, CAIRN_DATA or ./data)");
+    c->add_option("--data", flags.data, "data directory")->envname("CAIRN_DATA");
+  };
+  auto* verify = app.add_subcommand("verify", "check every checksum, position, revision, digest and the hash chain");
+  add_dir(verify);
+  verify->add_flag("--json", json, "print the report as JSON");
+  auto* reindex = app.add_subcommand("reindex", "rebuild the derived indexes from the log");
+  add_dir(reindex);
+  auto* stats = app.add_subcommand("stats", "counts, sizes and the chain head");
+  add_dir(stats);
+  stats->add_flag("--json", json, "print as JSON");
+
+  std::string out_path, in_path = "-";
+  uint64_t export_from = 0;
+  auto* exp = app.add_subcommand("export", "write every event as NDJSON (ids, metadata, times, content types kept)");
+  add_dir(exp);
+  exp->add_option("-o,--out", out_path, "output file (default: stdout)");
+  exp->add_option("--from", export_from, "first position to export")->capture_default_str();
+  auto* imp = app.add_subcommand("import", "append an export, commit by commit (same chain head into an empty store)");
+  add_store_flags(imp, true);
+  imp->add_option("input", in_path, "export file (- = stdin)")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  const std::string target = dir.empty() ? flags.data : dir;
+  try {
+    if (*append) return cmd_append(flags, aa);
+    if (*read) return cmd_read(flags, ra);
+    if (*tail) return cmd_tail(flags, ra);
+    if (*verify) return cmd_verify(target, json);
+    if (*reindex) return cmd_reindex(target);
+    if (*stats) return cmd_stats(target, json);
+    if (*exp) return cmd_export(target, out_path, export_from);
+    if (*imp) return cmd_import(flags, in_path);
+  } catch (const std::exception& e) {
+    // Outermost layer: a programmer error surfaced as an exception; say so rather than abort silently.
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 70;
+  }
+  return 2;
+}
