@@ -1,8 +1,8 @@
 // Offline maintenance of an embedded data directory: verify and reindex.
 //
 // Both take the directory's write lock for their duration, so they fail with kBusy while a store has it
-// open. verify_log() only reads. reindex() deletes the derived index files and rebuilds them from the log;
-// the log itself is never modified by either.
+// open. verify_log() only reads. reindex() deletes the derived index files and rebuilds them from the log by
+// opening the store, which (like every open) cuts an incomplete, unacknowledged commit at the very end.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <span>
 #include <sstream>
 
@@ -58,7 +59,11 @@ class Run {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::io_error(fmt::format("cannot open {}: {}", path, log::errno_text(errno)));
     struct stat st {};
-    ::fstat(fd, &st);
+    if (::fstat(fd, &st) != 0) {
+      const int e = errno;
+      ::close(fd);
+      return Status::io_error(fmt::format("cannot stat {}: {}", path, log::errno_text(e)));
+    }
     r->size_ = static_cast<uint64_t>(st.st_size);
     if (r->size_ < kRunHeaderSize + 4) {
       ::close(fd);
@@ -90,19 +95,47 @@ class Run {
     return r;
   }
 
-  // Writes a run file durably from sorted sections.
+  // A section's entries, produced in order into `put` (in chunks, so a merge never holds a whole run).
+  using Put = std::function<Status(const void*, size_t)>;
+  struct Section {
+    uint64_t count;
+    std::function<Status(const Put&)> emit;
+  };
+  template <typename T>
+  static Section from_vector(const std::vector<T>& v) {
+    return {v.size(), [&v](const Put& put) { return put(v.data(), v.size() * sizeof(T)); }};
+  }
+  template <typename T, typename Less>
+  static Section merged(std::span<const T> a, std::span<const T> b, Less less) {
+    return {a.size() + b.size(), [a, b, less](const Put& put) -> Status {
+              std::vector<T> chunk;
+              chunk.reserve(8192);
+              auto ia = a.begin(), ib = b.begin();
+              while (ia != a.end() || ib != b.end()) {
+                if (ib == b.end() || (ia != a.end() && !less(*ib, *ia))) chunk.push_back(*ia++);
+                else chunk.push_back(*ib++);
+                if (chunk.size() == chunk.capacity()) {
+                  CAIRN_RETURN_IF_ERROR(put(chunk.data(), chunk.size() * sizeof(T)));
+                  chunk.clear();
+                }
+              }
+              return put(chunk.data(), chunk.size() * sizeof(T));
+            }};
+  }
+
+  // Writes a run file durably (temp file, fsync, rename, directory fsync) from sorted sections in the
+  // order streams, types, ids, sparse.
   static Status write(log::FileSystem* fs, const std::string& dir, uint64_t from, uint64_t to,
-                      const std::vector<StreamEntry>& streams, const std::vector<KeyPos>& types,
-                      const std::vector<KeyPos>& ids, const std::vector<KeyPos>& sparse) {
+                      const Section& streams, const Section& types, const Section& ids, const Section& sparse) {
     uint8_t h[kRunHeaderSize] = {};
     std::memcpy(h, kRunMagic, 8);
     log::store32(h + 8, kRunVersion);
     log::store64(h + 12, from);
     log::store64(h + 20, to);
-    log::store64(h + 28, streams.size());
-    log::store64(h + 36, types.size());
-    log::store64(h + 44, ids.size());
-    log::store64(h + 52, sparse.size());
+    log::store64(h + 28, streams.count);
+    log::store64(h + 36, types.count);
+    log::store64(h + 44, ids.count);
+    log::store64(h + 52, sparse.count);
     log::store32(h + kRunHeaderSize - 4, log::crc32c(h, kRunHeaderSize - 4));
     const std::string name = run_file_name(from, to);
     const std::string tmp = dir + "/" + name + ".tmp";
@@ -111,14 +144,11 @@ class Run {
     if (!f.ok()) return f.status();
     uint32_t crc = log::crc32c(h, sizeof h);
     CAIRN_RETURN_IF_ERROR((*f)->append(h, sizeof h));
-    auto put = [&](const void* data, size_t n) -> Status {
+    const Put put = [&](const void* data, size_t n) -> Status {
       crc = log::crc32c_extend(crc, data, n);
       return (*f)->append(data, n);
     };
-    CAIRN_RETURN_IF_ERROR(put(streams.data(), streams.size() * sizeof(StreamEntry)));
-    CAIRN_RETURN_IF_ERROR(put(types.data(), types.size() * sizeof(KeyPos)));
-    CAIRN_RETURN_IF_ERROR(put(ids.data(), ids.size() * sizeof(KeyPos)));
-    CAIRN_RETURN_IF_ERROR(put(sparse.data(), sparse.size() * sizeof(KeyPos)));
+    for (const Section* sec : {&streams, &types, &ids, &sparse}) CAIRN_RETURN_IF_ERROR(sec->emit(put));
     uint8_t footer[4];
     log::store32(footer, crc);
     CAIRN_RETURN_IF_ERROR((*f)->append(footer, 4));
@@ -202,6 +232,21 @@ Result<std::unique_ptr<Index>> Index::open(const std::string& dir, log::FileSyst
   } else if (manifest.status().code() != ErrorCode::kNotFound) {
     return manifest.status();
   }
+  if (!read_only && !idx->rebuilt_) {
+    // Files the manifest does not list are leftovers of a crash between writing a run and the manifest
+    // (or before a merged-away run was unlinked): derived, unreferenced, safe to drop.
+    std::vector<std::string> keep{kManifest};
+    for (const auto& r : idx->runs_) keep.push_back(r->name());
+    if (DIR* d = ::opendir(idx->dir_.c_str())) {
+      std::vector<std::string> stale;
+      while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != ".." && std::find(keep.begin(), keep.end(), n) == keep.end()) stale.push_back(n);
+      }
+      ::closedir(d);
+      for (const auto& n : stale) CAIRN_RETURN_IF_ERROR(fs->remove(idx->dir_ + "/" + n));
+    }
+  }
   idx->active_->from = idx->active_->to = idx->indexed_through_;
   if (!read_only) idx->flusher_ = std::thread([p = idx.get()] { p->flusher_loop(); });
   return idx;
@@ -277,7 +322,8 @@ Status Index::write_run_from(const Memtable& m, uint64_t from, uint64_t to, std:
   ids.reserve(m.ids.size());
   for (const auto& [key, pos] : m.ids) ids.push_back({key, pos});
   std::sort(ids.begin(), ids.end(), keypos_less);
-  CAIRN_RETURN_IF_ERROR(Run::write(fs_, dir_, from, to, streams, types, ids, m.sparse));
+  CAIRN_RETURN_IF_ERROR(Run::write(fs_, dir_, from, to, Run::from_vector(streams), Run::from_vector(types),
+                                   Run::from_vector(ids), Run::from_vector(m.sparse)));
   auto r = Run::open(dir_ + "/" + run_file_name(from, to));
   if (!r.ok()) return r.status();
   *out = std::move(*r);
@@ -304,19 +350,11 @@ Status Index::merge_tail_runs() {
     const auto& a = runs[runs.size() - 2];
     const auto& b = runs[runs.size() - 1];
     if (a->events() > 2 * b->events()) return {};
-    std::vector<StreamEntry> streams(a->streams().size() + b->streams().size());
-    std::merge(a->streams().begin(), a->streams().end(), b->streams().begin(), b->streams().end(), streams.begin(),
-               stream_less);
-    auto merge_kp = [](std::span<const KeyPos> x, std::span<const KeyPos> y) {
-      std::vector<KeyPos> out(x.size() + y.size());
-      std::merge(x.begin(), x.end(), y.begin(), y.end(), out.begin(), keypos_less);
-      return out;
-    };
-    auto types = merge_kp(a->types(), b->types());
-    auto ids = merge_kp(a->ids(), b->ids());
-    std::vector<KeyPos> sparse(a->sparse().begin(), a->sparse().end());
-    sparse.insert(sparse.end(), b->sparse().begin(), b->sparse().end());
-    CAIRN_RETURN_IF_ERROR(Run::write(fs_, dir_, a->from(), b->to(), streams, types, ids, sparse));
+    // Streamed merge: heap use is a chunk per section, not the runs' size.
+    CAIRN_RETURN_IF_ERROR(Run::write(fs_, dir_, a->from(), b->to(), Run::merged(a->streams(), b->streams(), stream_less),
+                                     Run::merged(a->types(), b->types(), keypos_less),
+                                     Run::merged(a->ids(), b->ids(), keypos_less),
+                                     Run::merged(a->sparse(), b->sparse(), keypos_less)));
     auto merged = Run::open(dir_ + "/" + run_file_name(a->from(), b->to()));
     if (!merged.ok()) return merged.status();
     std::vector<std::shared_ptr<Run>> next(runs.begin(), runs.end() - 2);

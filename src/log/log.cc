@@ -132,10 +132,11 @@ Status Log::recover_tail() {
           "{} offset {} (position {}): {}; the log tail is damaged. Nothing was changed. Run `cairn verify` for "
           "details; opening with repair cuts the log here and keeps a copy of the cut bytes",
           seg->path(), offset, expect, c.problem));
-    if (options_.read_only) break;  // a reader treats the damaged tail as the end and changes nothing
+    if (options_.read_only) break;  // torn (or corrupt with repair asked): a reader stops there and changes nothing
     if (corrupt) {
       const std::string repair_dir = dir_ + "/repair";
       CAIRN_RETURN_IF_ERROR(make_dirs(repair_dir));
+      CAIRN_RETURN_IF_ERROR(options_.fs->sync_dir(dir_));  // the copy must survive a crash before the cut does
       const std::string name = fmt::format("{}.{}.cut", seg->name(), offset);
       CAIRN_RETURN_IF_ERROR(write_file_atomically(
           options_.fs, repair_dir, name,

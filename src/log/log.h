@@ -37,7 +37,7 @@ inline bool frame_needs_sparse_entry(uint64_t offset, uint64_t size) {
 struct LogOptions {
   FileSystem* fs = nullptr;
   uint64_t segment_size = 128ull << 20;
-  uint64_t max_commit_bytes = 17ull << 20;  // the largest frame a commit can produce
+  uint64_t max_commit_bytes = 17ull << 20;  // the largest frame a commit can produce (the store computes it from its limits)
   bool read_only = false;
   bool repair = false;
   bool sync = true;  // false with durability none: nothing is ever synced

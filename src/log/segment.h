@@ -47,7 +47,7 @@ class Segment {
   std::atomic<uint64_t> durable_size_{0};
 };
 
-// "log/00000000000000001234.seg" for first position 1234.
+// "00000000000000001234.seg" for first position 1234 (the file name inside log/).
 std::string segment_file_name(uint64_t first_position);
 // Parses a segment file name; false if it is not one.
 bool parse_segment_file_name(const std::string& name, uint64_t* first_position);

@@ -187,6 +187,9 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
 Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
   CAIRN_RETURN_IF_ERROR(writable());
   if (events.empty()) return Status::invalid_argument("events: an imported commit needs at least one event");
+  if (events.size() > options_.limits.max_events_per_append)
+    return Status::limit_exceeded(fmt::format("events: {} events in one commit, the limit is {}", events.size(),
+                                              options_.limits.max_events_per_append));
   uint64_t total = 0;
   for (size_t i = 0; i < events.size(); ++i) {
     const auto& e = events[i];
