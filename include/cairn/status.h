@@ -88,8 +88,9 @@ class Result {
   T&& value() && { return std::move(checked()); }
   T* operator->() { return &checked(); }
   const T* operator->() const { return &const_cast<Result*>(this)->checked(); }
-  T& operator*() { return checked(); }
-  const T& operator*() const { return const_cast<Result*>(this)->checked(); }
+  T& operator*() & { return checked(); }
+  const T& operator*() const& { return const_cast<Result*>(this)->checked(); }
+  T&& operator*() && { return std::move(checked()); }
 
  private:
   T& checked() {

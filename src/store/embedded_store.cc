@@ -249,26 +249,45 @@ Result<ReadPage> EmbeddedStore::read_stream(std::string_view stream, std::option
 
 Status EmbeddedStore::read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit,
                                        const Filter& filter, ReadPage* page) {
+  // Candidates come from the type index in chunks; each is confirmed against its record (hash collisions,
+  // the other filters), and chunks continue until the page is full or the range is exhausted.
   const bool forward = direction == Direction::kForward;
   std::vector<uint64_t> positions;
-  for (const auto& t : filter.types) index_->type_positions(index::hash_name(t), lo, hi, forward, limit, &positions);
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  const bool more = positions.size() > limit || (positions.size() == limit);
-  if (positions.size() > limit) {
-    if (forward) positions.resize(limit);
-    else positions.erase(positions.begin(), positions.end() - static_cast<ptrdiff_t>(limit));
+  for (;;) {
+    positions.clear();
+    for (const auto& t : filter.types) index_->type_positions(index::hash_name(t), lo, hi, forward, limit, &positions);
+    std::sort(positions.begin(), positions.end());
+    positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+    if (positions.size() > limit) {
+      if (forward) positions.resize(limit);
+      else positions.erase(positions.begin(), positions.end() - static_cast<ptrdiff_t>(limit));
+    }
+    if (positions.empty()) return {};
+    std::vector<RecordedEvent> chunk;
+    CAIRN_RETURN_IF_ERROR(reader_->read_positions(positions, [&](const EventView& v) {
+      if (filter.matches(v.stream, v.type)) chunk.push_back(v.to_owned());
+      return true;
+    }));
+    if (!forward) std::reverse(chunk.begin(), chunk.end());
+    for (auto& e : chunk) {
+      if (page->events.size() == limit) {
+        page->next = e.position;  // the first match that did not fit starts the next page
+        return {};
+      }
+      page->events.push_back(std::move(e));
+    }
+    if (forward) {
+      if (positions.back() >= hi) return {};
+      lo = positions.back() + 1;
+    } else {
+      if (positions.front() <= lo) return {};
+      hi = positions.front() - 1;
+    }
+    if (page->events.size() == limit) {
+      page->next = forward ? lo : hi;
+      return {};
+    }
   }
-  CAIRN_RETURN_IF_ERROR(reader_->read_positions(positions, [&](const EventView& v) {
-    if (filter.matches(v.stream, v.type)) page->events.push_back(v.to_owned());  // hash candidates confirmed here
-    return true;
-  }));
-  if (!forward) std::reverse(page->events.begin(), page->events.end());
-  if (more && !positions.empty()) {
-    if (forward && positions.back() + 1 <= hi) page->next = positions.back() + 1;
-    if (!forward && positions.front() > lo) page->next = positions.front() - 1;
-  }
-  return {};
 }
 
 Result<ReadPage> EmbeddedStore::read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
