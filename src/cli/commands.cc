@@ -317,7 +317,9 @@ int cmd_verify(const std::string& dir, bool json) {
 }
 
 int cmd_reindex(const std::string& dir) {
-  auto r = reindex(dir);
+  Progress progress("reindexing");
+  auto r = reindex(dir, [&](uint64_t done, uint64_t total) { progress.update(done, total, "events"); });
+  progress.done();
   if (!r.ok()) return fail(r.status());
   std::printf("reindexed %llu events into %llu index run(s)\n", (unsigned long long)r->events,
               (unsigned long long)r->runs);

@@ -40,7 +40,8 @@ void unlock_data_dir(int fd) {
   if (fd >= 0) ::close(fd);  // closing releases the flock
 }
 
-Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, log::FileSystem* fs) {
+Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, log::FileSystem* fs,
+                                                           const ProgressFn& replay_progress) {
   if (options.dir.empty()) return Status::invalid_argument("dir: a data directory is required");
   if (options.segment_size < 4096)
     return Status::invalid_argument(fmt::format("segment_size: {} is too small (at least 4096)", options.segment_size));
@@ -81,7 +82,7 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
     CAIRN_RETURN_IF_ERROR(s->index_->reset());
   }
   s->reader_ = std::make_unique<LogReader>(*s->log_, *s->index_);
-  CAIRN_RETURN_IF_ERROR(s->replay_index());
+  CAIRN_RETURN_IF_ERROR(s->replay_index(replay_progress));
   if (!options.read_only)
     s->writer_ = std::make_unique<Writer>(*s->log_, *s->index_, *s->reader_, [p = s.get()] { p->notifier_.publish(); });
   return s;
@@ -90,7 +91,7 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
 EmbeddedStore::~EmbeddedStore() { (void)close(); }
 
 // Indexes the log from the index's checkpoint to the end: the only part of history an open reads.
-Status EmbeddedStore::replay_index() {
+Status EmbeddedStore::replay_index(const ProgressFn& progress) {
   const uint64_t from = index_->indexed_through();
   const uint64_t end = log_->durable_end();
   if (from >= end) return {};
@@ -119,6 +120,7 @@ Status EmbeddedStore::replay_index() {
                                      batch.end_position = h.first_position + h.event_count;
                                      index_->add(batch);
                                      batch.clear();
+                                     if (progress) progress(batch.end_position - from, end - from);
                                    }
                                    return true;
                                  });
@@ -126,6 +128,7 @@ Status EmbeddedStore::replay_index() {
   CAIRN_RETURN_IF_ERROR(inner);
   batch.end_position = end;
   index_->add(batch);
+  if (progress) progress(end - from, end - from);
   return {};
 }
 

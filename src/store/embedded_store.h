@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "cairn/maintenance.h"
 #include "cairn/store.h"
 #include "index/index.h"
 #include "log/file.h"
@@ -20,7 +21,9 @@ namespace cairn::store {
 
 class EmbeddedStore final : public Store {
  public:
-  static Result<std::unique_ptr<EmbeddedStore>> open(const Options& options, log::FileSystem* fs);
+  // replay_progress, if set, is told (events indexed, events to index) while the index catches up.
+  static Result<std::unique_ptr<EmbeddedStore>> open(const Options& options, log::FileSystem* fs,
+                                                     const ProgressFn& replay_progress = {});
   ~EmbeddedStore() override;
 
   Result<AppendResult> append(StreamAppend request) override;
@@ -42,7 +45,7 @@ class EmbeddedStore final : public Store {
 
  private:
   EmbeddedStore() = default;
-  Status replay_index();
+  Status replay_index(const ProgressFn& progress);
   Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi);
   Status writable() const;
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,

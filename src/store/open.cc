@@ -24,11 +24,10 @@ Result<ReindexReport> reindex(const std::string& dir, const ProgressFn& progress
   }
   Options o;
   o.dir = dir;
-  auto s = store::EmbeddedStore::open(o, log::posix_fs());
+  auto s = store::EmbeddedStore::open(o, log::posix_fs(), progress);
   if (!s.ok()) return s.status();
   ReindexReport r;
   r.events = (*s)->head_position();
-  if (progress) progress(r.events, r.events);
   CAIRN_RETURN_IF_ERROR((*s)->close());
   r.runs = (*s)->stats().index_runs;
   return r;

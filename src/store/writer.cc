@@ -63,11 +63,13 @@ void Writer::stop() {
 uint64_t Writer::commits() const { return commits_.load(std::memory_order_relaxed); }
 
 Status Writer::wait(Request& r) {
-  std::unique_lock g(mu_);
-  if (stopping_) return Status(ErrorCode::kClosed, "the store is closed");
-  queue_.push_back(&r);
+  {
+    std::lock_guard g(mu_);
+    if (stopping_) return Status(ErrorCode::kClosed, "the store is closed");
+    queue_.push_back(&r);
+  }
   queue_cv_.notify_one();
-  done_cv_.wait(g, [&] { return r.done; });
+  r.done.acquire();
   return r.status;
 }
 
@@ -104,11 +106,7 @@ void Writer::run() {
       }
     }
     process_group(group);
-    {
-      std::lock_guard g(mu_);
-      for (Request* r : group) r->done = true;
-    }
-    done_cv_.notify_all();
+    for (Request* r : group) r->done.release();
   }
 }
 

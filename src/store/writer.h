@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <semaphore>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -53,7 +54,8 @@ class Writer {
     Status status;
     AppendResult result;
     uint64_t import_position = 0;
-    bool done = false;
+    // Released by the writer when the request is answered: each caller is woken alone, not the herd.
+    std::binary_semaphore done{0};
   };
   struct Tentative;  // the effects of the group so far (revisions and ids not yet durable)
 
@@ -71,7 +73,6 @@ class Writer {
 
   std::mutex mu_;
   std::condition_variable queue_cv_;
-  std::condition_variable done_cv_;
   std::deque<Request*> queue_;
   bool stopping_ = false;
   bool stopped_ = false;
