@@ -21,6 +21,7 @@ struct Uuid {
 
   static Result<Uuid> parse(std::string_view text);  // canonical 8-4-4-4-12 hex form, case-insensitive
   static Uuid generate_v7();                          // RFC 9562 version 7, thread-safe
+  static void generate_v7(Uuid* out, size_t n);       // n of them, increasing, one call to the random source
   std::string to_string() const;                      // lowercase canonical form
   bool is_nil() const;
   friend bool operator==(const Uuid&, const Uuid&) = default;

@@ -21,17 +21,76 @@
 
 namespace cairn::index {
 
-uint64_t hash_name(std::string_view name) { return XXH3_64bits(name.data(), name.size()); }
-uint64_t hash_id(const Uuid& id) { return XXH3_64bits(id.bytes.data(), id.bytes.size()); }
+// UINT64_MAX marks an empty slot in the memtable's tables, so no key may be it (one value in 2^64 moves).
+uint64_t hash_name(std::string_view name) { return std::min(XXH3_64bits(name.data(), name.size()), UINT64_MAX - 1); }
+uint64_t hash_id(const Uuid& id) { return std::min(XXH3_64bits(id.bytes.data(), id.bytes.size()), UINT64_MAX - 1); }
+
+namespace {
+
+// Open addressing with linear probing from u64 keys (already XXH3 hashes, so their low bits are uniform)
+// to u64 values; equal keys may repeat. Hand-written because the standard node-based maps cost an
+// allocation per event on the writer's path and a free per event when a memtable is dropped.
+class FlatMultiMap {
+ public:
+  static constexpr uint64_t kEmpty = UINT64_MAX;  // hash_name/hash_id never return it
+
+  void insert(uint64_t key, uint64_t value) {
+    if ((size_ + 1) * 2 > slots_.size()) grow();
+    size_t i = key & mask_;
+    while (slots_[i].key != kEmpty) i = (i + 1) & mask_;
+    slots_[i] = {key, value};
+    ++size_;
+  }
+  uint64_t* find_first(uint64_t key) {
+    if (slots_.empty()) return nullptr;
+    for (size_t i = key & mask_; slots_[i].key != kEmpty; i = (i + 1) & mask_)
+      if (slots_[i].key == key) return &slots_[i].value;
+    return nullptr;
+  }
+  template <typename F>
+  void for_each(uint64_t key, F&& f) const {
+    if (slots_.empty()) return;
+    for (size_t i = key & mask_; slots_[i].key != kEmpty; i = (i + 1) & mask_)
+      if (slots_[i].key == key) f(slots_[i].value);
+  }
+  template <typename F>
+  void for_all(F&& f) const {
+    for (const auto& s : slots_)
+      if (s.key != kEmpty) f(s.key, s.value);
+  }
+  size_t size() const { return size_; }
+
+ private:
+  void grow() {
+    std::vector<KeyPos> old = std::move(slots_);
+    slots_.assign(std::max<size_t>(64, old.size() * 2), KeyPos{kEmpty, 0});
+    mask_ = slots_.size() - 1;
+    size_ = 0;
+    for (const auto& s : old)
+      if (s.key != kEmpty) insert(s.key, s.value);
+  }
+  std::vector<KeyPos> slots_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+}  // namespace
 
 struct Memtable {
   uint64_t from = 0;
   uint64_t to = 0;
   uint64_t events = 0;
-  std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> streams;  // key -> (revision, position)
-  std::unordered_map<uint64_t, std::vector<uint64_t>> types;                        // key -> positions
-  std::unordered_multimap<uint64_t, uint64_t> ids;                                  // key -> position
-  std::vector<KeyPos> sparse;                                                       // ascending positions
+  FlatMultiMap stream_slot;  // stream key -> index into stream_lists (one list per key)
+  std::vector<std::vector<std::pair<uint64_t, uint64_t>>> stream_lists;  // (revision, position), ascending
+  std::vector<uint64_t> stream_keys;                                     // the key of each list
+  std::unordered_map<uint64_t, std::vector<uint64_t>> types;              // key -> positions (few keys)
+  FlatMultiMap ids;                                                       // key -> position
+  std::vector<KeyPos> sparse;                                             // ascending positions
+
+  const std::vector<std::pair<uint64_t, uint64_t>>* stream_list(uint64_t key) const {
+    const uint64_t* slot = const_cast<FlatMultiMap&>(stream_slot).find_first(key);
+    return slot ? &stream_lists[*slot] : nullptr;
+  }
 };
 
 namespace {
@@ -286,9 +345,18 @@ uint64_t Index::indexed_through() const {
 void Index::add(const IndexBatch& b) {
   std::unique_lock lock(mu_);
   Memtable& m = *active_;
-  for (const auto& e : b.streams) m.streams[e.key].emplace_back(e.revision, e.position);
+  for (const auto& e : b.streams) {
+    uint64_t* slot = m.stream_slot.find_first(e.key);
+    if (!slot) {
+      m.stream_slot.insert(e.key, m.stream_lists.size());
+      m.stream_lists.emplace_back();
+      m.stream_keys.push_back(e.key);
+      slot = m.stream_slot.find_first(e.key);
+    }
+    m.stream_lists[*slot].emplace_back(e.revision, e.position);
+  }
   for (const auto& e : b.types) m.types[e.key].push_back(e.value);
-  for (const auto& e : b.ids) m.ids.emplace(e.key, e.value);
+  for (const auto& e : b.ids) m.ids.insert(e.key, e.value);
   m.sparse.insert(m.sparse.end(), b.sparse.begin(), b.sparse.end());
   m.events += b.streams.size();
   m.to = b.end_position;
@@ -311,8 +379,8 @@ void Index::freeze_locked() {
 Status Index::write_run_from(const Memtable& m, uint64_t from, uint64_t to, std::shared_ptr<Run>* out) {
   std::vector<StreamEntry> streams;
   streams.reserve(m.events);
-  for (const auto& [key, v] : m.streams)
-    for (const auto& [rev, pos] : v) streams.push_back({key, rev, pos});
+  for (size_t i = 0; i < m.stream_lists.size(); ++i)
+    for (const auto& [rev, pos] : m.stream_lists[i]) streams.push_back({m.stream_keys[i], rev, pos});
   std::sort(streams.begin(), streams.end(), stream_less);
   std::vector<KeyPos> types, ids;
   types.reserve(m.events);
@@ -320,7 +388,7 @@ Status Index::write_run_from(const Memtable& m, uint64_t from, uint64_t to, std:
     for (uint64_t pos : v) types.push_back({key, pos});
   std::sort(types.begin(), types.end(), keypos_less);
   ids.reserve(m.ids.size());
-  for (const auto& [key, pos] : m.ids) ids.push_back({key, pos});
+  m.ids.for_all([&](uint64_t key, uint64_t pos) { ids.push_back({key, pos}); });
   std::sort(ids.begin(), ids.end(), keypos_less);
   CAIRN_RETURN_IF_ERROR(Run::write(fs_, dir_, from, to, Run::from_vector(streams), Run::from_vector(types),
                                    Run::from_vector(ids), Run::from_vector(m.sparse)));
@@ -446,10 +514,19 @@ void Index::stream_range(uint64_t key, uint64_t lo, uint64_t hi, std::vector<Str
   }
   auto from_mem = [&](const Memtable* m) {
     if (!m) return;
-    auto f = m->streams.find(key);
-    if (f == m->streams.end()) return;
-    for (const auto& [rev, pos] : f->second)
-      if (rev >= lo && rev <= hi) out->push_back({key, rev, pos});
+    const auto* list = m->stream_list(key);
+    if (!list) return;
+    // Ascending by position, and (for one stream) by revision: binary search the window.
+    auto it = std::lower_bound(list->begin(), list->end(), std::make_pair(lo, uint64_t{0}));
+    bool sorted = true;
+    for (; it != list->end(); ++it) {
+      if (it->first > hi) {
+        if (sorted) break;  // a colliding stream could interleave lower revisions after this
+        continue;
+      }
+      if (it->first < lo) continue;
+      out->push_back({key, it->first, it->second});
+    }
   };
   from_mem(frozen_.get());
   from_mem(active_.get());
@@ -470,9 +547,8 @@ std::optional<uint64_t> Index::max_revision(uint64_t key) const {
   }
   for (const Memtable* m : {static_cast<const Memtable*>(frozen_.get()), static_cast<const Memtable*>(active_.get())}) {
     if (!m) continue;
-    auto f = m->streams.find(key);
-    if (f != m->streams.end())
-      for (const auto& e : f->second) take(e.first);
+    if (const auto* list = m->stream_list(key))
+      for (const auto& e : *list) take(e.first);
   }
   return best;
 }
@@ -486,8 +562,7 @@ void Index::id_positions(uint64_t key, std::vector<uint64_t>* out) const {
   }
   for (const Memtable* m : {static_cast<const Memtable*>(frozen_.get()), static_cast<const Memtable*>(active_.get())}) {
     if (!m) continue;
-    auto [a, b] = m->ids.equal_range(key);
-    for (; a != b; ++a) out->push_back(a->second);
+    m->ids.for_each(key, [&](uint64_t pos) { out->push_back(pos); });
   }
 }
 

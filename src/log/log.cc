@@ -53,7 +53,10 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
     const uint64_t active_capacity = options.segment_size + options.max_commit_bytes + kSegmentHeaderSize;
     for (size_t i = 0; i < firsts.size(); ++i) {
       const std::string path = log->log_dir_ + "/" + segment_file_name(firsts[i]);
-      auto seg = Segment::open(path, i + 1 == firsts.size() ? active_capacity : 0);
+      const bool last = i + 1 == firsts.size();
+      // A damaged header of a sealed segment costs reads of that segment, not the whole store; the last
+      // segment's header is needed to continue the chain and positions, so damage there stops the open.
+      auto seg = Segment::open(path, last ? active_capacity : 0, /*tolerate_bad_header=*/!last);
       if (!seg.ok()) return seg.status();
       if ((*seg)->first_position() != firsts[i])
         return Status::corruption(fmt::format("{} offset 16: header says first position {}, the file name says {}",
@@ -247,6 +250,7 @@ uint64_t Log::total_bytes() const {
 Status Log::visit_frames(std::shared_ptr<Segment> segment, uint64_t offset, uint64_t end_position,
                          const std::function<bool(const FrameRef&, const uint8_t* frame)>& visit) const {
   while (segment) {
+    CAIRN_RETURN_IF_ERROR(segment->header_error());
     const uint64_t size = segment->durable_size();
     const uint8_t* base = segment->data();
     while (offset < size) {

@@ -93,6 +93,19 @@ FrameCheck check_frame(const uint8_t* p, size_t available, bool check_body) {
   }
   if (check_body) {
     if (crc32c(p + kFrameHeaderSize, h.frame_size - kFrameHeaderSize) != h.body_crc) {
+      // Zeros from inside the body to the very end of the file: the header reached the disk, later
+      // pages did not (a file system may persist the new size before the data). That commit was never
+      // synced, so never acknowledged: torn, not altered. The zero run must be at least a sector long
+      // (or the whole body) so that a damaged commit that merely ends in a few zero bytes is not mistaken.
+      size_t zeros = 0;
+      while (zeros < available - kFrameHeaderSize && p[available - 1 - zeros] == 0) ++zeros;
+      const size_t body = h.frame_size - kFrameHeaderSize;
+      const size_t after = available - h.frame_size;
+      if (zeros > after && (zeros - after >= std::min<size_t>(512, body))) {
+        c.state = FrameState::kTorn;
+        c.problem = "incomplete commit (its last pages are zeros: written size without written data)";
+        return c;
+      }
       c.state = FrameState::kCorrupt;
       c.problem = "commit body checksum mismatch";
       return c;

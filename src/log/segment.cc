@@ -14,7 +14,8 @@
 
 namespace cairn::log {
 
-Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, uint64_t map_capacity) {
+Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, uint64_t map_capacity,
+                                               bool tolerate_bad_header) {
   std::shared_ptr<Segment> s(new Segment());
   s->path_ = path;
   s->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -29,8 +30,15 @@ Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, uint64_t
   s->map_ = static_cast<uint8_t*>(m);
   ::madvise(m, s->capacity_, MADV_SEQUENTIAL);
   auto h = decode_segment_header(s->map_, s->file_size_);
-  if (!h.ok()) return Status::corruption(fmt::format("{} offset 0: {}", path, h.status().message()));
-  s->header_ = *h;
+  if (!h.ok()) {
+    Status err = Status::corruption(fmt::format("{} offset 0: {}", path, h.status().message()));
+    uint64_t first = 0;
+    if (!tolerate_bad_header || !parse_segment_file_name(s->name(), &first)) return err;
+    s->header_error_ = err;
+    s->header_.first_position = first;
+  } else {
+    s->header_ = *h;
+  }
   s->durable_size_.store(s->file_size_);
   return s;
 }

@@ -20,7 +20,11 @@ namespace cairn::log {
 class Segment {
  public:
   // Maps the file at path; map_capacity (0: the file's size) must cover every byte it will ever hold.
-  static Result<std::shared_ptr<Segment>> open(const std::string& path, uint64_t map_capacity);
+  // With tolerate_bad_header, a damaged segment header does not fail the open: the segment is kept (first
+  // position from its file name) with header_error() set, so the rest of the log stays readable and every
+  // read that needs this segment fails with that error.
+  static Result<std::shared_ptr<Segment>> open(const std::string& path, uint64_t map_capacity,
+                                               bool tolerate_bad_header = false);
   ~Segment();
   Segment(const Segment&) = delete;
   Segment& operator=(const Segment&) = delete;
@@ -28,6 +32,7 @@ class Segment {
   const std::string& path() const { return path_; }
   std::string name() const;  // file name without directory
   const SegmentHeader& header() const { return header_; }
+  const Status& header_error() const { return header_error_; }
   uint64_t first_position() const { return header_.first_position; }
   const uint8_t* data() const { return map_; }
   uint64_t file_size_at_open() const { return file_size_; }
@@ -44,6 +49,7 @@ class Segment {
   uint64_t capacity_ = 0;
   uint64_t file_size_ = 0;
   SegmentHeader header_;
+  Status header_error_;
   std::atomic<uint64_t> durable_size_{0};
 };
 

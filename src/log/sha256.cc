@@ -12,16 +12,23 @@ const EVP_MD* sha256_md() {
 }
 }  // namespace
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr || sha256_md() == nullptr) throw std::runtime_error("OpenSSL SHA-256 unavailable");
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()), init_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr || init_ == nullptr || sha256_md() == nullptr ||
+      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(init_), sha256_md(), nullptr) != 1)
+    throw std::runtime_error("OpenSSL SHA-256 unavailable");
   reset();
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(init_));
+}
 
 void Sha256::reset() {
-  if (EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), sha256_md(), nullptr) != 1)
-    throw std::runtime_error("EVP_DigestInit_ex failed");
+  // EVP_DigestInit_ex looks up provider parameters by name on every call (strcmp-heavy in OpenSSL 3);
+  // copying an initialized context skips that.
+  if (EVP_MD_CTX_copy_ex(static_cast<EVP_MD_CTX*>(ctx_), static_cast<const EVP_MD_CTX*>(init_)) != 1)
+    throw std::runtime_error("EVP_MD_CTX_copy_ex failed");
 }
 
 void Sha256::update(const void* data, size_t n) {

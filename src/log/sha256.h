@@ -24,7 +24,8 @@ class Sha256 {
   Hash final();
 
  private:
-  void* ctx_;  // EVP_MD_CTX*
+  void* ctx_;   // EVP_MD_CTX*
+  void* init_;  // an initialized EVP_MD_CTX*: copying it is much cheaper than EVP_DigestInit_ex
 };
 
 std::string hex(const uint8_t* p, size_t n);

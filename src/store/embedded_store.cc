@@ -170,7 +170,12 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
   std::vector<uint8_t> salt_bytes(events * log::kSaltSize);
   if (RAND_bytes(salt_bytes.data(), static_cast<int>(salt_bytes.size())) != 1)
     return Status::io_error("the random generator failed (RAND_bytes)");
-  size_t k = 0;
+  size_t missing = 0;
+  for (const auto& r : requests)
+    for (const auto& e : r.events) missing += e.id ? 0 : 1;
+  std::vector<Uuid> fresh(missing);
+  Uuid::generate_v7(fresh.data(), fresh.size());
+  size_t k = 0, f = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     PreparedAppend& p = prepared[i];
     p.append = std::move(requests[i]);
@@ -180,7 +185,7 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
     for (size_t j = 0; j < n; ++j, ++k) {
       auto& e = p.append.events[j];
       p.id_supplied[j] = e.id.has_value();
-      if (!e.id) e.id = Uuid::generate_v7();
+      if (!e.id) e.id = fresh[f++];
       std::memcpy(p.salts[j].data(), salt_bytes.data() + k * log::kSaltSize, log::kSaltSize);
     }
   }

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -42,35 +43,46 @@ Result<Uuid> Uuid::parse(std::string_view text) {
   return u;
 }
 
-Uuid Uuid::generate_v7() {
+void Uuid::generate_v7(Uuid* out, size_t n) {
   // RFC 9562 §5.7: 48-bit Unix milliseconds, version 7, 12 bits of a per-process counter (monotonic within
-  // a millisecond, method 1 of §6.2), variant, 62 random bits.
+  // a millisecond, method 1 of §6.2), variant, 62 random bits. One RAND_bytes call for the whole batch:
+  // each call takes OpenSSL's DRBG lock and a getpid() fork check.
   static std::mutex mu;
   static uint64_t last_ms = 0;
   static uint16_t counter = 0;
-  uint64_t ms = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-  uint16_t seq;
-  {
+  constexpr size_t kChunk = 512;
+  uint8_t random[kChunk * 8];
+  for (size_t done = 0; done < n; done += kChunk) {
+    const size_t m = std::min(kChunk, n - done);
+    if (RAND_bytes(random, static_cast<int>(m * 8)) != 1) throw std::runtime_error("RAND_bytes failed");
+    const uint64_t now_ms = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     std::lock_guard g(mu);
-    if (ms <= last_ms) {
-      ms = last_ms;
-      if (++counter > 0x0fff) {  // counter exhausted: borrow the next millisecond
-        ++ms;
+    for (size_t i = 0; i < m; ++i) {
+      uint64_t ms = now_ms;
+      if (ms <= last_ms) {
+        ms = last_ms;
+        if (++counter > 0x0fff) {  // counter exhausted: borrow the next millisecond
+          ++ms;
+          counter = 0;
+        }
+      } else {
         counter = 0;
       }
-    } else {
-      counter = 0;
+      last_ms = ms;
+      Uuid& u = out[done + i];
+      std::memcpy(u.bytes.data() + 8, random + i * 8, 8);
+      for (int k = 0; k < 6; ++k) u.bytes[k] = static_cast<uint8_t>(ms >> (8 * (5 - k)));
+      u.bytes[6] = static_cast<uint8_t>(0x70 | ((counter >> 8) & 0x0f));
+      u.bytes[7] = static_cast<uint8_t>(counter & 0xff);
+      u.bytes[8] = static_cast<uint8_t>(0x80 | (u.bytes[8] & 0x3f));
     }
-    last_ms = ms;
-    seq = counter;
   }
+}
+
+Uuid Uuid::generate_v7() {
   Uuid u;
-  if (RAND_bytes(u.bytes.data() + 8, 8) != 1) throw std::runtime_error("RAND_bytes failed");
-  for (int i = 0; i < 6; ++i) u.bytes[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
-  u.bytes[6] = static_cast<uint8_t>(0x70 | ((seq >> 8) & 0x0f));
-  u.bytes[7] = static_cast<uint8_t>(seq & 0xff);
-  u.bytes[8] = static_cast<uint8_t>(0x80 | (u.bytes[8] & 0x3f));
+  generate_v7(&u, 1);
   return u;
 }
 
