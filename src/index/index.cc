@@ -100,10 +100,17 @@ constexpr uint32_t kRunVersion = 1;
 constexpr size_t kRunHeaderSize = 64;
 constexpr const char* kManifest = "MANIFEST";
 
-bool stream_less(const StreamEntry& a, const StreamEntry& b) {
-  return std::tie(a.key, a.revision, a.position) < std::tie(b.key, b.revision, b.position);
-}
-bool keypos_less(const KeyPos& a, const KeyPos& b) { return std::tie(a.key, a.value) < std::tie(b.key, b.value); }
+// Function objects, not functions: std::sort and std::merge inline them (a function pointer they cannot).
+struct StreamLess {
+  bool operator()(const StreamEntry& a, const StreamEntry& b) const {
+    return std::tie(a.key, a.revision, a.position) < std::tie(b.key, b.revision, b.position);
+  }
+};
+constexpr StreamLess stream_less{};
+struct KeyPosLess {
+  bool operator()(const KeyPos& a, const KeyPos& b) const { return std::tie(a.key, a.value) < std::tie(b.key, b.value); }
+};
+constexpr KeyPosLess keypos_less{};
 
 std::string run_file_name(uint64_t from, uint64_t to) { return fmt::format("run-{:020}-{:020}.idx", from, to); }
 
@@ -377,16 +384,26 @@ void Index::freeze_locked() {
 }
 
 Status Index::write_run_from(const Memtable& m, uint64_t from, uint64_t to, std::shared_ptr<Run>* out) {
+  // The memtable keeps each key's entries in position order, which for one stream is revision order:
+  // sorting the keys and concatenating gives sorted sections without sorting every entry.
+  std::vector<size_t> order(m.stream_lists.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return m.stream_keys[a] < m.stream_keys[b]; });
   std::vector<StreamEntry> streams;
   streams.reserve(m.events);
-  for (size_t i = 0; i < m.stream_lists.size(); ++i)
+  for (size_t i : order) {
+    const size_t start = streams.size();
     for (const auto& [rev, pos] : m.stream_lists[i]) streams.push_back({m.stream_keys[i], rev, pos});
-  std::sort(streams.begin(), streams.end(), stream_less);
+    if (!std::is_sorted(streams.begin() + static_cast<ptrdiff_t>(start), streams.end(), stream_less))
+      std::sort(streams.begin() + static_cast<ptrdiff_t>(start), streams.end(), stream_less);  // colliding streams
+  }
+  std::vector<uint64_t> type_keys;
+  for (const auto& kv : m.types) type_keys.push_back(kv.first);
+  std::sort(type_keys.begin(), type_keys.end());
   std::vector<KeyPos> types, ids;
   types.reserve(m.events);
-  for (const auto& [key, v] : m.types)
-    for (uint64_t pos : v) types.push_back({key, pos});
-  std::sort(types.begin(), types.end(), keypos_less);
+  for (uint64_t key : type_keys)
+    for (uint64_t pos : m.types.at(key)) types.push_back({key, pos});
   ids.reserve(m.ids.size());
   m.ids.for_all([&](uint64_t key, uint64_t pos) { ids.push_back({key, pos}); });
   std::sort(ids.begin(), ids.end(), keypos_less);
