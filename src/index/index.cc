@@ -368,11 +368,21 @@ void Index::add(const IndexBatch& b) {
   m.events += b.streams.size();
   m.to = b.end_position;
   const bool freeze = !read_only_ && m.events >= memtable_limit_ && !frozen_;
+  // Backpressure: if the flusher has fallen a whole memtable behind, the writer waits for it rather than
+  // let the heap grow without bound.
+  const bool behind = !read_only_ && !freeze && frozen_ && m.events >= 2 * memtable_limit_;
   if (freeze) freeze_locked();
   lock.unlock();  // lock order is flush_mu_ before mu_: never take flush_mu_ while holding mu_
   if (freeze) {
     std::lock_guard g(flush_mu_);
     flush_cv_.notify_one();
+  }
+  if (behind) {
+    std::unique_lock g(flush_mu_);
+    flushed_cv_.wait(g, [&] {
+      std::shared_lock l(mu_);
+      return !frozen_ || stop_ || !background_error_.ok();
+    });
   }
 }
 
@@ -477,6 +487,7 @@ void Index::flusher_loop() {
       st = write_manifest(job->to, next);
     }
     {
+      std::lock_guard g(flush_mu_);  // flush_mu_ before mu_, as everywhere
       std::unique_lock lock(mu_);
       if (st.ok()) {
         runs_ = std::move(next);
@@ -484,12 +495,16 @@ void Index::flusher_loop() {
         frozen_.reset();
       }
     }
+    flushed_cv_.notify_all();
     if (st.ok()) st = merge_tail_runs();
     if (!st.ok()) {
       // The index is derived: a failed flush loses nothing (the log has it). Keep serving from memory and
       // report the error at close; stop trying so as not to spin on a full disk.
-      std::lock_guard g(flush_mu_);
-      background_error_ = st;
+      {
+        std::lock_guard g(flush_mu_);
+        background_error_ = st;
+      }
+      flushed_cv_.notify_all();
       return;
     }
   }

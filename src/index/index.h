@@ -121,7 +121,8 @@ class Index {
   uint64_t indexed_through_ = 0;  // covered by runs
 
   std::mutex flush_mu_;
-  std::condition_variable flush_cv_;
+  std::condition_variable flush_cv_;    // work for the flusher
+  std::condition_variable flushed_cv_;  // a frozen memtable became a run (or the flusher stopped)
   bool stop_ = false;
   Status background_error_;
   std::thread flusher_;
