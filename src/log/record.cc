@@ -219,8 +219,12 @@ Hash CommitEncoder::encode(std::string& out, uint64_t first_position, std::span<
     store64(p + 24, e.revision);
     store64(p + 32, static_cast<uint64_t>(e.recorded_ns));
     std::memcpy(p + 40, e.id.bytes.data(), 16);
-    const Hash d = payload_digest(digest_, e.salt, e.metadata, e.data);
-    std::memcpy(p + 56, d.data(), 32);
+    if (e.digest != nullptr) {
+      std::memcpy(p + 56, e.digest, 32);
+    } else {
+      const Hash d = payload_digest(digest_, e.salt, e.metadata, e.data);
+      std::memcpy(p + 56, d.data(), 32);
+    }
     uint8_t* q = p + kEventFixedSize;
     std::memcpy(q, e.stream.data(), e.stream.size());
     q += e.stream.size();

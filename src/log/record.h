@@ -82,6 +82,9 @@ struct EventInput {
   std::string_view metadata;
   std::string_view data;
   const uint8_t* salt = nullptr;  // kSaltSize random bytes
+  // payload_digest(salt, metadata, data), when the caller computed it already (off the writer's thread);
+  // null: the encoder computes it.
+  const uint8_t* digest = nullptr;
 };
 
 size_t encoded_event_size(const EventInput& e);

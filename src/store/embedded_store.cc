@@ -175,6 +175,9 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
     for (const auto& e : r.events) missing += e.id ? 0 : 1;
   std::vector<Uuid> fresh(missing);
   Uuid::generate_v7(fresh.data(), fresh.size());
+  // The payload digests are hashed here, in the caller's thread, so that concurrent appenders share the
+  // work instead of queueing it on the single writer.
+  thread_local log::Sha256 sha;
   size_t k = 0, f = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     PreparedAppend& p = prepared[i];
@@ -182,11 +185,13 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
     const size_t n = p.append.events.size();
     p.id_supplied.resize(n);
     p.salts.resize(n);
+    p.digests.resize(n);
     for (size_t j = 0; j < n; ++j, ++k) {
       auto& e = p.append.events[j];
       p.id_supplied[j] = e.id.has_value();
       if (!e.id) e.id = fresh[f++];
       std::memcpy(p.salts[j].data(), salt_bytes.data() + k * log::kSaltSize, log::kSaltSize);
+      p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, e.data);
     }
   }
   return writer_->submit(std::move(prepared));

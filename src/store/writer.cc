@@ -235,7 +235,7 @@ Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput
     for (size_t j = 0; j < a.events.size(); ++j) {
       const EventData& e = a.events[j];
       inputs->push_back(log::EventInput{a.stream, first_rev + j, *e.id, e.type, time, e.content_type, e.metadata,
-                                        e.data, pa.salts[j].data()});
+                                        e.data, pa.salts[j].data(), pa.digests[j].data()});
     }
     pos += a.events.size();
     local[a.stream] = res.last_revision;

@@ -32,6 +32,7 @@ struct PreparedAppend {
   StreamAppend append;
   std::vector<bool> id_supplied;
   std::vector<std::array<uint8_t, log::kSaltSize>> salts;
+  std::vector<log::Hash> digests;  // payload digests, computed in the caller's thread
 };
 
 class Writer {
