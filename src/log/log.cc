@@ -75,7 +75,7 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
     if (!options.read_only) {
       auto f = options.fs->open_for_append(log->segments_.back()->path());
       if (!f.ok()) return f.status();
-      log->active_file_ = std::move(*f);
+      log->active_file_ = std::shared_ptr<WritableFile>(std::move(*f));
     }
   }
   return log;
@@ -176,36 +176,53 @@ Status Log::create_segment(uint64_t first_position, const Hash& chain_before, in
   (*seg)->set_durable_size(kSegmentHeaderSize);
   auto f = options_.fs->open_for_append(path);
   if (!f.ok()) return f.status();
-  active_file_ = std::move(*f);
+  {
+    std::lock_guard g(file_mu_);
+    active_file_ = std::shared_ptr<WritableFile>(std::move(*f));
+  }
   std::unique_lock lock(segments_mu_);
   segments_.push_back(std::move(*seg));
   return {};
 }
 
 Status Log::poison(Status s) {
+  std::lock_guard g(poison_mu_);
   if (poison_.ok()) {
     poison_ = Status(ErrorCode::kPoisoned,
                      "the store stopped accepting appends after a failed write or sync: " + s.message());
+    poisoned_.store(true, std::memory_order_release);
   }
   return poison_;
 }
 
+Status Log::poisoned() const {
+  if (!poisoned_.load(std::memory_order_acquire)) return {};
+  std::lock_guard g(poison_mu_);
+  return poison_;
+}
+
+std::shared_ptr<Segment> Log::active_segment() const {
+  std::shared_lock lock(segments_mu_);
+  return segments_.back();
+}
+
 Status Log::maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending) {
-  if (!poison_.ok()) return poison_;
+  CAIRN_RETURN_IF_ERROR(poisoned());
   const uint64_t filled = active_file_->size() + pending.size();
   if (filled < options_.segment_size || filled <= kSegmentHeaderSize) return {};
   CAIRN_RETURN_IF_ERROR(write(pending));
   pending.clear();
+  // The sealed segment is synced whole before the next one exists, so a sync of the new active segment
+  // covers every commit written so far.
   CAIRN_RETURN_IF_ERROR(sync());
-  std::shared_ptr<Segment> sealed = segments_.back();
-  sealed->set_durable_size(active_file_->size());
+  segments_.back()->raise_durable_size(active_file_->size());  // sealed: all of it is durable now
   Status st = create_segment(next_position, chain_head, last_time_ns);
   if (!st.ok()) return poison(st);
   return {};
 }
 
 Status Log::write(const std::string& bytes) {
-  if (!poison_.ok()) return poison_;
+  CAIRN_RETURN_IF_ERROR(poisoned());
   if (bytes.empty()) return {};
   Status st = active_file_->append(bytes.data(), bytes.size());
   if (!st.ok()) return poison(st);
@@ -213,15 +230,20 @@ Status Log::write(const std::string& bytes) {
 }
 
 Status Log::sync() {
-  if (!poison_.ok()) return poison_;
+  CAIRN_RETURN_IF_ERROR(poisoned());
   if (!options_.sync) return {};
-  Status st = active_file_->sync();
+  std::shared_ptr<WritableFile> file;
+  {
+    std::lock_guard g(file_mu_);
+    file = active_file_;
+  }
+  Status st = file->sync();  // outside the lock: the writer keeps writing the next commits meanwhile
   if (!st.ok()) return poison(st);
   return {};
 }
 
-void Log::publish(uint64_t durable_end) {
-  segments_.back()->set_durable_size(active_file_->size());
+void Log::publish(const std::shared_ptr<Segment>& segment, uint64_t end_offset, uint64_t durable_end) {
+  segment->raise_durable_size(end_offset);
   durable_end_.store(durable_end, std::memory_order_release);
   write_head_hint();
 }

@@ -1,11 +1,13 @@
 // The segmented append-only log: recovery on open, the writer's append/sync/roll, and frame lookup for
 // readers.
 //
-// Durability contract: write() hands whole commit frames to the OS; sync() makes everything written so
-// far durable (fdatasync of the active segment; a roll syncs the sealed one and the directory). The caller
-// (the store's writer) publishes a durable end only after sync() returned ok. If any write or sync fails,
-// the Log is poisoned and refuses every further write: the state of the file after a failed fsync is
-// unknown, so nothing more may be acknowledged from it.
+// Durability contract: write() hands whole commit frames to the OS; sync() makes everything written before
+// it was called durable (fdatasync of the active segment; a roll first syncs the segment it seals, then
+// creates the next one durably). The caller publishes a durable end only after sync() returned ok. If any
+// write or sync fails, the Log is poisoned and refuses every further write and sync: the state of the file
+// after a failed fsync is unknown, so nothing more may be acknowledged from it.
+// Threads: the store's writer thread calls maybe_roll() and write(); its syncer thread calls sync() and
+// publish() concurrently with them (the active file is swapped under a lock, and synced outside it).
 // Recovery: an incomplete tail frame is cut; a complete frame that fails a check in the tail is corruption
 // (open fails naming file and offset), unless repair is set, in which case the cut bytes are saved to
 // repair/ first. Sealed segments are not scanned on open (verify does that).
@@ -15,6 +17,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -79,16 +82,20 @@ class Log {
   // Checks a frame's body CRC and record sizes; the error names file, offset and positions.
   static Status check_frame_body(const FrameRef& ref, const uint8_t* frame);
 
-  // --- the single writer ---
-  Status poisoned() const { return poison_; }
+  // --- the writer thread ---
+  Status poisoned() const;
+  // Where the next write lands: the active segment and the offset in it (writer thread only).
   uint64_t active_offset() const { return active_file_->size(); }
+  std::shared_ptr<Segment> active_segment() const;
   // Rolls to a new segment first when the active one is full and holds at least one commit. `pending`
   // bytes not yet written are written to the old segment before the roll.
   Status maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending);
   Status write(const std::string& bytes);
+  // --- the syncer thread ---
   Status sync();
-  // Makes everything written so far visible to readers: only after sync() (or with durability none).
-  void publish(uint64_t durable_end);
+  // Makes commits up to `durable_end` (ending at `end_offset` of `segment`) visible to readers: only after
+  // a sync() that began after they were written (or with durability none). Calls come in log order.
+  void publish(const std::shared_ptr<Segment>& segment, uint64_t end_offset, uint64_t durable_end);
 
  private:
   Log() = default;
@@ -102,12 +109,15 @@ class Log {
   LogOptions options_;
   mutable std::shared_mutex segments_mu_;
   std::vector<std::shared_ptr<Segment>> segments_;
-  std::unique_ptr<WritableFile> active_file_;
+  std::shared_ptr<WritableFile> active_file_;  // replaced only by the writer thread, under file_mu_
+  mutable std::mutex file_mu_;
   std::atomic<uint64_t> durable_end_{0};
   Hash chain_head_{};
   int64_t last_time_ns_ = 0;
   uint64_t recovered_commits_ = 0;
+  mutable std::mutex poison_mu_;
   Status poison_;
+  std::atomic<bool> poisoned_{false};
   int head_fd_ = -1;
 };
 

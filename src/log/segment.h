@@ -40,6 +40,12 @@ class Segment {
 
   uint64_t durable_size() const { return durable_size_.load(std::memory_order_acquire); }
   void set_durable_size(uint64_t n) { durable_size_.store(n, std::memory_order_release); }
+  // Only ever moves forward: publications of earlier commits may arrive after a roll sealed the segment.
+  void raise_durable_size(uint64_t n) {
+    uint64_t cur = durable_size_.load(std::memory_order_relaxed);
+    while (cur < n && !durable_size_.compare_exchange_weak(cur, n, std::memory_order_release)) {
+    }
+  }
 
  private:
   Segment() = default;

@@ -16,8 +16,11 @@ int64_t now_ns() {
 constexpr size_t kMaxGroupBytes = 32u << 20;      // a group is cut once it holds this much event data
 constexpr size_t kRevisionCacheLimit = 1'000'000;  // streams; past this the cache starts over (misses read the index)
 
-// What an existing event with a reused id looks like, for the idempotency check.
-struct Existing {
+constexpr size_t kMaxGroupsInFlight = 8;  // written, waiting for the syncer
+
+}  // namespace
+
+struct Writer::Existing {
   std::string stream;
   uint64_t revision = 0;
   uint64_t position = 0;
@@ -27,10 +30,10 @@ struct Existing {
   std::string data;
 };
 
-bool same_content(const Existing& x, const EventData& e) {
+namespace {
+bool same_content(const Writer::Existing& x, const EventData& e) {
   return x.type == e.type && x.content_type == e.content_type && x.metadata == e.metadata && x.data == e.data;
 }
-
 }  // namespace
 
 struct Writer::Tentative {
@@ -45,7 +48,9 @@ Writer::Writer(log::Log& log, index::Index& index, const LogReader& reader, std:
   next_position_ = log.durable_end();
   chain_head_ = log.recovered_chain_head();
   last_time_ns_ = log.recovered_last_time_ns();
+  unsynced_ids_ = std::make_unique<std::unordered_map<Uuid, Existing, UuidHash>>();
   thread_ = std::thread([this] { run(); });
+  syncer_ = std::thread([this] { run_syncer(); });
 }
 
 Writer::~Writer() { stop(); }
@@ -57,7 +62,8 @@ void Writer::stop() {
     stopping_ = true;
   }
   queue_cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) thread_.join();  // answers or hands over everything queued, then marks writer_done_
+  if (syncer_.joinable()) syncer_.join();
 }
 
 uint64_t Writer::commits() const { return commits_.load(std::memory_order_relaxed); }
@@ -96,7 +102,12 @@ void Writer::run() {
     {
       std::unique_lock g(mu_);
       queue_cv_.wait(g, [&] { return !queue_.empty() || stopping_; });
-      if (queue_.empty()) return;  // stopping, and everything queued was answered
+      if (queue_.empty()) {  // stopping, and everything queued was handed over
+        std::lock_guard s(sync_mu_);
+        writer_done_ = true;
+        sync_cv_.notify_all();
+        return;
+      }
       size_t bytes = 0;
       group.clear();
       while (!queue_.empty() && (group.empty() || bytes + queue_.front()->bytes <= kMaxGroupBytes)) {
@@ -105,8 +116,55 @@ void Writer::run() {
         queue_.pop_front();
       }
     }
-    process_group(group);
-    for (Request* r : group) r->done.release();
+    std::unique_ptr<Written> w = process_group(group);
+    std::unique_lock s(sync_mu_);
+    sync_room_cv_.wait(s, [&] { return written_.size() < kMaxGroupsInFlight; });
+    in_flight_.fetch_add(1, std::memory_order_acq_rel);
+    written_.push_back(std::move(w));
+    sync_cv_.notify_one();
+  }
+}
+
+void Writer::run_syncer() {
+  std::vector<std::unique_ptr<Written>> batch;
+  for (;;) {
+    {
+      std::unique_lock s(sync_mu_);
+      sync_cv_.wait(s, [&] { return !written_.empty() || writer_done_; });
+      if (written_.empty()) return;
+      batch.clear();
+      while (!written_.empty()) {
+        batch.push_back(std::move(written_.front()));
+        written_.pop_front();
+      }
+      sync_room_cv_.notify_all();
+    }
+    // One sync covers every group handed over: each was fully written before it was handed over.
+    bool any_write = false;
+    for (const auto& w : batch) any_write = any_write || (w->failed.ok() && w->commits > 0);
+    Status st = any_write ? log_.sync() : log_.poisoned();
+    for (auto& w : batch) {
+      if (st.ok() && w->failed.ok()) {
+        if (w->commits > 0) {
+          w->batch.end_position = w->end_position;
+          index_.add(w->batch);
+          log_.publish(w->segment, w->end_offset, w->end_position);
+          commits_.fetch_add(w->commits, std::memory_order_relaxed);
+        }
+      } else {
+        // Nothing of this group is acknowledged; the log is poisoned and acknowledges nothing more.
+        const Status why = !w->failed.ok() ? w->failed : (log_.poisoned().ok() ? st : log_.poisoned());
+        for (Request* r : w->requests) {
+          r->status = why;
+          r->result = {};
+        }
+      }
+    }
+    on_publish_();
+    for (auto& w : batch) {
+      for (Request* r : w->requests) r->done.release();
+      in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    }
   }
 }
 
@@ -137,6 +195,8 @@ Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput
       const Uuid& id = *a.append.events[j].id;
       if (auto it = t.ids.find(id); it != t.ids.end()) {
         found[i][j] = it->second;
+      } else if (auto u = unsynced_ids_->find(id); u != unsynced_ids_->end()) {
+        found[i][j] = u->second;
       } else {
         auto ev = reader_.find_by_id(id, log_.durable_end());
         if (!ev.ok()) return ev.status();
@@ -279,7 +339,7 @@ Status Writer::plan_import(Request& r, Tentative& t, std::vector<log::EventInput
           "events[{}].recorded_at: {} is earlier than the log's last recorded time {}; recorded times never go back",
           i, format_rfc3339_ns(e.recorded_ns), format_rfc3339_ns(last_time)));
     last_time = e.recorded_ns;
-    bool dup = t.ids.count(e.id) > 0;
+    bool dup = t.ids.count(e.id) > 0 || unsynced_ids_->count(e.id) > 0;
     if (!dup) {
       auto ev = reader_.find_by_id(e.id, log_.durable_end());
       if (!ev.ok()) return ev.status();
@@ -300,21 +360,27 @@ Status Writer::plan_import(Request& r, Tentative& t, std::vector<log::EventInput
   return {};
 }
 
-void Writer::process_group(std::vector<Request*>& group) {
+std::unique_ptr<Writer::Written> Writer::process_group(std::vector<Request*>& group) {
+  auto w = std::make_unique<Written>();
+  w->requests = group;
+  // Supplied ids below the published durable end are in the index now.
+  const uint64_t durable = log_.durable_end();
+  for (auto it = unsynced_ids_->begin(); it != unsynced_ids_->end();)
+    it = it->second.position < durable ? unsynced_ids_->erase(it) : std::next(it);
+  if (in_flight_.load(std::memory_order_acquire) == 0 && revision_cache_.size() >= kRevisionCacheLimit)
+    revision_cache_.clear();
+
   Tentative t;
   t.next_position = next_position_;
   t.last_time_ns = last_time_ns_;
   log::Hash chain = chain_head_;
   pending_.clear();
-  batch_.clear();
-  std::vector<Request*> written;
   std::vector<log::EventInput> inputs;
-  Status fatal;
 
   for (Request* r : group) {
-    if (!fatal.ok() || !log_.poisoned().ok()) {
-      r->status = fatal.ok() ? log_.poisoned() : fatal;
-      continue;
+    if (!log_.poisoned().ok()) {
+      w->failed = log_.poisoned();
+      break;
     }
     inputs.clear();
     const int64_t time_before = t.last_time_ns;
@@ -327,48 +393,39 @@ void Writer::process_group(std::vector<Request*>& group) {
     if (inputs.empty()) continue;  // an idempotent retry, answered from the log
     st = log_.maybe_roll(t.next_position, chain, time_before, pending_);
     if (!st.ok()) {
-      fatal = st;
-      r->status = st;
-      continue;
+      w->failed = log_.poisoned().ok() ? st : log_.poisoned();
+      break;
     }
     const uint64_t offset = log_.active_offset() + pending_.size();
     const size_t before = pending_.size();
     chain = encoder_.encode(pending_, t.next_position, inputs, chain);
     if (log::frame_needs_sparse_entry(offset, pending_.size() - before))
-      batch_.sparse.push_back({t.next_position, offset});
+      w->batch.sparse.push_back({t.next_position, offset});
     uint64_t pos = t.next_position;
     for (const auto& in : inputs) {
-      batch_.streams.push_back({index::hash_name(in.stream), in.revision, pos});
-      batch_.types.push_back({index::hash_name(in.type), pos});
-      batch_.ids.push_back({index::hash_id(in.id), pos});
+      w->batch.streams.push_back({index::hash_name(in.stream), in.revision, pos});
+      w->batch.types.push_back({index::hash_name(in.type), pos});
+      w->batch.ids.push_back({index::hash_id(in.id), pos});
       ++pos;
     }
     t.next_position = pos;
-    written.push_back(r);
+    ++w->commits;
   }
-
-  if (written.empty() && fatal.ok()) return;
-  Status st = fatal;
-  if (st.ok()) st = log_.write(pending_);
-  if (st.ok()) st = log_.sync();
-  if (!st.ok()) {
-    // Nothing of this group is acknowledged; the log is poisoned and will acknowledge nothing more.
-    for (Request* r : written) {
-      r->status = log_.poisoned().ok() ? st : log_.poisoned();
-      r->result = {};
-    }
-    return;
+  if (w->failed.ok() && w->commits > 0) {
+    Status st = log_.write(pending_);
+    if (!st.ok()) w->failed = log_.poisoned().ok() ? st : log_.poisoned();
   }
-  batch_.end_position = t.next_position;
-  index_.add(batch_);
-  log_.publish(t.next_position);
+  if (!w->failed.ok()) return w;  // the log is poisoned: nothing of this group will be acknowledged
+  w->segment = log_.active_segment();
+  w->end_offset = log_.active_offset();
+  w->end_position = t.next_position;
+  // The writer's view moves on now; the syncer makes it durable and visible.
   next_position_ = t.next_position;
   chain_head_ = chain;
   last_time_ns_ = t.last_time_ns;
-  if (revision_cache_.size() + t.revisions.size() > kRevisionCacheLimit) revision_cache_.clear();
-  for (auto& [s, rev] : t.revisions) revision_cache_[s] = rev;
-  commits_.fetch_add(written.size(), std::memory_order_relaxed);
-  on_publish_();
+  for (auto& [stream, rev] : t.revisions) revision_cache_[stream] = rev;
+  for (auto& [id, ex] : t.ids) unsynced_ids_->insert_or_assign(id, std::move(ex));
+  return w;
 }
 
 }  // namespace cairn::store

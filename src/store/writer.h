@@ -1,11 +1,15 @@
-// The single writer and its group commit.
+// The single writer and its group commit, in two pipelined stages.
 //
-// Callers (any thread) hand in validated appends; one writer thread takes every request queued at that
-// moment, checks expected revisions and idempotency against the durable log plus the requests before it in
-// the same group, encodes one commit frame per request, writes them with one write() and one fdatasync,
-// then adds them to the index, publishes the new durable end and only then answers every request of the
-// group. A request that fails its checks changes nothing and does not disturb the others in its group.
-// If the write or the sync fails, the log is poisoned: that group and every later request fail.
+// Callers (any thread) hand in validated appends. The writer thread takes every request queued at that
+// moment (a group), checks expected revisions and idempotency against the log plus everything written
+// before it (including groups not yet synced), encodes one commit frame per request and writes the group
+// with one write(). It then hands the group to the syncer thread and starts on the next group while the
+// syncer runs one fdatasync for every group handed over so far, adds them to the index, publishes the new
+// durable end, and only then answers their requests — every request, including those that failed a check
+// or were answered as idempotent retries, since such answers may rest on commits not yet durable.
+// A request that fails its checks changes nothing and does not disturb the others in its group.
+// If a write or a sync fails, the log is poisoned: the groups not yet answered and every later request fail
+// (frames written but never acknowledged may still be found in the log after a restart, whole).
 // Thread safety: submit()/import() from any thread; stop() once, from the owner.
 #pragma once
 
@@ -47,6 +51,8 @@ class Writer {
 
   uint64_t commits() const;
 
+  struct Existing;  // what an event with a reused id looks like (for idempotency checks)
+
  private:
   struct Request {
     std::vector<PreparedAppend>* appends = nullptr;
@@ -59,9 +65,20 @@ class Writer {
     std::binary_semaphore done{0};
   };
   struct Tentative;  // the effects of the group so far (revisions and ids not yet durable)
+  // A written group on its way to the syncer.
+  struct Written {
+    std::vector<Request*> requests;
+    index::IndexBatch batch;
+    std::shared_ptr<log::Segment> segment;  // where its last frame ended
+    uint64_t end_offset = 0;
+    uint64_t end_position = 0;
+    size_t commits = 0;
+    Status failed;  // set when the writer already knows it failed (the log was poisoned)
+  };
 
   void run();
-  void process_group(std::vector<Request*>& group);
+  void run_syncer();
+  std::unique_ptr<Written> process_group(std::vector<Request*>& group);
   Status plan_append(Request& r, Tentative& t, std::vector<log::EventInput>* inputs);
   Status plan_import(Request& r, Tentative& t, std::vector<log::EventInput>* inputs);
   Result<std::optional<uint64_t>> current_revision(const std::string& stream, const Tentative& t);
@@ -82,13 +99,24 @@ class Writer {
   uint64_t next_position_ = 0;
   log::Hash chain_head_{};
   int64_t last_time_ns_ = 0;
-  std::unordered_map<std::string, uint64_t> revision_cache_;  // durable stream revisions seen recently
+  // Stream revisions written recently, including groups not yet synced; only cleared while nothing is in
+  // flight, because the index (the fallback) knows only synced commits.
+  std::unordered_map<std::string, uint64_t> revision_cache_;
+  std::unique_ptr<std::unordered_map<Uuid, Existing, UuidHash>> unsynced_ids_;  // supplied ids not yet published
   log::CommitEncoder encoder_;
   std::string pending_;
-  index::IndexBatch batch_;
   std::atomic<uint64_t> commits_{0};
 
+  // The hand-over to the syncer.
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;       // work for the syncer
+  std::condition_variable sync_room_cv_;  // room for the writer
+  std::deque<std::unique_ptr<Written>> written_;
+  std::atomic<uint64_t> in_flight_{0};  // groups written and not yet answered
+  bool writer_done_ = false;
+
   std::thread thread_;
+  std::thread syncer_;
 };
 
 }  // namespace cairn::store
