@@ -3,14 +3,16 @@
 SHELL := /bin/bash
 BUILD_DIR ?= build
 ASAN_DIR  ?= build-asan
+TSAN_DIR  ?= build-tsan
+TSAN_TESTS := cairn_store_tests cairn_subscribe_tests cairn_log_tests cairn_index_tests
 JOBS      ?= $(shell nproc)
 DATA      ?= ./data
 CAIRN     := $(BUILD_DIR)/src/cli/cairn
 
 DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
-                libfmt-dev libcli11-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
+                libfmt-dev libcli11-dev libxxhash-dev libgtest-dev libgmock-dev
 
-.PHONY: all deps build build-asan run test test-fast test-asan bench crash-long clean
+.PHONY: all deps build build-asan run test test-fast test-asan test-tsan bench crash-long clean
 
 all: build
 
@@ -36,7 +38,8 @@ build-asan: deps $(ASAN_DIR)/build.ninja
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 
 # The main job until the server exists: a small demo on the embedded store in ./data.
-run: build
+run: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target cairn_cli
 	@bash examples/demo.sh "$(CAIRN)" "$(DATA)"
 
 test-fast: build
@@ -46,8 +49,21 @@ test-asan: build-asan
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
-# The whole suite: optimized build, then the same suite under ASan+UBSan.
-test: test-fast test-asan
+# The concurrent parts (writer pipeline, subscriptions, index flusher) under ThreadSanitizer.
+$(TSAN_DIR)/build.ninja: | deps
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread
+
+test-tsan: deps $(TSAN_DIR)/build.ninja
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_TESTS)
+	@set -e; for t in $(TSAN_TESTS); do \
+	  bin=$$(find $(TSAN_DIR)/tests -name $$t -type f | head -1); \
+	  echo "== $$t (ThreadSanitizer)"; TSAN_OPTIONS=halt_on_error=1 $$bin --gtest_brief=1; \
+	done
+
+# The whole suite: optimized build, the same suite under ASan+UBSan, the concurrent parts under TSan.
+# The optimized suite runs last so that its CTest summary closes the output.
+test: test-asan test-tsan test-fast
 
 # Long crash loop for manual runs (kills the writer many more times than `make test` does).
 crash-long: build
@@ -57,4 +73,4 @@ bench: build
 	bash bench/run.sh "$(BUILD_DIR)"
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)

@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# The standard benchmark run behind `make bench`: Cairn's workloads and the PostgreSQL 15 baseline, in one run
+# on one machine. Usage: bash bench/run.sh BUILD_DIR
+#
+# Writes every result as a JSON line to bench/out/results-<date>.jsonl and a Markdown table comparing Cairn with
+# PostgreSQL to bench/out/results-<date>.md (also printed). Installs what it needs on Debian 12 (PostgreSQL 15).
+# Environment overrides: CAIRN_BENCH_OPEN_EVENTS (events for the open workload; default: 10,000,000 when the
+# machine can build that within a few minutes, else 2,000,000), CAIRN_BENCH_TMP (where the temp dirs go; /tmp),
+# CAIRN_BENCH_PG_SECONDS (pgbench -T; 15), CAIRN_BENCH_SKIP_PG=1 (Cairn only), CAIRN_BENCH_SKIP_CAIRN=1
+# (PostgreSQL only, for checking the baseline setup), CAIRN_BENCH_WAIT_QUIET=SECONDS (first wait up to that long
+# for the machine to be idle: 1-minute load below 0.5 and no other process above 20% CPU).
+set -euo pipefail
+
+BUILD_DIR=${1:?usage: bash bench/run.sh BUILD_DIR}
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+SHARED=$(cd "$(dirname "$0")/../../shared" 2>/dev/null && pwd) || {
+  echo "run.sh: the shared folder $(dirname "$0")/../../shared (pg-baseline) is missing" >&2
+  exit 1
+}
+PG_BASE="$SHARED/bench/pg-baseline"
+case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$REPO/$BUILD_DIR" ;; esac
+BENCH="$BUILD_DIR/bench/cairn-bench"
+TMP_BASE=${CAIRN_BENCH_TMP:-/tmp}
+PG_SECONDS=${CAIRN_BENCH_PG_SECONDS:-15}
+PGBIN=/usr/lib/postgresql/15/bin
+OPEN_NOTE=""
+PG_PAYLOAD=""
+BATCH_NOTE=""
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+OUT_DIR="$HERE/out"
+OUT="$OUT_DIR/results-$STAMP.jsonl"
+TABLE="$OUT_DIR/results-$STAMP.md"
+mkdir -p "$OUT_DIR"
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ------------------------------------------------------------------------------------------ prerequisites
+apt_install() {
+  log "installing: $*"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed apt-get install -y -qq --no-install-recommends "$@"
+}
+
+pg_missing=""
+for p in postgresql-15 postgresql-client-15 postgresql-contrib; do
+  dpkg -s "$p" >/dev/null 2>&1 || pg_missing="$pg_missing $p"
+done
+for b in initdb pg_ctl postgres pgbench psql; do
+  [ -x "$PGBIN/$b" ] || { pg_missing="$pg_missing postgresql-15 postgresql-client-15"; break; }
+done
+if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ] && [ -n "$pg_missing" ]; then
+  # shellcheck disable=SC2086
+  apt_install $(echo $pg_missing | tr ' ' '\n' | sort -u)
+fi
+
+if [ ! -x "$BENCH" ]; then
+  command -v cmake >/dev/null && command -v ninja >/dev/null || make -C "$REPO" deps
+  [ -f "$BUILD_DIR/build.ninja" ] || cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build "$BUILD_DIR" -j2 --target cairn-bench
+fi
+
+# ------------------------------------------------------------------------------------------ cleanup
+RUN_TMP=$(mktemp -d "$TMP_BASE/cairn-bench-run.XXXXXX")
+PG_DIR=""
+PG_STARTED=""
+SAMPLER=""
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+cleanup() {
+  local rc=$?
+  [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
+  if [ -n "$PG_STARTED" ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 ||
+      as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  [ -n "$PG_DIR" ] && rm -rf "$PG_DIR"
+  rm -rf "$RUN_TMP"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------------------------------ helpers
+# jget KEY LINE: the value of a top-level key in one of our flat JSON lines (strings unquoted).
+jget() {
+  printf '%s\n' "$2" | awk -v k="\"$1\":" '{
+    i = index($0, k); if (i == 0) { print ""; exit }
+    s = substr($0, i + length(k))
+    if (substr(s, 1, 1) == "\"") { s = substr(s, 2); j = index(s, "\""); print substr(s, 1, j - 1) }
+    else { match(s, /^[^,}]*/); print substr(s, 1, RLENGTH) }
+  }'
+}
+
+machine_json() {
+  local host cpu mem
+  host=$(hostname)
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo | sed 's/"/\\"/g')
+  mem=$(awk '/^MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
+  printf '{"hostname":"%s","nproc":%s,"cpu_model":"%s","mem_gib":%s}' "$host" "$(nproc)" "${cpu:-unknown}" "$mem"
+}
+MACHINE=$(machine_json)
+
+emit() {  # a JSON line from this script (PostgreSQL and run metadata)
+  printf '%s\n' "$1" >>"$OUT"
+  printf '%s\n' "$1"
+}
+
+cairn() {  # cairn-bench with the run's temp dir; results tagged system=cairn
+  log "cairn-bench $*"
+  local line
+  "$BENCH" "$@" --dir "$RUN_TMP" | while IFS= read -r line; do
+    line="{\"system\":\"cairn\",${line#\{}"
+    printf '%s\n' "$line" >>"$OUT"
+    printf '%s\n' "$line" | cut -c1-220
+  done
+  [ "${PIPESTATUS[0]}" = 0 ] || { log "cairn-bench $1 failed"; exit 1; }
+}
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+busy_procs() {  # other CPU-heavy processes right now (compilers, tests), for the record
+  ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 20 {printf "%s%s(%s%%)", (n++ ? " " : ""), $2, $1}' | sed 's/"//g'
+}
+meta() {  # meta WHEN: the machine state as a JSON line
+  local df_tmp
+  df_tmp=$(df -h "$TMP_BASE" | awk 'NR == 2 {printf "%s %s size, %s used, %s avail", $1, $2, $3, $4}')
+  emit "{\"system\":\"host\",\"workload\":\"machine-state\",\"when\":\"$1\",\"git\":\"$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)\",\"src_changes_uncommitted\":$(git -C "$REPO" status --porcelain -- src include 2>/dev/null | wc -l),\"loadavg\":\"$(loadavg)\",\"busy\":\"$(busy_procs)\",\"df_tmp\":\"$df_tmp\",\"kernel\":\"$(uname -r)\",\"machine\":$MACHINE,\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}" >/dev/null
+  log "machine state $1: load $(loadavg); busy: $(busy_procs); $df_tmp"
+}
+
+# ------------------------------------------------------------------------------------------ Cairn
+log "results: $OUT"
+if [ -n "${CAIRN_BENCH_WAIT_QUIET:-}" ]; then
+  deadline=$((SECONDS + CAIRN_BENCH_WAIT_QUIET))
+  until awk -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN { exit !(l < 0.5) }' && [ -z "$(busy_procs)" ]; do
+    [ $SECONDS -ge $deadline ] && { log "the machine is still busy after ${CAIRN_BENCH_WAIT_QUIET} s: running anyway"; break; }
+    sleep 5
+  done
+fi
+meta before
+# Every 3 s, note other processes above 30% CPU (compilers, test runs): another job on the machine skews results.
+(while :; do
+  ps -eo pcpu=,comm= | awk '$1 > 30 && $2 !~ /^(cairn-bench|postgres|pgbench|psql|ps|awk|bash|sleep)$/ {print $2}'
+  sleep 3
+done >>"$RUN_TMP/busy.log" 2>/dev/null) &
+SAMPLER=$!
+if [ -z "${CAIRN_BENCH_SKIP_CAIRN:-}" ]; then
+cairn fsync-probe --events 2000
+
+# Event counts sized for roughly 5-15 s each on the 2-core reference machine; --seconds caps slower machines.
+cairn append --writers 1 --batch 1 --events 60000 --seconds 30
+cairn append --writers 16 --batch 1 --events 400000 --seconds 30
+cairn append --writers 64 --batch 1 --events 1000000 --seconds 30
+cairn append --writers 1 --batch 100 --events 2000000 --seconds 30
+cairn append --writers 16 --batch 100 --events 5000000 --seconds 30
+cairn append --writers 64 --batch 100 --events 5000000 --seconds 30
+# Diagnostics: the same appends without any sync, to separate the CPU cost from the fsync cost.
+cairn append --writers 64 --batch 1 --events 1000000 --seconds 30 --durability none
+cairn append --writers 16 --batch 100 --events 5000000 --seconds 30 --durability none
+
+cairn read-all --events 1000000
+cairn read-stream --events 100000
+
+# open: 10M events if this machine builds them within a few minutes (judged from read-all's build rate).
+OPEN_EVENTS=${CAIRN_BENCH_OPEN_EVENTS:-}
+if [ -z "$OPEN_EVENTS" ]; then
+  load_rate=$(grep '"workload":"load"' "$OUT" | grep '"for":"read-all"' | tail -1)
+  load_rate=$(jget events_per_s "$load_rate")
+  # building + copying + reindexing is about 2.5x the build alone
+  est=$(awk -v r="${load_rate:-0}" 'BEGIN { if (r <= 0) print 99999; else printf "%d", 2.5 * 10000000 / r }')
+  if [ "$est" -le 240 ]; then
+    OPEN_EVENTS=10000000
+  else
+    OPEN_EVENTS=2000000
+    OPEN_NOTE="10M events would take about ${est} s here: open measured with 2M events"
+    log "$OPEN_NOTE"
+  fi
+fi
+cairn open --events "$OPEN_EVENTS"
+[ -n "$OPEN_NOTE" ] && emit "{\"system\":\"host\",\"workload\":\"note\",\"note\":\"$OPEN_NOTE\"}" >/dev/null
+
+cairn subscribe --rate 2000 --seconds 5
+meta after-cairn
+fi
+
+# ------------------------------------------------------------------------------------------ PostgreSQL 15
+if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ]; then
+  free_port() {
+    local p
+    for p in $(seq 55432 55532); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+    echo "run.sh: no free port in 55432..55532" >&2
+    return 1
+  }
+  PG_DIR=$(mktemp -d "$TMP_BASE/cairn-bench-pg.XXXXXX")
+  chmod 755 "$PG_DIR"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
+  PG_PORT=$(free_port)
+  PG_USER=$( [ "$(id -u)" = 0 ] && echo postgres || id -un )
+  log "PostgreSQL 15: initdb in $PG_DIR, port $PG_PORT"
+  as_pg "$PGBIN/initdb" -D "$PG_DIR/data" -U "$PG_USER" -A trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 ||
+    { cat "$PG_DIR/initdb.log" >&2; exit 1; }
+  PG_STARTED=1
+  as_pg "$PGBIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PG_DIR -c shared_buffers=1GB -c max_connections=200 -c fsync=on -c synchronous_commit=on" \
+    start >/dev/null || { cat "$PG_DIR/server.log" >&2; exit 1; }
+  PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres)
+  "${PSQL[@]}" -f "$PG_BASE/schema.sql" >/dev/null
+  pg_version=$("${PSQL[@]}" -At -c 'show server_version')
+  log "PostgreSQL $pg_version up (fsync=$("${PSQL[@]}" -At -c 'show fsync'), synchronous_commit=$("${PSQL[@]}" -At -c 'show synchronous_commit'), shared_buffers=$("${PSQL[@]}" -At -c 'show shared_buffers'))"
+  PG_PAYLOAD=$(grep -o "'{[^']*}'" "$PG_BASE/append-single.pgbench" | head -1 | tr -d "'" | tr -d '\n' | wc -c)
+
+  # The batch script draws its stream from random(1, 1e9): at ~2,000 transactions/s that repeats a stream within
+  # 15 s (birthday collisions), the insert of version 0 hits the unique key and pgbench aborts that client. The
+  # copy used here draws from a 63-bit range instead; the SQL is otherwise the same.
+  PG_BATCH_SCRIPT="$RUN_TMP/append-batch100.pgbench"
+  sed 's/random(1, 1000000000)/random(1, 9000000000000000000)/' "$PG_BASE/append-batch100.pgbench" >"$PG_BATCH_SCRIPT"
+  cmp -s "$PG_BASE/append-batch100.pgbench" "$PG_BATCH_SCRIPT" && BATCH_NOTE="" ||
+    BATCH_NOTE="stream key drawn from random(1, 9e18) instead of random(1, 1e9) to avoid duplicate-key aborts"
+
+  # pgbench_run NAME SCRIPT CLIENTS EVENTS_PER_TX NOTE: one pgbench run with per-transaction logs for p50/p99.
+  pgbench_run() {
+    local name=$1 script=$2 clients=$3 per_tx=$4 note=$5 logdir="$RUN_TMP/pgbench-$1" aborted=false
+    mkdir -p "$logdir"
+    log "pgbench $name: -c $clients -j 2 -T $PG_SECONDS"
+    (cd "$logdir" && "$PGBIN/pgbench" -n -f "$script" -c "$clients" -j 2 -T "$PG_SECONDS" \
+      -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -l --log-prefix="$logdir/tx" postgres >"$logdir/out.txt" 2>&1) || {
+      cat "$logdir/out.txt" >&2
+      grep -q '^tps = ' "$logdir/out.txt" || exit 1
+      aborted=true
+      log "pgbench $name: some clients aborted; the figure is kept, marked aborted"
+    }
+    local tps txs failed pcts p50 p99
+    tps=$(awk '/^tps = / {print $3; exit}' "$logdir/out.txt")
+    txs=$(awk -F': ' '/number of transactions actually processed/ {split($2, a, "/"); print a[1]; exit}' "$logdir/out.txt")
+    failed=$(awk -F': ' '/number of failed transactions/ {split($2, a, " "); print a[1]; exit}' "$logdir/out.txt")
+    # Per-transaction log lines: client tx_no latency_us script_no epoch_s epoch_us
+    pcts=$(cat "$logdir"/tx.* | awk '{print $3}' | sort -n | awk '{v[NR] = $1} END {
+      if (NR == 0) { print "null null"; exit }
+      i50 = int(0.50 * NR + 0.999999); i99 = int(0.99 * NR + 0.999999); printf "%.1f %.1f", v[i50], v[i99] }')
+    p50=${pcts% *}; p99=${pcts#* }
+    emit "$(awk -v name="$name" -v c="$clients" -v per="$per_tx" -v tps="$tps" -v txs="$txs" -v T="$PG_SECONDS" \
+      -v p50="$p50" -v p99="$p99" -v pay="$PG_PAYLOAD" -v failed="${failed:-0}" -v ver="$pg_version" \
+      -v ab="$aborted" -v note="$note" -v m="$MACHINE" -v d="$(date -u +%Y-%m-%dT%H:%M:%SZ)" 'BEGIN {
+      printf "{\"system\":\"postgresql\",\"workload\":\"append\",\"writers\":%d,\"batch\":%d,\"payload_bytes\":%d,", c, per, pay
+      printf "\"durability\":\"fsync\",\"events\":%d,\"seconds\":%s,\"events_per_s\":%.0f,\"MB_per_s\":%.1f,", txs * per, T, tps * per, tps * per * pay / 1e6
+      printf "\"p50_us\":%s,\"p99_us\":%s,\"tps\":%s,\"failed\":%s,\"aborted\":%s,\"pgbench\":\"%s\",\"server_version\":\"%s\",", p50, p99, tps, failed, ab, name, ver
+      if (note != "") printf "\"script_change\":\"%s\",", note
+      printf "\"latency\":\"per transaction\",\"machine\":%s,\"date\":\"%s\"}", m, d }')"
+  }
+  pgbench_run append-single-c16 "$PG_BASE/append-single.pgbench" 16 1 ""
+  pgbench_run append-single-c64 "$PG_BASE/append-single.pgbench" 64 1 ""
+  pgbench_run append-batch100-c4 "$PG_BATCH_SCRIPT" 4 100 "$BATCH_NOTE"
+
+  # The scan from the README, over everything the appends wrote; 5 runs, best and median.
+  log "PostgreSQL scan"
+  "${PSQL[@]}" -c 'vacuum analyze baseline_events' >/dev/null
+  scan_out=$("${PSQL[@]}" -At -c '\timing on' \
+    -c 'select count(*), sum(length(data::text)) from baseline_events' \
+    -c 'select count(*), sum(length(data::text)) from baseline_events' \
+    -c 'select count(*), sum(length(data::text)) from baseline_events' \
+    -c 'select count(*), sum(length(data::text)) from baseline_events' \
+    -c 'select count(*), sum(length(data::text)) from baseline_events')
+  rows=$(printf '%s\n' "$scan_out" | awk -F'|' 'NF == 2 {print $1; exit}')
+  bytes=$(printf '%s\n' "$scan_out" | awk -F'|' 'NF == 2 {print $2; exit}')
+  times=$(printf '%s\n' "$scan_out" | awk '/^Time: / {print $2 / 1000}' | sort -g)
+  best=$(printf '%s\n' "$times" | head -1)
+  median=$(printf '%s\n' "$times" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+  table_mb=$("${PSQL[@]}" -At -c "select pg_total_relation_size('baseline_events') / 1e6")
+  for which in best median; do
+    t=$([ "$which" = best ] && echo "$best" || echo "$median")
+    emit "$(awk -v w="$which" -v rows="$rows" -v bytes="$bytes" -v t="$t" -v mb="$table_mb" -v ver="$pg_version" \
+      -v m="$MACHINE" -v d="$(date -u +%Y-%m-%dT%H:%M:%SZ)" 'BEGIN {
+      printf "{\"system\":\"postgresql\",\"workload\":\"read-all\",\"writers\":1,\"batch\":0,\"payload_bytes\":%d,", bytes / rows
+      printf "\"durability\":\"fsync\",\"events\":%d,\"seconds\":%.4f,\"events_per_s\":%.0f,\"MB_per_s\":%.1f,", rows, t, rows / t, mb / t
+      printf "\"p50_us\":null,\"p99_us\":null,\"stat\":\"%s\",\"runs\":5,\"payload_MB_per_s\":%.1f,\"table_MB\":%.1f,", w, bytes / t / 1e6, mb
+      printf "\"query\":\"select count(*), sum(length(data::text)) from baseline_events\",\"server_version\":\"%s\",", ver
+      printf "\"note\":\"psql \\\\timing, shared_buffers warm; MB_per_s counts the table and its indexes\",\"machine\":%s,\"date\":\"%s\"}", m, d }')"
+  done
+  meta after-postgresql
+fi
+
+# ------------------------------------------------------------------------------------------ the table
+kill "$SAMPLER" 2>/dev/null || true
+SAMPLER=""
+OTHER_BUSY=$(sort "$RUN_TMP/busy.log" 2>/dev/null | uniq -c | awk '{printf "%s%s in %d samples", (n++ ? ", " : ""), $2, $1}')
+emit "{\"system\":\"host\",\"workload\":\"machine-busy\",\"other_processes_over_30pct_cpu\":\"${OTHER_BUSY:-none}\",\"sample_interval_s\":3}" >/dev/null
+fmt_rate() { awk -v x="$1" 'BEGIN { if (x == "" || x == "null") print "—"; else if (x >= 1e6) printf "%.2fM", x / 1e6; else if (x >= 1e4) printf "%.1fk", x / 1e3; else printf "%.0f", x }'; }
+fmt_us() { awk -v x="$1" 'BEGIN { if (x == "" || x == "null") print "—"; else if (x >= 1000) printf "%.2f ms", x / 1000; else printf "%.0f µs", x }'; }
+# pick SYSTEM WORKLOAD [KEY=VALUE...]: the first result line matching all the given fields
+pick() {
+  local sys=$1 wl=$2
+  shift 2
+  local pat=("\"system\":\"$sys\"" "\"workload\":\"$wl\"")
+  local kv
+  for kv in "$@"; do
+    case "${kv#*=}" in [0-9]* | true | false) pat+=("\"${kv%%=*}\":${kv#*=},") ;; *) pat+=("\"${kv%%=*}\":\"${kv#*=}\"") ;; esac
+  done
+  local line
+  while IFS= read -r line; do
+    local ok=1 p
+    for p in "${pat[@]}"; do [[ "$line" == *"$p"* ]] || { ok=0; break; }; done
+    [ $ok = 1 ] && { printf '%s\n' "$line"; return 0; }
+  done <"$OUT"
+  return 0
+}
+cell_rate() { [ -n "$1" ] && echo "$(fmt_rate "$(jget events_per_s "$1")") ev/s" || echo "—"; }
+cell_lat() { [ -n "$1" ] && echo "$(fmt_us "$(jget p50_us "$1")") / $(fmt_us "$(jget p99_us "$1")")" || echo "—"; }
+verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "null") { print "?"; exit }
+  ok = (op == ">=") ? (x + 0 >= y + 0) : (x + 0 <= y + 0); print ok ? "met" : "missed" }'; }
+
+{
+  echo "# Cairn vs PostgreSQL 15 — $(date -u +%Y-%m-%d) — $(jget cpu_model "$MACHINE"), $(nproc) cores"
+  echo
+  echo "| Workload | Durability | Cairn | Cairn p50 / p99 | PostgreSQL 15 | PG p50 / p99 | Target |"
+  echo "|---|---|---|---|---|---|---|"
+  for b in 1 100; do
+    for w in 1 16 64; do
+      c=$(pick cairn append writers=$w batch=$b durability=fsync)
+      pg=""
+      pglabel=""
+      if [ "$b" = 1 ] && [ "$w" != 1 ]; then pg=$(pick postgresql append writers=$w batch=1); pglabel=" ($w clients)"; fi
+      if [ "$b" = 100 ]; then pg=$(pick postgresql append writers=4 batch=100); pglabel=" (4 clients)"; fi
+      target=""
+      if [ "$b" = 1 ] && [ "$w" = 64 ]; then
+        target="≥ 50k ev/s, p99 ≤ 2 ms: $(verdict "$(jget events_per_s "$c")" '>=' 50000) / $(verdict "$(jget p99_us "$c")" '<=' 2000)"
+      fi
+      if [ "$b" = 100 ]; then target="≥ 1M ev/s: $(verdict "$(jget events_per_s "$c")" '>=' 1000000)"; fi
+      pgcell="—"; [ -n "$pg" ] && pgcell="$(cell_rate "$pg")$pglabel"
+      echo "| append, batch $b, $w writer$([ "$w" = 1 ] || echo s) | fsync | $(cell_rate "$c") | $(cell_lat "$c") | $pgcell | $(cell_lat "$pg") | $target |"
+    done
+  done
+  for spec in "64 1" "16 100"; do
+    set -- $spec
+    c=$(pick cairn append writers=$1 batch=$2 durability=none)
+    [ -n "$c" ] && echo "| append, batch $2, $1 writers (diagnostic) | none | $(cell_rate "$c") | $(cell_lat "$c") | — | — | |"
+  done
+  for which in best median; do
+    c=$(pick cairn read-all stat=$which)
+    pg=$(pick postgresql read-all stat=$which)
+    target=""; [ "$which" = best ] && target="≥ 10M ev/s: $(verdict "$(jget events_per_s "$c")" '>=' 10000000)"
+    echo "| read \$all, $(jget events "$c") events, page cache ($which of $(jget runs "$c")) | — | $(cell_rate "$c") ($(jget MB_per_s "$c") MB/s) | — | $(cell_rate "$pg") ($(jget events "$pg") rows) | — | $target |"
+  done
+  c=$(pick cairn read-stream stat=median)
+  echo "| read one stream of $(jget events "$c"), pages of 1000 (median) | — | $(cell_rate "$c") | $(cell_lat "$c") per page | — | — | |"
+  c=$(pick cairn open-clean)
+  n=$(jget events "$c")
+  target="< 1 s for 10M"
+  [ "$n" = 10000000 ] && target="$target: $(verdict "$(jget seconds "$c")" '<=' 1)" || target="$target (measured with $n events)"
+  echo "| open after clean close, $n events (median) | — | $(jget seconds "$c") s | — | — | — | $target |"
+  c=$(pick cairn open-reindex)
+  echo "| open without index/ (full reindex), $(jget events "$c") events | — | $(jget seconds "$c") s ($(cell_rate "$c")) | — | — | — | |"
+  c=$(pick cairn subscribe)
+  echo "| subscribe end-to-end, $(jget events_per_s "$c") appends/s | $(jget durability "$c") | — | $(cell_lat "$c") | — | — | |"
+  c=$(pick cairn fsync-probe)
+  echo "| fdatasync probe (pwrite $(jget payload_bytes "$c") B + fdatasync) | fsync | $(cell_rate "$c") | $(cell_lat "$c") | — | — | |"
+  echo
+  echo "Cairn payload: 256-byte JSON; PostgreSQL payload: ${PG_PAYLOAD:-?}-byte JSON (shared/bench/pg-baseline)."
+  [ -n "${BATCH_NOTE:-}" ] && echo "PostgreSQL batch script: $BATCH_NOTE."
+  grep -q '"aborted":true' "$OUT" && echo "WARNING: a pgbench run had aborted clients (see the JSON lines)."
+  echo "Other processes above 30% CPU during the run (sampled every 3 s): ${OTHER_BUSY:-none}."
+  echo "Load average before / after: $(grep '"when":"before"' "$OUT" | sed 's/.*"loadavg":"\([^"]*\)".*/\1/') / $(loadavg)."
+  [ -n "$OPEN_NOTE" ] && echo "$OPEN_NOTE."
+  echo "Raw results: ${OUT#"$REPO"/}"
+} >"$TABLE"
+echo
+cat "$TABLE"
+log "done: $OUT, $TABLE"
