@@ -10,7 +10,8 @@
 // Durability: the index is never needed to recover the log. A run and the manifest are written with
 // temp + fsync + rename + directory fsync; a crash loses at most the memtable, which is replayed from the
 // log after indexed_through() on open.
-// Thread safety: add() from the single writer; lookups from any thread; close() once.
+// Thread safety: add() from one thread at a time (the store's syncer, in log order); lookups from any
+// thread; close() once.
 #pragma once
 
 #include <condition_variable>
