@@ -43,4 +43,9 @@ struct ReindexReport {
 };
 Result<ReindexReport> reindex(const std::string& dir, const ProgressFn& progress = {});
 
+// The durable end (number of durable events) that the last writer of dir published: a cheap hint for
+// followers in other processes (`cairn tail -f`) to see whether anything new may be there. Never synced;
+// the log is the truth. kNotFound if no writer has opened dir yet.
+Result<uint64_t> published_head(const std::string& dir);
+
 }  // namespace cairn

@@ -238,6 +238,17 @@ int cmd_tail(const StoreFlags& f, const ReadArgs& a) {
   bool first = true;
   const auto started = std::chrono::steady_clock::now();
   for (;;) {
+    if (!first) {
+      // Reopen only when a writer has published something new since the last look.
+      auto head = published_head(f.data);
+      if (head.ok() && *head <= cursor) {
+        if (a.follow_for_seconds &&
+            std::chrono::steady_clock::now() - started >= std::chrono::duration<double>(*a.follow_for_seconds))
+          return 0;
+        std::this_thread::sleep_for(std::chrono::duration<double>(a.poll_seconds));
+        continue;
+      }
+    }
     // Each round opens the directory read-only: the writer may be another process, and a reader must see
     // only what it has made durable (the store bounds read-only opens by the writer's published end).
     auto store = open_store(*o);

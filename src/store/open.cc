@@ -33,4 +33,6 @@ Result<ReindexReport> reindex(const std::string& dir, const ProgressFn& progress
   return r;
 }
 
+Result<uint64_t> published_head(const std::string& dir) { return log::read_head_hint(dir); }
+
 }  // namespace cairn

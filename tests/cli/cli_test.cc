@@ -3,18 +3,20 @@
 
 #include <array>
 #include <cstdio>
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include "testing/temp_dir.h"
 
 namespace {
 
-struct Run {
+struct CliRun {
   int code;
   std::string out;
 };
 
-Run run(const std::string& args) {
+CliRun run(const std::string& args) {
   const std::string cmd = std::string(CAIRN_CLI) + " " + args + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   std::string out;
@@ -115,6 +117,26 @@ TEST(Cli, TailPrintsTheLastEvents) {
   r = run("tail " + d + " -f --for 0.3 -n 1");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"n\":3"), std::string::npos) << r.out;
+}
+
+TEST(Cli, TailFollowSeesAppendsOfAnotherProcess) {
+  cairn::testing::TempDir dir;
+  const std::string d = "--data " + dir.path();
+  ASSERT_EQ(run("append " + d + " s-1 t '{\"n\":0}'").code, 0);
+  CliRun follower;
+  std::thread t([&] { follower = run("tail " + d + " -f --for 3 --poll 0.05 -n 1"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(run("append " + d + " s-1 t '{\"n\":1}'").code, 0);
+  ASSERT_EQ(run("append " + d + " s-2 t '{\"n\":2}'").code, 0);
+  t.join();
+  ASSERT_EQ(follower.code, 0) << follower.out;
+  const auto a = follower.out.find("\"n\":0"), b = follower.out.find("\"n\":1"), c = follower.out.find("\"n\":2");
+  ASSERT_NE(a, std::string::npos) << follower.out;
+  ASSERT_NE(b, std::string::npos) << follower.out;
+  ASSERT_NE(c, std::string::npos) << follower.out;
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  EXPECT_EQ(follower.out.find("\"n\":1", b + 1), std::string::npos) << "printed twice: " << follower.out;
 }
 
 }  // namespace

@@ -419,6 +419,36 @@ TEST(Store, SecondWriterProcessIsRefusedAndReadOnlyOpenWorks) {
             ErrorCode::kInvalidArgument);
 }
 
+TEST(Store, ReadOnlyOpenNeverReadsPastTheWritersPublishedEnd) {
+  TempDir dir;
+  auto s = open_ok(small_options(dir.path()));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(s->append(one("h-1", ExpectedRevision::any(), {json_event("t", "{}")})).ok());
+  auto head = published_head(dir.path());
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(*head, 5u);
+  // Pretend the writer had published only 3: a reader in another process must stop there, even though
+  // later commits are complete in the file (they could be written but not yet synced).
+  {
+    std::FILE* f = std::fopen((dir.path() + "/log/HEAD").c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    const uint8_t three[8] = {3, 0, 0, 0, 0, 0, 0, 0};
+    ASSERT_EQ(std::fwrite(three, 1, 8, f), 8u);
+    std::fclose(f);
+  }
+  auto ro = small_options(dir.path());
+  ro.read_only = true;
+  auto r = open_store(ro);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ((*r)->head_position(), 3u);
+  EXPECT_EQ((*r)->read_position(3).status().code(), ErrorCode::kNotFound);
+  r->reset();
+  // With no writer holding the directory, the log itself is the truth.
+  s.reset();
+  r = open_store(ro);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->head_position(), 5u);
+}
+
 TEST(Store, ImportReproducesChainHead) {
   TempDir a, b;
   std::vector<ImportEvent> events;
