@@ -97,6 +97,22 @@ Result<std::string> read_input(const std::string& path) {
   return ss.str();
 }
 
+// Parses NDJSON text line by line (empty lines skipped); the first bad line stops it, named by number.
+template <typename T, typename Parse>
+Status parse_lines(const std::string& text, Parse parse, std::vector<T>* out) {
+  std::istringstream in(text);
+  std::string line;
+  size_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    auto v = parse(line, n);
+    if (!v.ok()) return v.status();
+    out->push_back(std::move(*v));
+  }
+  return {};
+}
+
 std::string human_line(const EventView& e) {
   std::string data;
   if (e.payload_removed) data = "<payload removed>";
@@ -137,16 +153,8 @@ int cmd_append(const StoreFlags& f, const AppendArgs& a) {
   if (!a.events_file.empty()) {
     auto text = read_input(a.events_file);
     if (!text.ok()) return fail(text.status());
-    std::istringstream in(*text);
-    std::string line;
-    size_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      if (line.empty()) continue;
-      auto e = parse_event_line(line, n);
-      if (!e.ok()) return fail(e.status());
-      req.events.push_back(std::move(*e));
-    }
+    Status st = parse_lines(*text, parse_event_line, &req.events);
+    if (!st.ok()) return fail(st);
   } else {
     if (a.type.empty()) return fail(Status::invalid_argument("TYPE: required (or use --events FILE)"));
     EventData e;
@@ -404,18 +412,7 @@ int cmd_import(const StoreFlags& f, const std::string& in_path) {
   if (!o.ok()) return fail(o.status());
   // Parse everything first: a bad line changes nothing.
   std::vector<ExportLine> lines;
-  {
-    std::istringstream in(*text);
-    std::string line;
-    size_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      if (line.empty()) continue;
-      auto l = parse_export_line(line, n);
-      if (!l.ok()) return fail(l.status());
-      lines.push_back(std::move(*l));
-    }
-  }
+  if (Status st = parse_lines(*text, parse_export_line, &lines); !st.ok()) return fail(st);
   auto store = open_store(*o);
   if (!store.ok()) return fail(store.status());
   Store& s = **store;

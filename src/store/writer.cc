@@ -179,6 +179,13 @@ Result<std::optional<uint64_t>> Writer::current_revision(const std::string& stre
   return std::optional<uint64_t>((*tip)->revision);
 }
 
+Result<std::optional<uint64_t>> Writer::revision_in_request(const std::string& stream,
+                                                           const std::unordered_map<std::string, uint64_t>& local,
+                                                           const Tentative& t) {
+  if (auto it = local.find(stream); it != local.end()) return std::optional<uint64_t>(it->second);
+  return current_revision(stream, t);
+}
+
 Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput>* inputs) {
   auto& appends = *r.appends;
 
@@ -269,14 +276,9 @@ Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput
   for (size_t i = 0; i < appends.size(); ++i) {
     auto& pa = appends[i];
     const StreamAppend& a = pa.append;
-    std::optional<uint64_t> cur;
-    if (auto it = local.find(a.stream); it != local.end()) {
-      cur = it->second;
-    } else {
-      auto c = current_revision(a.stream, t);
-      if (!c.ok()) return c.status();
-      cur = *c;
-    }
+    auto seen = revision_in_request(a.stream, local, t);
+    if (!seen.ok()) return seen.status();
+    const std::optional<uint64_t> cur = *seen;
     bool ok = true;
     switch (a.expected.kind) {
       case ExpectedRevision::Kind::kAny: break;
@@ -320,14 +322,9 @@ Status Writer::plan_import(Request& r, Tentative& t, std::vector<log::EventInput
   int64_t last_time = t.last_time_ns;
   for (size_t i = 0; i < events.size(); ++i) {
     const ImportEvent& e = events[i];
-    std::optional<uint64_t> cur;
-    if (auto it = local.find(e.stream); it != local.end()) {
-      cur = it->second;
-    } else {
-      auto c = current_revision(e.stream, t);
-      if (!c.ok()) return c.status();
-      cur = *c;
-    }
+    auto seen = revision_in_request(e.stream, local, t);
+    if (!seen.ok()) return seen.status();
+    const std::optional<uint64_t> cur = *seen;
     const uint64_t expect = cur ? *cur + 1 : 0;
     if (e.revision != expect)
       return Status::wrong_expected_revision(

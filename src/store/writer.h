@@ -82,6 +82,10 @@ class Writer {
   Status plan_append(Request& r, Tentative& t, std::vector<log::EventInput>* inputs);
   Status plan_import(Request& r, Tentative& t, std::vector<log::EventInput>* inputs);
   Result<std::optional<uint64_t>> current_revision(const std::string& stream, const Tentative& t);
+  // The stream's revision as this request sees it: its own earlier parts first, then the group and the log.
+  Result<std::optional<uint64_t>> revision_in_request(const std::string& stream,
+                                                      const std::unordered_map<std::string, uint64_t>& local,
+                                                      const Tentative& t);
   Status wait(Request& r);
 
   log::Log& log_;
