@@ -1,22 +1,17 @@
-// JSON text for events: the one-line representation the CLI prints with --json and that export/import use.
-// Field names follow the HTTP API (snake_case). Export lines add what an import needs to reproduce the
-// chain exactly: commit_position, recorded_ns and digest_salt. JSON data and metadata are embedded as they
-// were stored (byte for byte) when they are an object or array; other JSON values go in *_text fields.
+// Parsing the CLI's NDJSON inputs: export lines (for import) and event lines (for append --events).
+// The event representation itself (what --json prints and export writes) is codec/event_json.h.
 #pragma once
 
 #include <string>
 #include <string_view>
 
 #include "cairn/store.h"
+#include "codec/event_json.h"
 
 namespace cairn::cli {
 
-void append_json_string(std::string& out, std::string_view s);
-std::string base64_encode(std::string_view bytes);
-Result<std::string> base64_decode(std::string_view text);
-
-// One line (no newline) for an event. With for_export, adds commit_position, recorded_ns and digest_salt.
-std::string event_json(const EventView& e, bool for_export);
+using codec::append_json_string;
+using codec::event_json;
 
 struct ExportLine {
   ImportEvent event;
