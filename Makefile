@@ -10,7 +10,7 @@ DATA      ?= ./data
 CAIRN     := $(BUILD_DIR)/src/cli/cairn
 
 DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
-                libfmt-dev libcli11-dev libxxhash-dev libgtest-dev libgmock-dev
+                libfmt-dev libcli11-dev libxxhash-dev libboost-dev libgtest-dev libgmock-dev
 
 .PHONY: all deps build build-asan run test test-fast test-asan test-tsan bench crash-long clean
 

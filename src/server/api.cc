@@ -1,0 +1,540 @@
+#include "server/api.h"
+
+#include <simdjson.h>
+
+#include <charconv>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "codec/event_json.h"
+
+namespace cairn::server {
+
+namespace http = boost::beast::http;
+using nlohmann::json;
+
+namespace {
+
+// ------------------------------------------------------------------------------------------ responses
+
+Response json_response(const Request& req, http::status status, std::string body) {
+  Response res{status, req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+Response error_response(const Request& req, http::status status, std::string_view code, std::string_view message,
+                        const json& details = nullptr) {
+  json e = {{"code", code}, {"message", message}};
+  if (!details.is_null()) e["details"] = details;
+  return json_response(req, status, json{{"error", e}}.dump());
+}
+
+// Maps a Store error to its HTTP answer. `not_found_code` names what was missing (stream_not_found, ...).
+Response status_response(const Request& req, const Status& st, std::string_view not_found_code = "not_found",
+                         const json& details = nullptr) {
+  switch (st.code()) {
+    case ErrorCode::kInvalidArgument: return error_response(req, http::status::bad_request, "invalid_argument", st.message(), details);
+    case ErrorCode::kNotFound: return error_response(req, http::status::not_found, not_found_code, st.message(), details);
+    case ErrorCode::kWrongExpectedRevision: return error_response(req, http::status::conflict, "wrong_expected_revision", st.message(), details);
+    case ErrorCode::kDuplicateEventId: return error_response(req, http::status::conflict, "duplicate_event_id", st.message(), details);
+    case ErrorCode::kLimitExceeded: return error_response(req, http::status::payload_too_large, "limit_exceeded", st.message(), details);
+    case ErrorCode::kPoisoned:
+    case ErrorCode::kClosed:
+    case ErrorCode::kBusy: return error_response(req, http::status::service_unavailable, error_code_name(st.code()), st.message(), details);
+    case ErrorCode::kTimeout: return error_response(req, http::status::gateway_timeout, "timeout", st.message(), details);
+    case ErrorCode::kCorruption:
+    case ErrorCode::kIoError:
+    case ErrorCode::kOk: break;
+  }
+  return error_response(req, http::status::internal_server_error, error_code_name(st.code()), st.message(), details);
+}
+
+// ------------------------------------------------------------------------------------------ targets
+
+std::string url_decode(std::string_view s, bool* ok) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      auto hexv = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      };
+      if (i + 2 >= s.size() || hexv(s[i + 1]) < 0 || hexv(s[i + 2]) < 0) {
+        *ok = false;
+        return {};
+      }
+      out.push_back(static_cast<char>(hexv(s[i + 1]) * 16 + hexv(s[i + 2])));
+      i += 2;
+    } else if (s[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+struct Target {
+  std::vector<std::string> segments;  // decoded path segments
+  std::vector<std::pair<std::string, std::string>> query;
+  bool ok = true;
+
+  std::optional<std::string> param(std::string_view name) const {
+    for (const auto& [k, v] : query)
+      if (k == name) return v;
+    return std::nullopt;
+  }
+  std::vector<std::string> params(std::string_view name) const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : query)
+      if (k == name) out.push_back(v);
+    return out;
+  }
+};
+
+Target parse_target(std::string_view t) {
+  Target out;
+  const auto q = t.find('?');
+  std::string_view path = t.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
+  size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '/') {
+      ++i;
+      continue;
+    }
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    out.segments.push_back(url_decode(path.substr(i, j - i), &out.ok));
+    i = j;
+  }
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view kv = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (kv.empty()) continue;
+    size_t eq = kv.find('=');
+    out.query.emplace_back(url_decode(kv.substr(0, eq), &out.ok),
+                           eq == std::string_view::npos ? std::string() : url_decode(kv.substr(eq + 1), &out.ok));
+  }
+  return out;
+}
+
+Result<std::optional<uint64_t>> uint_param(const Target& t, std::string_view name) {
+  auto v = t.param(name);
+  if (!v || v->empty()) return std::optional<uint64_t>{};
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc() || p != v->data() + v->size())
+    return Status::invalid_argument(fmt::format("query parameter '{}': '{}' is not a non-negative integer", name, v->substr(0, 40)));
+  return std::optional<uint64_t>(n);
+}
+
+// ------------------------------------------------------------------------------------------ bodies
+
+simdjson::dom::parser& parser() {
+  thread_local simdjson::dom::parser p;
+  return p;
+}
+
+Result<ExpectedRevision> parse_expected(simdjson::dom::element v, const std::string& where) {
+  if (v.is_string()) {
+    std::string_view s = v.get_string().value_unsafe();
+    if (s == "any") return ExpectedRevision::any();
+    if (s == "no_stream") return ExpectedRevision::no_stream();
+    if (s == "exists") return ExpectedRevision::exists();
+  } else if (v.is_uint64()) {
+    return ExpectedRevision::exact(v.get_uint64().value_unsafe());
+  }
+  return Status::invalid_argument(where + ": must be \"any\", \"no_stream\", \"exists\" or a revision number");
+}
+
+Result<std::vector<EventData>> parse_events(simdjson::dom::element v, const std::string& where) {
+  simdjson::dom::array arr;
+  if (v.get(arr)) return Status::invalid_argument(where + ": must be an array of events");
+  std::vector<EventData> out;
+  size_t i = 0;
+  for (simdjson::dom::element e : arr) {
+    const std::string w = fmt::format("{}[{}]", where, i++);
+    simdjson::dom::object o;
+    if (e.get(o)) return Status::invalid_argument(w + ": must be an object");
+    EventData ev;
+    for (auto field : o) {
+      const std::string_view key = field.key;
+      if (key != "id" && key != "type" && key != "data" && key != "metadata" && key != "content_type")
+        return Status::invalid_argument(fmt::format("{}.{}: unknown field", w, key.substr(0, 40)));
+    }
+    std::string_view s;
+    if (o["type"].get(s)) return Status::invalid_argument(w + ".type: required, a string");
+    ev.type = std::string(s);
+    if (simdjson::dom::element id; o["id"].get(id) == simdjson::SUCCESS) {
+      if (id.get(s)) return Status::invalid_argument(w + ".id: must be a UUID string");
+      auto u = Uuid::parse(s);
+      if (!u.ok()) return Status::invalid_argument(w + ".id: " + u.status().message());
+      ev.id = *u;
+    }
+    if (simdjson::dom::element ct; o["content_type"].get(ct) == simdjson::SUCCESS) {
+      if (ct.get(s)) return Status::invalid_argument(w + ".content_type: must be a string");
+      auto c = parse_content_type(s);
+      if (!c.ok()) return Status::invalid_argument(w + ".content_type: " + c.status().message());
+      ev.content_type = *c;
+    }
+    simdjson::dom::element data;
+    if (o["data"].get(data)) return Status::invalid_argument(w + ".data: required");
+    if (ev.content_type == ContentType::kJson) {
+      ev.data = simdjson::minify(data);
+    } else {
+      if (data.get(s)) return Status::invalid_argument(w + ".data: binary data must be a base64 string");
+      auto d = codec::base64_decode(s);
+      if (!d.ok()) return Status::invalid_argument(w + ".data: " + d.status().message());
+      ev.data = std::move(*d);
+    }
+    if (simdjson::dom::element md; o["metadata"].get(md) == simdjson::SUCCESS) {
+      if (!md.is_object()) return Status::invalid_argument(w + ".metadata: must be a JSON object");
+      ev.metadata = simdjson::minify(md);
+    }
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+Result<simdjson::dom::object> parse_body(const Request& req) {
+  simdjson::dom::element doc;
+  if (auto err = parser().parse(req.body().data(), req.body().size()).get(doc))
+    return Status::invalid_argument(fmt::format("body: not valid JSON: {}", simdjson::error_message(err)));
+  simdjson::dom::object o;
+  if (doc.get(o)) return Status::invalid_argument("body: must be a JSON object");
+  return o;
+}
+
+json append_json(const StreamAppendResult& r) {
+  return {{"stream", r.stream},
+          {"first_position", r.first_position},
+          {"last_position", r.last_position},
+          {"first_revision", r.first_revision},
+          {"last_revision", r.last_revision}};
+}
+
+json conflict_details(const StreamAppend& a, const Status& st) {
+  json expected = a.expected.kind == ExpectedRevision::Kind::kExact ? json(a.expected.revision) : json(a.expected.to_string());
+  json actual = st.actual_revision() < 0 ? json("no_stream") : json(st.actual_revision());
+  return {{"stream", a.stream}, {"expected", expected}, {"actual", actual}};
+}
+
+std::string page_json(const std::vector<RecordedEvent>& events, std::optional<uint64_t> next) {
+  std::string out = "{\"events\":[";
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (i) out.push_back(',');
+    out += codec::event_json(events[i]);
+  }
+  out += "],\"next\":";
+  out += next ? std::to_string(*next) : "null";
+  out += "}";
+  return out;
+}
+
+std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
+bool immutable_method(http::verb m) { return m == http::verb::put || m == http::verb::patch || m == http::verb::delete_; }
+
+}  // namespace
+
+Api::Api(Store& store, KeyStore& keys, ApiOptions options)
+    : store_(store), keys_(keys), options_(options), pool_(options.workers) {}
+
+Api::~Api() { begin_shutdown(); }
+
+void Api::begin_shutdown() {
+  if (shutting_down_.exchange(true)) return;
+  pool_.join();
+}
+
+void Api::handle(Request req, Respond respond) {
+  if (shutting_down_) {
+    return respond(error_response(req, http::status::service_unavailable, "shutting_down", "cairnd is shutting down"));
+  }
+  boost::asio::post(pool_, [this, req = std::move(req), respond = std::move(respond)]() mutable {
+    Response res;
+    try {
+      res = dispatch(req);
+    } catch (const std::exception& e) {
+      // Outermost layer: a programmer error must not take the server down with it.
+      res = error_response(req, http::status::internal_server_error, "internal", e.what());
+    }
+    respond(std::move(res));
+  });
+}
+
+Response Api::dispatch(const Request& req) {
+  const Target t = parse_target(sv(req.target()));
+  if (!t.ok) return error_response(req, http::status::bad_request, "bad_request", "the URL has a malformed %-escape");
+  const auto& seg = t.segments;
+  const http::verb method = req.method();
+
+  if (seg.size() == 1 && seg[0] == "health") {
+    if (method != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+    return json_response(req, http::status::ok, json{{"status", "ok"}, {"head_position", store_.head_position()}}.dump());
+  }
+  if (seg.empty() || seg[0] != "v1")
+    return error_response(req, http::status::not_found, "not_found", fmt::format("no such endpoint: {}", std::string(sv(req.target())).substr(0, 200)));
+
+  // Every /v1 endpoint needs a key.
+  const std::string_view auth = sv(req[http::field::authorization]);
+  if (!auth.starts_with("Bearer ") || auth.size() <= 7)
+    return error_response(req, http::status::unauthorized, "unauthorized",
+                          "an API key is required: Authorization: Bearer <key>");
+  const auto key = keys_.authenticate(auth.substr(7));
+  if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "unknown or revoked API key");
+  auto need = [&](Role r) -> std::optional<Response> {
+    if (key->allows(r)) return std::nullopt;
+    return error_response(req, http::status::forbidden, "forbidden",
+                          fmt::format("this endpoint needs the {} role; the key has {}", role_name(r), role_name(key->role)));
+  };
+  auto out_of_scope = [&](std::string_view stream) {
+    return error_response(req, http::status::forbidden, "forbidden",
+                          fmt::format("the key may not access stream '{}'", stream.substr(0, 256)));
+  };
+  const bool has_json_body = sv(req[http::field::content_type]).starts_with("application/json");
+
+  // ---- /v1/streams/{stream}
+  if (seg.size() >= 2 && seg[0] == "v1" && seg[1] == "streams") {
+    if (seg.size() == 3) {
+      const std::string& stream = seg[2];
+      if (immutable_method(method))
+        return error_response(req, http::status::method_not_allowed, "method_not_allowed",
+                              "events are immutable: nothing is updated or deleted; append a compensating event "
+                              "that names what it corrects");
+      if (!key->can_see(stream)) return out_of_scope(stream);
+      if (method == http::verb::post) {
+        if (auto r = need(Role::kWriter)) return *r;
+        if (!has_json_body)
+          return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
+        auto body = parse_body(req);
+        if (!body.ok()) return status_response(req, body.status());
+        StreamAppend a;
+        a.stream = stream;
+        for (auto field : *body) {
+          const std::string_view k = field.key;
+          if (k != "expected_revision" && k != "events")
+            return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", k.substr(0, 40))));
+        }
+        if (simdjson::dom::element ex; (*body)["expected_revision"].get(ex) == simdjson::SUCCESS) {
+          auto e = parse_expected(ex, "expected_revision");
+          if (!e.ok()) return status_response(req, e.status());
+          a.expected = *e;
+        }
+        simdjson::dom::element evs;
+        if ((*body)["events"].get(evs)) return status_response(req, Status::invalid_argument("events: required"));
+        auto events = parse_events(evs, "events");
+        if (!events.ok()) return status_response(req, events.status());
+        a.events = std::move(*events);
+        const StreamAppend copy_for_details{a.stream, a.expected, {}};
+        auto r = store_.append(std::move(a));
+        if (!r.ok()) return status_response(req, r.status(), "not_found", r.status().code() == ErrorCode::kWrongExpectedRevision ? conflict_details(copy_for_details, r.status()) : json(nullptr));
+        return json_response(req, r->replayed ? http::status::ok : http::status::created, append_json(r->streams[0]).dump());
+      }
+      if (method == http::verb::get) {
+        if (auto r = need(Role::kReader)) return *r;
+        auto from = uint_param(t, "from");
+        auto limit = uint_param(t, "limit");
+        if (!from.ok()) return status_response(req, from.status());
+        if (!limit.ok()) return status_response(req, limit.status());
+        const std::string dir = t.param("direction").value_or("forward");
+        if (dir != "forward" && dir != "backward")
+          return status_response(req, Status::invalid_argument("query parameter 'direction': forward or backward"));
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), options_.max_page));
+        if (n == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
+        auto page = store_.read_stream(stream, *from, dir == "forward" ? Direction::kForward : Direction::kBackward, n);
+        if (!page.ok()) return status_response(req, page.status(), "stream_not_found");
+        return json_response(req, http::status::ok, page_json(page->events, page->next));
+      }
+      return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET or POST");
+    }
+    if (seg.size() == 2 && immutable_method(method))
+      return error_response(req, http::status::method_not_allowed, "method_not_allowed",
+                            "events are immutable: nothing is updated or deleted");
+  }
+
+  // ---- /v1/transactions
+  if (seg.size() == 2 && seg[1] == "transactions") {
+    if (method != http::verb::post) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use POST");
+    if (auto r = need(Role::kWriter)) return *r;
+    if (!has_json_body)
+      return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
+    auto body = parse_body(req);
+    if (!body.ok()) return status_response(req, body.status());
+    simdjson::dom::array arr;
+    if ((*body)["appends"].get(arr)) return status_response(req, Status::invalid_argument("appends: required, an array"));
+    std::vector<StreamAppend> appends;
+    size_t i = 0;
+    for (simdjson::dom::element e : arr) {
+      const std::string w = fmt::format("appends[{}]", i++);
+      simdjson::dom::object o;
+      if (e.get(o)) return status_response(req, Status::invalid_argument(w + ": must be an object"));
+      StreamAppend a;
+      std::string_view s;
+      if (o["stream"].get(s)) return status_response(req, Status::invalid_argument(w + ".stream: required, a string"));
+      a.stream = std::string(s);
+      if (!key->can_see(a.stream)) return out_of_scope(a.stream);
+      if (simdjson::dom::element ex; o["expected_revision"].get(ex) == simdjson::SUCCESS) {
+        auto x = parse_expected(ex, w + ".expected_revision");
+        if (!x.ok()) return status_response(req, x.status());
+        a.expected = *x;
+      }
+      simdjson::dom::element evs;
+      if (o["events"].get(evs)) return status_response(req, Status::invalid_argument(w + ".events: required"));
+      auto events = parse_events(evs, w + ".events");
+      if (!events.ok()) return status_response(req, events.status());
+      a.events = std::move(*events);
+      appends.push_back(std::move(a));
+    }
+    std::vector<StreamAppend> heads;
+    for (const auto& a : appends) heads.push_back({a.stream, a.expected, {}});
+    auto r = store_.append_multi(std::move(appends));
+    if (!r.ok()) {
+      json details = nullptr;
+      if (r.status().code() == ErrorCode::kWrongExpectedRevision)
+        for (const auto& h : heads)  // the message names which append; details give its stream
+          if (r.status().message().find("'" + h.stream + "'") != std::string::npos) {
+            details = conflict_details(h, r.status());
+            break;
+          }
+      return status_response(req, r.status(), "not_found", details);
+    }
+    json out = json::array();
+    for (const auto& s : r->streams) out.push_back(append_json(s));
+    return json_response(req, r->replayed ? http::status::ok : http::status::created, json{{"appends", out}}.dump());
+  }
+
+  // ---- /v1/events, /v1/events/{id}, /v1/positions/{p}
+  if ((seg.size() == 2 || seg.size() == 3) && (seg[1] == "events" || seg[1] == "positions")) {
+    if (immutable_method(method))
+      return error_response(req, http::status::method_not_allowed, "method_not_allowed",
+                            "events are immutable: nothing is updated or deleted; append a compensating event that "
+                            "names what it corrects");
+    if (method != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+    if (auto r = need(Role::kReader)) return *r;
+    if (seg.size() == 3) {
+      Result<RecordedEvent> ev = Status::invalid_argument("unreachable");
+      if (seg[1] == "events") {
+        auto id = Uuid::parse(seg[2]);
+        if (!id.ok()) return status_response(req, id.status());
+        ev = store_.read_event(*id);
+      } else {
+        uint64_t p = 0;
+        auto [ptr, ec] = std::from_chars(seg[2].data(), seg[2].data() + seg[2].size(), p);
+        if (ec != std::errc() || ptr != seg[2].data() + seg[2].size())
+          return status_response(req, Status::invalid_argument(fmt::format("'{}' is not a position", seg[2].substr(0, 40))));
+        ev = store_.read_position(p);
+      }
+      // Out of scope answers like absent: a scoped key learns nothing about streams it cannot read.
+      if (ev.ok() && !key->can_see(ev->stream)) ev = Status::not_found("no such event");
+      if (!ev.ok()) return status_response(req, ev.status(), "event_not_found");
+      return json_response(req, http::status::ok, codec::event_json(*ev));
+    }
+    if (seg[1] == "positions") return error_response(req, http::status::not_found, "not_found", "use /v1/positions/{position}");
+    auto from = uint_param(t, "from");
+    auto limit = uint_param(t, "limit");
+    if (!from.ok()) return status_response(req, from.status());
+    if (!limit.ok()) return status_response(req, limit.status());
+    const std::string dir = t.param("direction").value_or("forward");
+    if (dir != "forward" && dir != "backward")
+      return status_response(req, Status::invalid_argument("query parameter 'direction': forward or backward"));
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), options_.max_page));
+    if (n == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
+    Filter f{t.params("type"), t.param("type_prefix").value_or(""), t.param("stream_prefix").value_or(""),
+             t.param("category").value_or("")};
+    const Direction d = dir == "forward" ? Direction::kForward : Direction::kBackward;
+    std::vector<RecordedEvent> events;
+    std::optional<uint64_t> next = *from;
+    bool first = true;
+    // A scoped key's pages are filtered to its streams; keep reading until the page is full or $all ends.
+    while (events.size() < n && (first || next)) {
+      auto page = store_.read_all(next, d, n - events.size(), f);
+      if (!page.ok()) return status_response(req, page.status());
+      for (auto& e : page->events)
+        if (key->can_see(e.stream)) events.push_back(std::move(e));
+      next = page->next;
+      first = false;
+      if (!key->scoped()) break;
+    }
+    return json_response(req, http::status::ok, page_json(events, next));
+  }
+
+  // ---- /v1/stats
+  if (seg.size() == 2 && seg[1] == "stats") {
+    if (method != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+    if (auto r = need(Role::kReader)) return *r;
+    if (key->scoped())
+      return error_response(req, http::status::forbidden, "forbidden", "store-wide statistics need a key without stream scopes");
+    const StoreStats s = store_.stats();
+    return json_response(req, http::status::ok,
+                         json{{"events", s.events},
+                              {"segments", s.segments},
+                              {"log_bytes", s.log_bytes},
+                              {"index_runs", s.index_runs},
+                              {"index_memtable_events", s.index_memtable_events},
+                              {"indexed_through", s.indexed_through},
+                              {"chain_head", s.chain_head_hex},
+                              {"durability", durability_name(s.durability)}}
+                             .dump());
+  }
+
+  // ---- /v1/keys
+  if (seg.size() >= 2 && seg[1] == "keys") {
+    if (auto r = need(Role::kAdmin)) return *r;
+    auto key_json = [](const ApiKey& k) {
+      json j = {{"id", k.id}, {"name", k.name}, {"role", role_name(k.role)}, {"streams", k.prefixes},
+                {"created_at", format_rfc3339_ns(k.created_ns)}};
+      j["revoked_at"] = k.revoked_ns ? json(format_rfc3339_ns(k.revoked_ns)) : json(nullptr);
+      return j;
+    };
+    if (seg.size() == 2 && method == http::verb::get) {
+      json out = json::array();
+      for (const auto& k : keys_.list()) out.push_back(key_json(k));
+      return json_response(req, http::status::ok, json{{"keys", out}}.dump());
+    }
+    if (seg.size() == 2 && method == http::verb::post) {
+      if (!has_json_body)
+        return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
+      auto j = json::parse(req.body(), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) return status_response(req, Status::invalid_argument("body: must be a JSON object"));
+      if (!j.contains("role") || !j["role"].is_string()) return status_response(req, Status::invalid_argument("role: required, a string"));
+      auto role = parse_role(j["role"].get<std::string>());
+      if (!role.ok()) return status_response(req, role.status());
+      std::vector<std::string> prefixes;
+      if (j.contains("streams")) {
+        if (!j["streams"].is_array()) return status_response(req, Status::invalid_argument("streams: must be an array of prefixes"));
+        for (const auto& p : j["streams"]) {
+          if (!p.is_string()) return status_response(req, Status::invalid_argument("streams: must be an array of strings"));
+          prefixes.push_back(p.get<std::string>());
+        }
+      }
+      const std::string name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "";
+      auto created = keys_.create(*role, std::move(prefixes), name);
+      if (!created.ok()) return status_response(req, created.status());
+      json out = key_json(created->first);
+      out["key"] = created->second;
+      return json_response(req, http::status::created, out.dump());
+    }
+    if (seg.size() == 3 && method == http::verb::delete_) {
+      Status st = keys_.revoke(seg[2]);
+      if (!st.ok()) return status_response(req, st, "key_not_found");
+      return json_response(req, http::status::ok, json{{"id", seg[2]}, {"revoked", true}}.dump());
+    }
+    return error_response(req, http::status::method_not_allowed, "method_not_allowed",
+                          "use GET or POST on /v1/keys, DELETE on /v1/keys/{id}");
+  }
+
+  return error_response(req, http::status::not_found, "not_found",
+                        fmt::format("no such endpoint: {} {}", std::string(sv(req.method_string())),
+                                    std::string(sv(req.target())).substr(0, 200)));
+}
+
+}  // namespace cairn::server

@@ -1,0 +1,44 @@
+// The HTTP/JSON API of cairnd (docs/http-api.md): routing, authentication and authorization, request
+// parsing and the mapping of Store results and errors to HTTP answers.
+//
+// Store calls run on a worker pool, never on the I/O threads: an append waits for its group commit, and
+// many appends waiting together is what makes group commit pay. Every error answer is
+// {"error": {"code", "message", "details"?}} with the matching status; a malformed request changes nothing.
+// Thread safety: handle() from any thread; begin_shutdown() once.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "cairn/store.h"
+#include "server/http_server.h"
+#include "server/keys.h"
+
+namespace cairn::server {
+
+struct ApiOptions {
+  size_t max_page = 1000;  // largest page a read returns
+  size_t workers = 64;     // threads for store calls
+};
+
+class Api {
+ public:
+  Api(Store& store, KeyStore& keys, ApiOptions options);
+  ~Api();
+  void handle(Request req, Respond respond);
+  // New requests get 503 from now on; returns after the requests in progress were answered.
+  void begin_shutdown();
+
+  Response dispatch(const Request& req);  // synchronous; public for tests of the routing
+
+ private:
+  Store& store_;
+  KeyStore& keys_;
+  ApiOptions options_;
+  boost::asio::thread_pool pool_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace cairn::server

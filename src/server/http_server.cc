@@ -1,0 +1,197 @@
+#include "server/http_server.h"
+
+#include <fmt/format.h>
+
+namespace cairn::server {
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+Response plain_error(unsigned version, http::status status, std::string_view code, std::string_view message) {
+  Response res{status, version};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::server, "cairnd");
+  res.body() = fmt::format(R"({{"error":{{"code":"{}","message":"{}"}}}})", code, message);
+  res.keep_alive(false);
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace
+
+class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Session> {
+ public:
+  Session(HttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {}
+
+  void run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+
+  // Closes the connection if it is between requests; a request in progress is answered first.
+  void close_if_idle() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      if (!self->busy_) self->shutdown();
+    });
+  }
+
+  ~Session() { server_.untrack(this); }
+
+ private:
+  void read() {
+    if (closing_) return shutdown();
+    parser_.emplace();
+    parser_->body_limit(server_.limits_.max_body_bytes);
+    parser_->header_limit(server_.limits_.max_header_bytes);
+    // Idle until the first byte; the whole request must then arrive within the request timeout. Beast
+    // has one timer per stream, so the idle timeout covers both and a stuck request is cut at that bound.
+    stream_.expires_after(std::chrono::seconds(server_.limits_.idle_timeout_s));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::connection_reset || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted)
+      return shutdown();
+    // The request was not read to its end: after the answer, drain what the client still sends so that it
+    // can finish writing and read the answer (a lingering close), instead of seeing a reset.
+    if (ec) drain_on_close_ = true;
+    if (ec == http::error::body_limit) {
+      return write(plain_error(11, http::status::payload_too_large, "payload_too_large",
+                               fmt::format("the request body is over the limit of {} bytes",
+                                           server_.limits_.max_body_bytes)));
+    }
+    if (ec == http::error::header_limit)
+      return write(plain_error(11, http::status::request_header_fields_too_large, "headers_too_large",
+                               "the request headers are too large"));
+    if (ec) return write(plain_error(11, http::status::bad_request, "bad_request", "malformed HTTP request"));
+    busy_ = true;
+    stream_.expires_never();  // the handler may wait for a group commit; the write sets its own deadline
+    Request req = parser_->release();
+    const bool keep_alive = req.keep_alive();
+    server_.handler_(std::move(req), [self = shared_from_this(), keep_alive](Response res) {
+      net::post(self->stream_.get_executor(), [self, keep_alive, res = std::move(res)]() mutable {
+        res.keep_alive(keep_alive && res.keep_alive() && !self->closing_);
+        self->write(std::move(res));
+      });
+    });
+  }
+
+  void write(Response res) {
+    response_ = std::make_shared<Response>(std::move(res));
+    response_->set(http::field::server, "cairnd");
+    stream_.expires_after(std::chrono::seconds(server_.limits_.request_timeout_s));
+    http::async_write(stream_, *response_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->busy_ = false;
+      if (ec || !self->response_->keep_alive()) return self->shutdown();
+      self->response_.reset();
+      self->read();
+    });
+  }
+
+  void shutdown() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (drain_on_close_ && !ec) {
+      drain_on_close_ = false;
+      stream_.expires_after(std::chrono::seconds(5));
+      return drain();
+    }
+    stream_.close();
+  }
+
+  void drain() {
+    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > kMaxDrainBytes) return self->stream_.close();
+      self->drain();
+    });
+  }
+
+  HttpServer& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<Response> response_;
+  bool busy_ = false;
+  bool closing_ = false;
+  bool drain_on_close_ = false;
+  static constexpr uint64_t kMaxDrainBytes = 64u << 20;
+  uint64_t drained_ = 0;
+  std::array<char, 16384> discard_{};
+};
+
+HttpServer::HttpServer(net::io_context& ioc, HttpLimits limits, Handler handler)
+    : ioc_(ioc), limits_(limits), handler_(std::move(handler)), acceptor_(net::make_strand(ioc)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start(const std::string& host, uint16_t port) {
+  beast::error_code ec;
+  tcp::resolver resolver(ioc_);
+  auto results = resolver.resolve(host, std::to_string(port), ec);
+  if (ec || results.empty())
+    return Status::invalid_argument(fmt::format("--http: cannot resolve '{}': {}", host, ec.message()));
+  const tcp::endpoint ep = results.begin()->endpoint();
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return Status::io_error(fmt::format("cannot listen on {}:{}: {}", host, port, ec.message()));
+  port_ = acceptor_.local_endpoint().port();
+  accept();
+  return {};
+}
+
+void HttpServer::accept() {
+  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (stopping_) return;
+    if (!ec) {
+      if (open_.load() >= limits_.max_connections) {
+        // Over the connection limit: say so and close, rather than queue without bound.
+        auto res = std::make_shared<Response>(
+            plain_error(11, http::status::service_unavailable, "overloaded", "too many open connections"));
+        auto sock = std::make_shared<tcp::socket>(std::move(socket));
+        http::async_write(*sock, *res, [sock, res](beast::error_code, size_t) {
+          beast::error_code ignored;
+          sock->close(ignored);
+        });
+      } else {
+        auto s = std::make_shared<Session>(*this, std::move(socket));
+        track(s);
+        s->run();
+      }
+    }
+    accept();
+  });
+}
+
+void HttpServer::track(const std::shared_ptr<Session>& s) {
+  ++open_;
+  std::lock_guard g(sessions_mu_);
+  if (sessions_.size() >= 1024 && sessions_.size() >= 2 * open_.load()) {
+    for (auto it = sessions_.begin(); it != sessions_.end();) it = it->expired() ? sessions_.erase(it) : std::next(it);
+  }
+  sessions_.insert(s);
+}
+
+void HttpServer::untrack(Session*) { --open_; }
+
+void HttpServer::stop() {
+  if (stopping_.exchange(true)) return;
+  net::post(acceptor_.get_executor(), [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+  });
+  std::lock_guard g(sessions_mu_);
+  for (auto& w : sessions_)
+    if (auto s = w.lock()) s->close_if_idle();
+  sessions_.clear();
+}
+
+}  // namespace cairn::server

@@ -1,0 +1,69 @@
+// The HTTP/1.1 transport of cairnd, on Boost.Beast: accept, keep-alive sessions, limits, timeouts,
+// graceful stop. It knows nothing about events: each complete request goes to the Handler, which answers
+// through the callback it is given, possibly later and from another thread (the API runs store calls on a
+// worker pool, because an append waits for its group commit).
+//
+// Limits: header and body sizes, connection count, an idle timeout between requests and a deadline for
+// reading one request. A malformed or oversized request gets 400/413 and the connection is closed.
+// Thread safety: start()/stop() from the owner; the io_context may be run by several threads.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>  // before Boost 1.74's asio, whose awaitable.hpp uses std::exchange without it
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "cairn/status.h"
+
+namespace cairn::server {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+using Respond = std::function<void(Response)>;
+using Handler = std::function<void(Request, Respond)>;
+
+struct HttpLimits {
+  uint64_t max_body_bytes = 20u << 20;  // a bit above the store's 16 MiB append limit: JSON costs framing
+  uint32_t max_header_bytes = 16 * 1024;
+  uint32_t max_connections = 4096;
+  uint32_t idle_timeout_s = 120;     // keep-alive connection with no request
+  uint32_t request_timeout_s = 30;   // to read one request once it started
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& ioc, HttpLimits limits, Handler handler);
+  ~HttpServer();
+  // Binds and starts accepting. host may be a name or address; port 0 picks a free one (see port()).
+  Status start(const std::string& host, uint16_t port);
+  uint16_t port() const { return port_; }
+  // Stops accepting and closes idle connections; requests in progress finish and are answered.
+  void stop();
+  uint64_t open_connections() const { return open_.load(); }
+
+  class Session;
+
+ private:
+  void accept();
+  void track(const std::shared_ptr<Session>& s);
+  void untrack(Session* s);
+
+  boost::asio::io_context& ioc_;
+  HttpLimits limits_;
+  Handler handler_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> open_{0};
+  std::mutex sessions_mu_;
+  std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions_;
+};
+
+}  // namespace cairn::server

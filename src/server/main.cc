@@ -1,0 +1,131 @@
+// cairnd: the Cairn server. Serves the embedded store in --data over HTTP/JSON (docs/http-api.md).
+// Settings come from flags, CAIRN_* environment variables or a config file (--config, INI or TOML);
+// `cairnd --help` lists them all. SIGTERM/SIGINT: stop accepting, answer the requests in progress
+// (an acknowledged append is durable), close the store, exit 0.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <utility>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "cairn/store.h"
+#include "server/api.h"
+#include "server/http_server.h"
+#include "server/keys.h"
+
+int main(int argc, char** argv) {
+  using namespace cairn;
+  CLI::App app{"cairnd — the Cairn event store server (HTTP/JSON)"};
+  std::string data = "./data";
+  std::string listen = "127.0.0.1:2114";
+  std::string durability = "fsync";
+  uint64_t segment_size = 128ull << 20;
+  size_t workers = 64;
+  size_t io_threads = std::max(2u, std::thread::hardware_concurrency());
+  server::HttpLimits limits;
+  app.set_config("--config", "", "read settings from this INI or TOML file (keys are the long flag names)");
+  app.add_option("--data", data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
+  app.add_option("--http", listen, "address and port to listen on (ADDR:PORT)")->envname("CAIRN_HTTP")->capture_default_str();
+  app.add_option("--durability", durability, "fsync (default) or none (tests and benchmarks only)")
+      ->envname("CAIRN_DURABILITY")->check(CLI::IsMember({"fsync", "none"}))->capture_default_str();
+  app.add_option("--segment-size", segment_size, "bytes per log segment")->envname("CAIRN_SEGMENT_SIZE")->capture_default_str();
+  app.add_option("--workers", workers, "threads for store calls (appends wait for their group commit there)")
+      ->envname("CAIRN_WORKERS")->check(CLI::Range(size_t{1}, size_t{4096}))->capture_default_str();
+  app.add_option("--io-threads", io_threads, "threads for network I/O")->envname("CAIRN_IO_THREADS")->capture_default_str();
+  app.add_option("--max-body", limits.max_body_bytes, "largest request body in bytes")->envname("CAIRN_MAX_BODY")->capture_default_str();
+  app.add_option("--max-connections", limits.max_connections, "open connections before new ones get 503")
+      ->envname("CAIRN_MAX_CONNECTIONS")->capture_default_str();
+  app.add_option("--idle-timeout", limits.idle_timeout_s, "seconds a keep-alive connection may idle")
+      ->envname("CAIRN_IDLE_TIMEOUT")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::fprintf(stderr, "error: --http: '%s' is not ADDR:PORT\n", listen.c_str());
+    return 2;
+  }
+  const std::string host = listen.substr(0, colon);
+  const int port = std::atoi(listen.c_str() + colon + 1);
+  if (port < 0 || port > 65535) {
+    std::fprintf(stderr, "error: --http: port %d is out of range\n", port);
+    return 2;
+  }
+
+  Options o;
+  o.dir = data;
+  o.segment_size = segment_size;
+  o.durability = durability == "none" ? Durability::kNone : Durability::kFsync;
+  auto store = open_store(o);
+  if (!store.ok()) {
+    std::fprintf(stderr, "error: %s\n", store.status().to_string().c_str());
+    return 1;
+  }
+  auto keys = server::KeyStore::open(data);
+  if (!keys.ok()) {
+    std::fprintf(stderr, "error: %s\n", keys.status().to_string().c_str());
+    return 1;
+  }
+  if ((*keys)->empty()) {
+    if (const char* boot = std::getenv("CAIRN_BOOTSTRAP_ADMIN_KEY"); boot && *boot) {
+      auto k = (*keys)->add_with_secret(server::Role::kAdmin, boot, "bootstrap admin");
+      if (!k.ok()) {
+        std::fprintf(stderr, "error: CAIRN_BOOTSTRAP_ADMIN_KEY: %s\n", k.status().message().c_str());
+        return 2;
+      }
+      std::printf("admin key: from CAIRN_BOOTSTRAP_ADMIN_KEY (id %s)\n", k->id.c_str());
+    } else {
+      auto k = (*keys)->create(server::Role::kAdmin, {}, "first admin");
+      if (!k.ok()) {
+        std::fprintf(stderr, "error: %s\n", k.status().to_string().c_str());
+        return 1;
+      }
+      std::printf("admin key (shown once, keep it): %s\n", k->second.c_str());
+    }
+  }
+
+  boost::asio::io_context ioc;
+  server::Api api(**store, **keys, server::ApiOptions{1000, workers});
+  server::HttpServer http(ioc, limits, [&api](server::Request req, server::Respond respond) {
+    api.handle(std::move(req), std::move(respond));
+  });
+  if (Status st = http.start(host, static_cast<uint16_t>(port)); !st.ok()) {
+    std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
+    return 1;
+  }
+  std::printf("cairnd listening on http://%s:%u (data %s, durability %s%s)\n", host.c_str(), http.port(), data.c_str(),
+              durability.c_str(), durability == "none" ? ": appends are NOT synced, tests and benchmarks only" : "");
+  std::fflush(stdout);
+
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  std::thread stopper;
+  signals.async_wait([&](const boost::system::error_code&, int sig) {
+    std::printf("cairnd: signal %d, shutting down\n", sig);
+    std::fflush(stdout);
+    http.stop();
+    // Off the I/O threads: answering the requests in progress needs them to keep running.
+    stopper = std::thread([&] {
+      api.begin_shutdown();
+      for (int i = 0; i < 200 && http.open_connections() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      ioc.stop();
+    });
+  });
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < io_threads; ++i) threads.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  if (stopper.joinable()) stopper.join();
+  Status st = (*store)->close();
+  if (!st.ok()) {
+    std::fprintf(stderr, "error: closing the store: %s\n", st.to_string().c_str());
+    return 1;
+  }
+  std::printf("cairnd: stopped cleanly\n");
+  return 0;
+}
