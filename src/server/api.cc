@@ -252,23 +252,130 @@ Api::~Api() { begin_shutdown(); }
 
 void Api::begin_shutdown() {
   if (shutting_down_.exchange(true)) return;
+  cancel_subscriptions("");
   pool_.join();
 }
 
-void Api::handle(Request req, Respond respond) {
+void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
   if (shutting_down_) {
     return respond(error_response(req, http::status::service_unavailable, "shutting_down", "cairnd is shutting down"));
   }
-  boost::asio::post(pool_, [this, req = std::move(req), respond = std::move(respond)]() mutable {
+  boost::asio::post(pool_, [this, req = std::move(req), respond = std::move(respond),
+                            respond_stream = std::move(respond_stream)]() mutable {
     Response res;
     try {
-      res = dispatch(req);
+      const Target t = parse_target(sv(req.target()));
+      const bool is_subscribe = t.ok && t.segments.size() >= 2 && t.segments[0] == "v1" &&
+                                t.segments.back() == "subscribe" &&
+                                (t.segments.size() == 2 || (t.segments.size() == 4 && t.segments[1] == "streams"));
+      if (is_subscribe) {
+        auto err = subscribe(req, respond_stream);
+        if (!err) return;  // streaming
+        res = std::move(*err);
+      } else {
+        res = dispatch(req);
+      }
     } catch (const std::exception& e) {
       // Outermost layer: a programmer error must not take the server down with it.
       res = error_response(req, http::status::internal_server_error, "internal", e.what());
     }
     respond(std::move(res));
   });
+}
+
+uint64_t Api::open_subscriptions() const {
+  std::lock_guard g(subs_mu_);
+  return subs_.size();
+}
+
+void Api::cancel_subscriptions(const std::string& key_id) {
+  std::lock_guard g(subs_mu_);
+  for (auto& [k, s] : subs_)
+    if (key_id.empty() || k == key_id) s->cancel();
+}
+
+std::optional<Response> Api::subscribe(const Request& req, const RespondStream& respond_stream) {
+  const Target t = parse_target(sv(req.target()));
+  if (req.method() != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+  const std::string_view auth = sv(req[http::field::authorization]);
+  if (!auth.starts_with("Bearer ") || auth.size() <= 7)
+    return error_response(req, http::status::unauthorized, "unauthorized", "an API key is required: Authorization: Bearer <key>");
+  const auto key = keys_.authenticate(auth.substr(7));
+  if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "unknown or revoked API key");
+  auto from = uint_param(t, "from");
+  if (!from.ok()) return status_response(req, from.status());
+  // A browser's EventSource resumes with the id of the last event it got: a position.
+  std::optional<uint64_t> last_event_id;
+  if (auto h = sv(req["Last-Event-ID"]); !h.empty()) {
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(h.data(), h.data() + h.size(), v);
+    if (ec != std::errc() || p != h.data() + h.size())
+      return status_response(req, Status::invalid_argument("Last-Event-ID: must be a position (a number)"));
+    last_event_id = v;
+  }
+  const bool ndjson = sv(req[http::field::accept]).find("application/x-ndjson") != std::string_view::npos;
+  std::unique_ptr<Subscription> sub;
+  if (t.segments.size() == 4) {
+    const std::string& stream = t.segments[2];
+    if (!key->can_see(stream))
+      return error_response(req, http::status::forbidden, "forbidden", fmt::format("the key may not access stream '{}'", stream.substr(0, 256)));
+    uint64_t rev = from->value_or(0);
+    if (last_event_id) {
+      auto ev = store_.read_position(*last_event_id);
+      if (!ev.ok() || ev->stream != stream)
+        return status_response(req, Status::invalid_argument("Last-Event-ID: not a position of this stream"));
+      rev = ev->revision + 1;
+    }
+    auto s = store_.subscribe_stream(stream, rev);
+    if (!s.ok()) return status_response(req, s.status());
+    sub = std::move(*s);
+  } else {
+    Filter f{t.params("type"), t.param("type_prefix").value_or(""), t.param("stream_prefix").value_or(""),
+             t.param("category").value_or("")};
+    auto s = store_.subscribe_all(last_event_id ? *last_event_id + 1 : from->value_or(0), std::move(f));
+    if (!s.ok()) return status_response(req, s.status());
+    sub = std::move(*s);
+  }
+  StreamingResponse sr;
+  sr.headers = {{"Content-Type", ndjson ? "application/x-ndjson" : "text/event-stream"},
+                {"Cache-Control", "no-cache"},
+                {"X-Accel-Buffering", "no"}};
+  Subscription* raw = sub.get();
+  {
+    std::lock_guard g(subs_mu_);
+    subs_.emplace(key->id, raw);
+  }
+  const uint32_t heartbeat = options_.heartbeat_ms;
+  sr.producer = [this, sub = std::shared_ptr<Subscription>(std::move(sub)), key = *key, ndjson,
+                 heartbeat](StreamSink& sink) {
+    if (!ndjson) sink.write(": connected\n\n");
+    while (!sink.closed()) {
+      auto batch = sub->next(256, std::chrono::milliseconds(heartbeat));
+      if (!batch.ok()) break;  // cancelled (revoked key, shutdown) or the store closed
+      std::string chunk;
+      for (const auto& e : *batch) {
+        if (!key.can_see(e.stream)) continue;
+        if (ndjson) {
+          chunk += codec::event_json(e);
+          chunk += '\n';
+        } else {
+          chunk += fmt::format("id: {}\ndata: ", e.position);
+          chunk += codec::event_json(e);
+          chunk += "\n\n";
+        }
+      }
+      if (chunk.empty()) chunk = ndjson ? "\n" : ": heartbeat\n\n";
+      if (!sink.write(std::move(chunk))) break;
+    }
+    std::lock_guard g(subs_mu_);
+    for (auto it = subs_.begin(); it != subs_.end(); ++it)
+      if (it->second == sub.get()) {
+        subs_.erase(it);
+        break;
+      }
+  };
+  respond_stream(std::move(sr));
+  return std::nullopt;
 }
 
 Response Api::dispatch(const Request& req) {
@@ -526,6 +633,7 @@ Response Api::dispatch(const Request& req) {
     if (seg.size() == 3 && method == http::verb::delete_) {
       Status st = keys_.revoke(seg[2]);
       if (!st.ok()) return status_response(req, st, "key_not_found");
+      cancel_subscriptions(seg[2]);  // revocation also ends the key's open subscriptions
       return json_response(req, http::status::ok, json{{"id", seg[2]}, {"revoked", true}}.dump());
     }
     return error_response(req, http::status::method_not_allowed, "method_not_allowed",

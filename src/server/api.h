@@ -8,7 +8,10 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 #include <boost/asio/thread_pool.hpp>
 
@@ -21,24 +24,31 @@ namespace cairn::server {
 struct ApiOptions {
   size_t max_page = 1000;  // largest page a read returns
   size_t workers = 64;     // threads for store calls
+  uint32_t heartbeat_ms = 15000;  // subscriptions send a heartbeat after this long without events
 };
 
 class Api {
  public:
   Api(Store& store, KeyStore& keys, ApiOptions options);
   ~Api();
-  void handle(Request req, Respond respond);
+  void handle(Request req, Respond respond, RespondStream respond_stream);
   // New requests get 503 from now on; returns after the requests in progress were answered.
   void begin_shutdown();
 
   Response dispatch(const Request& req);  // synchronous; public for tests of the routing
+  uint64_t open_subscriptions() const;
 
  private:
+  // Validates a subscribe request; on success starts the stream and returns nullopt.
+  std::optional<Response> subscribe(const Request& req, const RespondStream& respond_stream);
+  void cancel_subscriptions(const std::string& key_id);  // empty: all
   Store& store_;
   KeyStore& keys_;
   ApiOptions options_;
   boost::asio::thread_pool pool_;
   std::atomic<bool> shutting_down_{false};
+  mutable std::mutex subs_mu_;
+  std::multimap<std::string, Subscription*> subs_;  // key id -> open subscriptions, for revocation
 };
 
 }  // namespace cairn::server

@@ -1,5 +1,8 @@
 #include "server/http_server.h"
 
+#include <condition_variable>
+#include <thread>
+
 #include <fmt/format.h>
 
 namespace cairn::server {
@@ -31,10 +34,12 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
   }
 
-  // Closes the connection if it is between requests; a request in progress is answered first.
+  // Closes the connection if it is between requests; a request in progress is answered first. A stream
+  // in progress ends (its producer's next write returns false).
   void close_if_idle() {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
       self->closing_ = true;
+      if (self->streaming_) return self->end_stream();
       if (!self->busy_) self->shutdown();
     });
   }
@@ -74,12 +79,78 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     stream_.expires_never();  // the handler may wait for a group commit; the write sets its own deadline
     Request req = parser_->release();
     const bool keep_alive = req.keep_alive();
-    server_.handler_(std::move(req), [self = shared_from_this(), keep_alive](Response res) {
-      net::post(self->stream_.get_executor(), [self, keep_alive, res = std::move(res)]() mutable {
-        res.keep_alive(keep_alive && res.keep_alive() && !self->closing_);
-        self->write(std::move(res));
+    server_.handler_(
+        std::move(req),
+        [self = shared_from_this(), keep_alive](Response res) {
+          net::post(self->stream_.get_executor(), [self, keep_alive, res = std::move(res)]() mutable {
+            res.keep_alive(keep_alive && res.keep_alive() && !self->closing_);
+            self->write(std::move(res));
+          });
+        },
+        [self = shared_from_this()](StreamingResponse sr) { self->start_stream(std::move(sr)); });
+  }
+
+  // ---- streaming responses
+  class Sink final : public StreamSink {
+   public:
+    explicit Sink(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+    bool write(std::string chunk) override {
+      if (closed()) return false;
+      std::unique_lock g(mu_);
+      done_ = false;
+      auto buf = std::make_shared<std::string>(std::move(chunk));
+      net::post(s_->stream_.get_executor(), [this, buf] {
+        if (s_->stream_ended_) return finish(false);
+        s_->stream_.expires_after(std::chrono::seconds(s_->server_.limits_.request_timeout_s));
+        net::async_write(s_->stream_, net::buffer(*buf), [this, buf](beast::error_code ec, size_t) {
+          s_->stream_.expires_never();
+          finish(!ec);
+        });
       });
+      cv_.wait(g, [&] { return done_; });
+      return ok_;
+    }
+    bool closed() const override { return s_->stream_ended_.load(); }
+
+   private:
+    void finish(bool ok) {
+      std::lock_guard g(mu_);
+      ok_ = ok;
+      if (!ok) s_->stream_ended_ = true;
+      done_ = true;
+      cv_.notify_all();
+    }
+    std::shared_ptr<Session> s_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    bool ok_ = true;
+  };
+
+  void start_stream(StreamingResponse sr) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), sr = std::move(sr)]() mutable {
+      self->streaming_ = true;
+      std::string head = fmt::format("HTTP/1.1 {} {}\r\nServer: cairnd\r\nConnection: close\r\n", sr.status,
+                                     std::string(http::obsolete_reason(static_cast<http::status>(sr.status))));
+      for (const auto& [k, v] : sr.headers) head += k + ": " + v + "\r\n";
+      head += "\r\n";
+      auto producer = std::move(sr.producer);
+      if (self->closing_) self->stream_ended_ = true;
+      // The producer blocks (waiting for events and for each write), so it gets a thread of its own; it
+      // holds the session alive until it returns.
+      std::thread([self, head = std::move(head), producer = std::move(producer)]() mutable {
+        Sink sink(self);
+        if (sink.write(std::move(head))) producer(sink);
+        net::post(self->stream_.get_executor(), [self] { self->end_stream(); });
+      }).detach();
     });
+  }
+
+  void end_stream() {
+    stream_ended_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
   }
 
   void write(Response res) {
@@ -120,6 +191,8 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
   std::shared_ptr<Response> response_;
   bool busy_ = false;
   bool closing_ = false;
+  bool streaming_ = false;
+  std::atomic<bool> stream_ended_{false};
   bool drain_on_close_ = false;
   static constexpr uint64_t kMaxDrainBytes = 64u << 20;
   uint64_t drained_ = 0;

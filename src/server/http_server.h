@@ -14,7 +14,8 @@
 #include <mutex>
 #include <set>
 #include <string>
-#include <utility>  // before Boost 1.74's asio, whose awaitable.hpp uses std::exchange without it
+#include <utility>
+#include <vector>  // before Boost 1.74's asio, whose awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -27,7 +28,24 @@ namespace cairn::server {
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Respond = std::function<void(Response)>;
-using Handler = std::function<void(Request, Respond)>;
+
+// A response whose body is produced over time (Server-Sent Events, NDJSON streams). The head is sent
+// first; the body is delimited by closing the connection. The producer runs on a thread of its own and
+// hands chunks to the sink: write() returns once the chunk was sent (so a slow client slows only its own
+// producer, and nothing queues up in memory) and false once the client is gone or the server stops.
+class StreamSink {
+ public:
+  virtual ~StreamSink() = default;
+  virtual bool write(std::string chunk) = 0;
+  virtual bool closed() const = 0;
+};
+struct StreamingResponse {
+  unsigned status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::function<void(StreamSink&)> producer;
+};
+using RespondStream = std::function<void(StreamingResponse)>;
+using Handler = std::function<void(Request, Respond, RespondStream)>;
 
 struct HttpLimits {
   uint64_t max_body_bytes = 20u << 20;  // a bit above the store's 16 MiB append limit: JSON costs framing

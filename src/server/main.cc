@@ -92,8 +92,9 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context ioc;
   server::Api api(**store, **keys, server::ApiOptions{1000, workers});
-  server::HttpServer http(ioc, limits, [&api](server::Request req, server::Respond respond) {
-    api.handle(std::move(req), std::move(respond));
+  server::HttpServer http(ioc, limits, [&api](server::Request req, server::Respond respond,
+                                              server::RespondStream respond_stream) {
+    api.handle(std::move(req), std::move(respond), std::move(respond_stream));
   });
   if (Status st = http.start(host, static_cast<uint16_t>(port)); !st.ok()) {
     std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
@@ -111,8 +112,9 @@ int main(int argc, char** argv) {
     http.stop();
     // Off the I/O threads: answering the requests in progress needs them to keep running.
     stopper = std::thread([&] {
-      api.begin_shutdown();
-      for (int i = 0; i < 200 && http.open_connections() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      api.begin_shutdown();  // answers requests in progress and ends subscriptions
+      for (int i = 0; i < 200 && (http.open_connections() > 0 || api.open_subscriptions() > 0); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       ioc.stop();
     });
   });

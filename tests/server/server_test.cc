@@ -7,7 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <atomic>
+#include <functional>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -308,6 +312,115 @@ TEST(Server, AuthMatrix) {
   EXPECT_TRUE(again.key().empty());  // no new admin key printed
   EXPECT_EQ(call(again.port(), http::verb::get, "/v1/streams/team-b-1", reader).status, 200);
   EXPECT_EQ(call(again.port(), http::verb::get, "/v1/streams/team-b-1", writer).status, 401);
+}
+
+// Reads a streaming response until `want` events arrived, the server closed, or `seconds` passed.
+struct Streamed {
+  int status = 0;
+  std::vector<json> events;
+  std::vector<uint64_t> ids;  // SSE id: lines
+  bool closed_by_server = false;
+};
+
+Streamed stream_events(int port, const std::string& target, const std::string& key, size_t want, double seconds,
+                       const std::string& extra_headers = "", std::function<void()> after_connect = {}) {
+  Streamed out;
+  boost::asio::io_context ioc;
+  tcp::socket sock(ioc);
+  sock.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+  const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key + "\r\n" +
+                          extra_headers + "\r\n";
+  boost::asio::write(sock, boost::asio::buffer(req));
+  if (after_connect) after_connect();
+  std::string buf;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  bool head_done = false;
+  ::timeval tv{0, 50000};
+  ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (std::chrono::steady_clock::now() < deadline && out.events.size() < want) {
+    char tmp[4096];
+    const ssize_t n = ::recv(sock.native_handle(), tmp, sizeof tmp, 0);
+    if (n == 0) {
+      out.closed_by_server = true;
+      break;
+    }
+    if (n < 0) continue;
+    buf.append(tmp, static_cast<size_t>(n));
+    if (!head_done) {
+      auto end = buf.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      out.status = std::atoi(buf.c_str() + 9);
+      buf.erase(0, end + 4);
+      head_done = true;
+    }
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line.starts_with("id: ")) out.ids.push_back(std::stoull(line.substr(4)));
+      else if (line.starts_with("data: ")) out.events.push_back(json::parse(line.substr(6)));
+      else if (line.starts_with("{")) out.events.push_back(json::parse(line));
+    }
+  }
+  return out;
+}
+
+TEST(Server, SubscriptionsCatchUpGoLiveAndResume) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path());
+  const int p = d.port();
+  const std::string& k = d.key();
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(call(p, http::verb::post, "/v1/streams/s-" + std::to_string(i % 2), k, one_event("any", "t", std::to_string(i))).status, 201);
+  // Catch up, then a live event appended after the stream started.
+  auto got = stream_events(p, "/v1/subscribe", k, 6, 10, "", [&] {
+    EXPECT_EQ(call(p, http::verb::post, "/v1/streams/s-live", k, one_event("any", "live", "7")).status, 201);
+  });
+  ASSERT_EQ(got.status, 200);
+  ASSERT_EQ(got.events.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(got.events[i]["position"], i);
+    EXPECT_EQ(got.ids[i], i);
+  }
+  EXPECT_EQ(got.events[5]["type"], "live");
+  // Resume after id 2: exactly 3, 4, 5 — no gap, no duplicate.
+  got = stream_events(p, "/v1/subscribe", k, 3, 10, "Last-Event-ID: 2\r\n");
+  ASSERT_EQ(got.events.size(), 3u);
+  EXPECT_EQ(got.events[0]["position"], 3);
+  EXPECT_EQ(got.events[2]["position"], 5);
+  // A stream's subscription, as NDJSON, from a revision.
+  got = stream_events(p, "/v1/streams/s-0/subscribe?from=1", k, 2, 10, "Accept: application/x-ndjson\r\n");
+  ASSERT_EQ(got.events.size(), 2u);
+  EXPECT_EQ(got.events[0]["revision"], 1);
+  EXPECT_EQ(got.events[1]["revision"], 2);
+  // Filters.
+  got = stream_events(p, "/v1/subscribe?type=live", k, 1, 10);
+  ASSERT_EQ(got.events.size(), 1u);
+  EXPECT_EQ(got.events[0]["stream"], "s-live");
+  // Auth.
+  EXPECT_EQ(stream_events(p, "/v1/subscribe", "cairn_nope", 1, 2).status, 401);
+}
+
+TEST(Server, ScopedSubscriptionsAreFilteredAndRevocationEndsThem) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path());
+  const int p = d.port();
+  const std::string& admin = d.key();
+  auto r = call(p, http::verb::post, "/v1/keys", admin, R"({"role":"reader","streams":["mine-"]})");
+  ASSERT_EQ(r.status, 201);
+  const std::string scoped = r.j()["key"], scoped_id = r.j()["id"];
+  ASSERT_EQ(call(p, http::verb::post, "/v1/streams/other-1", admin, one_event("any", "t", "1")).status, 201);
+  ASSERT_EQ(call(p, http::verb::post, "/v1/streams/mine-1", admin, one_event("any", "t", "2")).status, 201);
+  EXPECT_EQ(stream_events(p, "/v1/streams/other-1/subscribe", scoped, 1, 2).status, 403);
+  // The scoped key sees only its stream; revoking the key closes the stream at once.
+  auto got = stream_events(p, "/v1/subscribe", scoped, 100, 10, "", [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(call(p, http::verb::delete_, "/v1/keys/" + scoped_id, admin).status, 200);
+  });
+  EXPECT_EQ(got.status, 200);
+  ASSERT_EQ(got.events.size(), 1u);
+  EXPECT_EQ(got.events[0]["stream"], "mine-1");
+  EXPECT_TRUE(got.closed_by_server);
 }
 
 // Concurrent appenders; returns every acknowledged (2xx) event id.
