@@ -150,6 +150,8 @@ class Run {
                    nsp = log::load64(p + 52);
     const uint64_t need = kRunHeaderSize + ns * sizeof(StreamEntry) + (nt + ni + nsp) * sizeof(KeyPos) + 4;
     if (need != r->size_) return Status::corruption(fmt::format("{}: section sizes do not add up", path));
+    if (log::crc32c(p, r->size_ - 4) != log::load32(p + r->size_ - 4))
+      return Status::corruption(fmt::format("{}: run checksum mismatch", path));
     const uint8_t* q = p + kRunHeaderSize;
     r->streams_ = std::span<const StreamEntry>(reinterpret_cast<const StreamEntry*>(q), ns);
     q += ns * sizeof(StreamEntry);

@@ -63,6 +63,9 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
                                               path, (*seg)->first_position(), firsts[i]));
       log->segments_.push_back(std::move(*seg));
     }
+    // A reader capped at the writer's published end ignores segments that begin past it.
+    while (log->segments_.size() > 1 && log->segments_.back()->first_position() > options.max_position)
+      log->segments_.pop_back();
     CAIRN_RETURN_IF_ERROR(log->recover_tail());
   }
   if (!options.read_only) {
@@ -239,7 +242,7 @@ Status Log::sync() {
   }
   Status st = file->sync();  // outside the lock: the writer keeps writing the next commits meanwhile
   if (!st.ok()) return poison(st);
-  return {};
+  return poisoned();
 }
 
 void Log::publish(const std::shared_ptr<Segment>& segment, uint64_t end_offset, uint64_t durable_end) {
@@ -270,9 +273,10 @@ uint64_t Log::total_bytes() const {
 }
 
 Status Log::visit_frames(std::shared_ptr<Segment> segment, uint64_t offset, uint64_t end_position,
-                         const std::function<bool(const FrameRef&, const uint8_t* frame)>& visit) const {
+                         const std::function<bool(const FrameRef&, const uint8_t* frame)>& visit,
+                         bool ignore_header_error) const {
   while (segment) {
-    CAIRN_RETURN_IF_ERROR(segment->header_error());
+    if (!ignore_header_error) CAIRN_RETURN_IF_ERROR(segment->header_error());
     const uint64_t size = segment->durable_size();
     const uint8_t* base = segment->data();
     while (offset < size) {

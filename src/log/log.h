@@ -78,7 +78,8 @@ class Log {
   // Visits durable frames from (segment, offset) onward, across segments, while visit returns true.
   // Frames are header-checked; body checks are the visitor's to ask for (check_frame_body).
   Status visit_frames(std::shared_ptr<Segment> segment, uint64_t offset, uint64_t end_position,
-                      const std::function<bool(const FrameRef&, const uint8_t* frame)>& visit) const;
+                      const std::function<bool(const FrameRef&, const uint8_t* frame)>& visit,
+                      bool ignore_header_error = false) const;
   // Checks a frame's body CRC and record sizes; the error names file, offset and positions.
   static Status check_frame_body(const FrameRef& ref, const uint8_t* frame);
 

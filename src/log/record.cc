@@ -101,7 +101,15 @@ FrameCheck check_frame(const uint8_t* p, size_t available, bool check_body) {
       while (zeros < available - kFrameHeaderSize && p[available - 1 - zeros] == 0) ++zeros;
       const size_t body = h.frame_size - kFrameHeaderSize;
       const size_t after = available - h.frame_size;
-      if (zeros > after && (zeros - after >= std::min<size_t>(512, body))) {
+      // Lost writes are whole pages: the zero run must start at a 4 KiB page boundary inside the body.
+      // p points into a mapping of the file that starts page-aligned, so address alignment is file-offset
+      // alignment.
+      const uintptr_t zero_start = reinterpret_cast<uintptr_t>(p) + available - zeros;
+      const uintptr_t boundary = (zero_start + 4095) & ~uintptr_t{4095};
+      const uintptr_t body_start = reinterpret_cast<uintptr_t>(p) + kFrameHeaderSize;
+      const uintptr_t frame_end = reinterpret_cast<uintptr_t>(p) + h.frame_size;
+      if (zeros > after && (zeros - after >= std::min<size_t>(512, body)) && boundary >= body_start &&
+          boundary < frame_end) {
         c.state = FrameState::kTorn;
         c.problem = "incomplete commit (its last pages are zeros: written size without written data)";
         return c;

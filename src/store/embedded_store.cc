@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -123,7 +124,7 @@ Status EmbeddedStore::replay_index(const ProgressFn& progress) {
                                      if (progress) progress(batch.end_position - from, end - from);
                                    }
                                    return true;
-                                 });
+                                 }, /*ignore_header_error=*/true);
   CAIRN_RETURN_IF_ERROR(st);
   CAIRN_RETURN_IF_ERROR(inner);
   batch.end_position = end;
@@ -159,6 +160,14 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
                                                  multi ? fmt::format("appends[{}].", i) : std::string(), &bytes));
     total += bytes;
     events += requests[i].events.size();
+  }
+  {
+    std::unordered_set<Uuid, UuidHash> seen;
+    for (size_t i = 0; i < requests.size(); ++i)
+      for (size_t j = 0; j < requests[i].events.size(); ++j)
+        if (requests[i].events[j].id && !seen.insert(*requests[i].events[j].id).second)
+          return Status::invalid_argument(fmt::format("appends[{}].events[{}].id: {} appears twice in the same append", i, j,
+                                                      requests[i].events[j].id->to_string()));
   }
   if (total > options_.limits.max_append_bytes)
     return Status::limit_exceeded(

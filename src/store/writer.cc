@@ -28,6 +28,8 @@ struct Writer::Existing {
   ContentType content_type = ContentType::kJson;
   std::string metadata;
   std::string data;
+  uint64_t commit_first = 0;
+  uint64_t commit_end = 0;  // 0: unknown (found in the log)
 };
 
 namespace {
@@ -174,7 +176,10 @@ Result<std::optional<uint64_t>> Writer::current_revision(const std::string& stre
   auto tip = reader_.stream_tip(stream, log_.durable_end());
   if (!tip.ok()) return tip.status();
   if (!*tip) return std::optional<uint64_t>{};
-  if (revision_cache_.size() >= kRevisionCacheLimit) revision_cache_.clear();
+  if (revision_cache_.size() >= kRevisionCacheLimit) {
+    if (in_flight_.load(std::memory_order_acquire) != 0) return std::optional<uint64_t>((*tip)->revision);
+    revision_cache_.clear();
+  }
   revision_cache_[stream] = (*tip)->revision;
   return std::optional<uint64_t>((*tip)->revision);
 }
@@ -209,7 +214,8 @@ Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput
         if (!ev.ok()) return ev.status();
         if (*ev) {
           const RecordedEvent& x = **ev;
-          found[i][j] = Existing{x.stream, x.revision, x.position, x.type, x.content_type, x.metadata, x.data};
+          found[i][j] = Existing{x.stream, x.revision, x.position, x.type, x.content_type, x.metadata, x.data,
+                                 x.commit_position, 0};
         }
       }
       if (found[i][j]) ++existing;
@@ -257,6 +263,33 @@ Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput
             "{}.id: event id {} was appended at revision {} of stream '{}', which expected revision {} "
             "cannot have produced",
             where(i, 0), a.events[0].id->to_string(), first_rev, a.stream, a.expected.to_string()));
+    }
+    {
+      // ... and exactly one whole commit: consecutive positions from its first to its last event.
+      const auto not_whole = [&] {
+        return Status::duplicate_event_id(fmt::format(
+            "{}.id: event id {} was appended (position {}) in a commit that this append does not repeat exactly "
+            "(a retry must resend the whole original append)",
+            where(0, 0), appends[0].append.events[0].id->to_string(), found[0][0]->position));
+      };
+      uint64_t expect_pos = found[0][0]->position;
+      for (size_t i = 0; i < appends.size(); ++i)
+        for (size_t j = 0; j < found[i].size(); ++j)
+          if (found[i][j]->position != expect_pos++)
+            return not_whole();
+      const Existing& first = *found[0][0];
+      const Existing& last = *found.back().back();
+      if (first.commit_first != first.position) return not_whole();
+      uint64_t end = last.commit_end;
+      if (end == 0) {
+        end = last.position + 1;
+        if (end < log_.durable_end()) {
+          auto nx = reader_.read_position(end);
+          if (!nx.ok()) return nx.status();
+          if (nx->commit_position == first.commit_first) end = UINT64_MAX;
+        }
+      }
+      if (end != last.position + 1) return not_whole();
     }
     r.result.replayed = true;
     for (size_t i = 0; i < appends.size(); ++i) {
@@ -310,7 +343,7 @@ Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput
       if (appends[i].id_supplied[j]) {
         const EventData& e = appends[i].append.events[j];
         t.ids[*e.id] = Existing{appends[i].append.stream, (*inputs)[k].revision, t.next_position + k, e.type,
-                                e.content_type, e.metadata, e.data};
+                                e.content_type, e.metadata, e.data, t.next_position, t.next_position + inputs->size()};
       }
   t.last_time_ns = time;
   return {};
@@ -337,6 +370,7 @@ Status Writer::plan_import(Request& r, Tentative& t, std::vector<log::EventInput
           i, format_rfc3339_ns(e.recorded_ns), format_rfc3339_ns(last_time)));
     last_time = e.recorded_ns;
     bool dup = t.ids.count(e.id) > 0 || unsynced_ids_->count(e.id) > 0;
+    for (size_t k = 0; k < i && !dup; ++k) dup = events[k].id == e.id;
     if (!dup) {
       auto ev = reader_.find_by_id(e.id, log_.durable_end());
       if (!ev.ok()) return ev.status();
@@ -352,7 +386,8 @@ Status Writer::plan_import(Request& r, Tentative& t, std::vector<log::EventInput
   for (auto& [s, rev] : local) t.revisions[s] = rev;
   for (size_t i = 0; i < events.size(); ++i)
     t.ids[events[i].id] = Existing{events[i].stream, events[i].revision, t.next_position + i, events[i].type,
-                                   events[i].content_type, events[i].metadata, events[i].data};
+                                   events[i].content_type, events[i].metadata, events[i].data, t.next_position,
+                                   t.next_position + events.size()};
   t.last_time_ns = last_time;
   return {};
 }
