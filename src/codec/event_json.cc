@@ -50,8 +50,10 @@ namespace {
 
 bool embeddable(std::string_view json) {
   // Objects and arrays embed byte for byte (a parser's raw view returns exactly these bytes);
-  // anything with surrounding whitespace or a scalar goes into a *_text string instead.
+  // anything with surrounding whitespace or a scalar goes into a *_text string instead, and so does
+  // text with a line break: one event must stay one line (NDJSON, export) and one SSE data: field.
   if (json.size() < 2) return false;
+  if (json.find_first_of("\n\r") != std::string_view::npos) return false;
   const char a = json.front(), b = json.back();
   return (a == '{' && b == '}') || (a == '[' && b == ']');
 }

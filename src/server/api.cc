@@ -30,9 +30,15 @@ Response json_response(const Request& req, http::status status, std::string body
 
 Response error_response(const Request& req, http::status status, std::string_view code, std::string_view message,
                         const json& details = nullptr) {
+  if (status == http::status::unauthorized) {
+    Response res = json_response(req, status, json{{"error", {{"code", code}, {"message", message}}}}.dump(-1, ' ', false, json::error_handler_t::replace));
+    res.set(http::field::www_authenticate, "Bearer");
+    return res;
+  }
+  // Messages may echo client input; invalid UTF-8 in it is replaced, never a reason to fail (dump(replace)).
   json e = {{"code", code}, {"message", message}};
   if (!details.is_null()) e["details"] = details;
-  return json_response(req, status, json{{"error", e}}.dump());
+  return json_response(req, status, json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 // Maps a Store error to its HTTP answer. `not_found_code` names what was missing (stream_not_found, ...).
@@ -57,7 +63,8 @@ Response status_response(const Request& req, const Status& st, std::string_view 
 
 // ------------------------------------------------------------------------------------------ targets
 
-std::string url_decode(std::string_view s, bool* ok) {
+// %-decoding; '+' means a space only in the query string (plus_is_space), never in the path.
+std::string url_decode(std::string_view s, bool* ok, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
@@ -71,7 +78,7 @@ std::string url_decode(std::string_view s, bool* ok) {
       }
       out.push_back(static_cast<char>(hexv(s[i + 1]) * 16 + hexv(s[i + 2])));
       i += 2;
-    } else if (s[i] == '+') {
+    } else if (s[i] == '+' && plus_is_space) {
       out.push_back(' ');
     } else {
       out.push_back(s[i]);
@@ -111,7 +118,7 @@ Target parse_target(std::string_view t) {
     }
     size_t j = path.find('/', i);
     if (j == std::string_view::npos) j = path.size();
-    out.segments.push_back(url_decode(path.substr(i, j - i), &out.ok));
+    out.segments.push_back(url_decode(path.substr(i, j - i), &out.ok, false));
     i = j;
   }
   while (!query.empty()) {
@@ -120,8 +127,8 @@ Target parse_target(std::string_view t) {
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     if (kv.empty()) continue;
     size_t eq = kv.find('=');
-    out.query.emplace_back(url_decode(kv.substr(0, eq), &out.ok),
-                           eq == std::string_view::npos ? std::string() : url_decode(kv.substr(eq + 1), &out.ok));
+    out.query.emplace_back(url_decode(kv.substr(0, eq), &out.ok, true),
+                           eq == std::string_view::npos ? std::string() : url_decode(kv.substr(eq + 1), &out.ok, true));
   }
   return out;
 }
@@ -167,7 +174,8 @@ Result<std::vector<EventData>> parse_events(simdjson::dom::element v, const std:
     EventData ev;
     for (auto field : o) {
       const std::string_view key = field.key;
-      if (key != "id" && key != "type" && key != "data" && key != "metadata" && key != "content_type")
+      if (key != "id" && key != "type" && key != "data" && key != "data_text" && key != "data_base64" &&
+          key != "metadata" && key != "content_type")
         return Status::invalid_argument(fmt::format("{}.{}: unknown field", w, key.substr(0, 40)));
     }
     std::string_view s;
@@ -185,9 +193,26 @@ Result<std::vector<EventData>> parse_events(simdjson::dom::element v, const std:
       if (!c.ok()) return Status::invalid_argument(w + ".content_type: " + c.status().message());
       ev.content_type = *c;
     }
+    // The output forms are accepted too, so an event read back can be posted as it is: data_text (JSON
+    // text in a string, stored as given) and data_base64 (the bytes, for application/octet-stream).
     simdjson::dom::element data;
-    if (o["data"].get(data)) return Status::invalid_argument(w + ".data: required");
-    if (ev.content_type == ContentType::kJson) {
+    const bool has_data = o["data"].get(data) == simdjson::SUCCESS;
+    simdjson::dom::element alt;
+    if (o["data_text"].get(alt) == simdjson::SUCCESS) {
+      if (has_data) return Status::invalid_argument(w + ": give data or data_text, not both");
+      if (alt.get(s) || ev.content_type != ContentType::kJson)
+        return Status::invalid_argument(w + ".data_text: a string of JSON text, for application/json");
+      ev.data = std::string(s);
+    } else if (o["data_base64"].get(alt) == simdjson::SUCCESS) {
+      if (has_data) return Status::invalid_argument(w + ": give data or data_base64, not both");
+      if (alt.get(s) || ev.content_type != ContentType::kBinary)
+        return Status::invalid_argument(w + ".data_base64: a base64 string, for application/octet-stream");
+      auto d = codec::base64_decode(s);
+      if (!d.ok()) return Status::invalid_argument(w + ".data_base64: " + d.status().message());
+      ev.data = std::move(*d);
+    } else if (!has_data) {
+      return Status::invalid_argument(w + ".data: required");
+    } else if (ev.content_type == ContentType::kJson) {
       ev.data = simdjson::minify(data);
     } else {
       if (data.get(s)) return Status::invalid_argument(w + ".data: binary data must be a base64 string");
@@ -251,12 +276,18 @@ Api::Api(Store& store, KeyStore& keys, ApiOptions options)
 Api::~Api() { begin_shutdown(); }
 
 void Api::begin_shutdown() {
-  if (shutting_down_.exchange(true)) return;
+  {
+    std::lock_guard g(handle_mu_);
+    if (shutting_down_.exchange(true)) return;
+  }
   cancel_subscriptions("");
   pool_.join();
 }
 
 void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
+  // The check and the post happen under the lock that begin_shutdown() takes before it joins the pool,
+  // so a request is either answered 503 here or runs on the pool: never posted to a finished pool.
+  std::lock_guard g(handle_mu_);
   if (shutting_down_) {
     return respond(error_response(req, http::status::service_unavailable, "shutting_down", "cairnd is shutting down"));
   }
@@ -340,14 +371,16 @@ std::optional<Response> Api::subscribe(const Request& req, const RespondStream& 
   sr.headers = {{"Content-Type", ndjson ? "application/x-ndjson" : "text/event-stream"},
                 {"Cache-Control", "no-cache"},
                 {"X-Accel-Buffering", "no"}};
-  Subscription* raw = sub.get();
-  {
-    std::lock_guard g(subs_mu_);
-    subs_.emplace(key->id, raw);
-  }
   const uint32_t heartbeat = options_.heartbeat_ms;
   sr.producer = [this, sub = std::shared_ptr<Subscription>(std::move(sub)), key = *key, ndjson,
                  heartbeat](StreamSink& sink) {
+    // Registered only once the stream runs (a producer that never starts must leave nothing behind);
+    // the checks after registering close the window in which a revocation or shutdown could be missed.
+    {
+      std::lock_guard g(subs_mu_);
+      subs_.emplace(key.id, sub.get());
+    }
+    if (shutting_down_.load() || !keys_.is_active(key.id)) sub->cancel();
     if (!ndjson) sink.write(": connected\n\n");
     while (!sink.closed()) {
       auto batch = sub->next(256, std::chrono::milliseconds(heartbeat));
@@ -386,7 +419,7 @@ Response Api::dispatch(const Request& req) {
 
   if (seg.size() == 1 && seg[0] == "health") {
     if (method != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
-    return json_response(req, http::status::ok, json{{"status", "ok"}, {"head_position", store_.head_position()}}.dump());
+    return json_response(req, http::status::ok, json{{"status", "ok"}, {"head_position", store_.head_position()}}.dump(-1, ' ', false, json::error_handler_t::replace));
   }
   if (seg.empty() || seg[0] != "v1")
     return error_response(req, http::status::not_found, "not_found", fmt::format("no such endpoint: {}", std::string(sv(req.target())).substr(0, 200)));
@@ -444,7 +477,7 @@ Response Api::dispatch(const Request& req) {
         const StreamAppend copy_for_details{a.stream, a.expected, {}};
         auto r = store_.append(std::move(a));
         if (!r.ok()) return status_response(req, r.status(), "not_found", r.status().code() == ErrorCode::kWrongExpectedRevision ? conflict_details(copy_for_details, r.status()) : json(nullptr));
-        return json_response(req, r->replayed ? http::status::ok : http::status::created, append_json(r->streams[0]).dump());
+        return json_response(req, r->replayed ? http::status::ok : http::status::created, append_json(r->streams[0]).dump(-1, ' ', false, json::error_handler_t::replace));
       }
       if (method == http::verb::get) {
         if (auto r = need(Role::kReader)) return *r;
@@ -476,6 +509,9 @@ Response Api::dispatch(const Request& req) {
       return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
     auto body = parse_body(req);
     if (!body.ok()) return status_response(req, body.status());
+    for (auto field : *body)
+      if (std::string_view(field.key) != "appends")
+        return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", std::string_view(field.key).substr(0, 40))));
     simdjson::dom::array arr;
     if ((*body)["appends"].get(arr)) return status_response(req, Status::invalid_argument("appends: required, an array"));
     std::vector<StreamAppend> appends;
@@ -484,6 +520,11 @@ Response Api::dispatch(const Request& req) {
       const std::string w = fmt::format("appends[{}]", i++);
       simdjson::dom::object o;
       if (e.get(o)) return status_response(req, Status::invalid_argument(w + ": must be an object"));
+      for (auto field : o) {
+        const std::string_view k = field.key;
+        if (k != "stream" && k != "expected_revision" && k != "events")
+          return status_response(req, Status::invalid_argument(fmt::format("{}.{}: unknown field", w, k.substr(0, 40))));
+      }
       StreamAppend a;
       std::string_view s;
       if (o["stream"].get(s)) return status_response(req, Status::invalid_argument(w + ".stream: required, a string"));
@@ -506,17 +547,21 @@ Response Api::dispatch(const Request& req) {
     auto r = store_.append_multi(std::move(appends));
     if (!r.ok()) {
       json details = nullptr;
-      if (r.status().code() == ErrorCode::kWrongExpectedRevision)
-        for (const auto& h : heads)  // the message names which append; details give its stream
-          if (r.status().message().find("'" + h.stream + "'") != std::string::npos) {
-            details = conflict_details(h, r.status());
-            break;
-          }
+      if (r.status().code() == ErrorCode::kWrongExpectedRevision) {
+        // The store's message starts with the failing append's index: "appends[i].stream ...".
+        const std::string& m = r.status().message();
+        size_t idx = 0;
+        if (m.starts_with("appends[") && std::from_chars(m.data() + 8, m.data() + m.size(), idx).ec == std::errc() &&
+            idx < heads.size()) {
+          details = conflict_details(heads[idx], r.status());
+          details["append"] = idx;
+        }
+      }
       return status_response(req, r.status(), "not_found", details);
     }
     json out = json::array();
     for (const auto& s : r->streams) out.push_back(append_json(s));
-    return json_response(req, r->replayed ? http::status::ok : http::status::created, json{{"appends", out}}.dump());
+    return json_response(req, r->replayed ? http::status::ok : http::status::created, json{{"appends", out}}.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
   // ---- /v1/events, /v1/events/{id}, /v1/positions/{p}
@@ -540,8 +585,9 @@ Response Api::dispatch(const Request& req) {
           return status_response(req, Status::invalid_argument(fmt::format("'{}' is not a position", seg[2].substr(0, 40))));
         ev = store_.read_position(p);
       }
-      // Out of scope answers like absent: a scoped key learns nothing about streams it cannot read.
-      if (ev.ok() && !key->can_see(ev->stream)) ev = Status::not_found("no such event");
+      // Out of scope answers exactly like absent: a scoped key learns nothing about streams it cannot read.
+      if (key->scoped() && (!ev.ok() ? ev.status().code() == ErrorCode::kNotFound : !key->can_see(ev->stream)))
+        ev = Status::not_found("no such event");
       if (!ev.ok()) return status_response(req, ev.status(), "event_not_found");
       return json_response(req, http::status::ok, codec::event_json(*ev));
     }
@@ -590,12 +636,14 @@ Response Api::dispatch(const Request& req) {
                               {"indexed_through", s.indexed_through},
                               {"chain_head", s.chain_head_hex},
                               {"durability", durability_name(s.durability)}}
-                             .dump());
+                             .dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
   // ---- /v1/keys
   if (seg.size() >= 2 && seg[1] == "keys") {
     if (auto r = need(Role::kAdmin)) return *r;
+    if (key->scoped())
+      return error_response(req, http::status::forbidden, "forbidden", "managing keys needs an admin key without stream scopes");
     auto key_json = [](const ApiKey& k) {
       json j = {{"id", k.id}, {"name", k.name}, {"role", role_name(k.role)}, {"streams", k.prefixes},
                 {"created_at", format_rfc3339_ns(k.created_ns)}};
@@ -605,19 +653,24 @@ Response Api::dispatch(const Request& req) {
     if (seg.size() == 2 && method == http::verb::get) {
       json out = json::array();
       for (const auto& k : keys_.list()) out.push_back(key_json(k));
-      return json_response(req, http::status::ok, json{{"keys", out}}.dump());
+      return json_response(req, http::status::ok, json{{"keys", out}}.dump(-1, ' ', false, json::error_handler_t::replace));
     }
     if (seg.size() == 2 && method == http::verb::post) {
       if (!has_json_body)
         return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
       auto j = json::parse(req.body(), nullptr, false);
       if (j.is_discarded() || !j.is_object()) return status_response(req, Status::invalid_argument("body: must be a JSON object"));
+      for (const auto& [k, v] : j.items())
+        if (k != "role" && k != "streams" && k != "name")
+          return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", k.substr(0, 40))));
+      if (j.contains("name") && !j["name"].is_string()) return status_response(req, Status::invalid_argument("name: must be a string"));
       if (!j.contains("role") || !j["role"].is_string()) return status_response(req, Status::invalid_argument("role: required, a string"));
       auto role = parse_role(j["role"].get<std::string>());
       if (!role.ok()) return status_response(req, role.status());
       std::vector<std::string> prefixes;
       if (j.contains("streams")) {
-        if (!j["streams"].is_array()) return status_response(req, Status::invalid_argument("streams: must be an array of prefixes"));
+        if (!j["streams"].is_array() || j["streams"].empty())
+          return status_response(req, Status::invalid_argument("streams: must be a non-empty array of prefixes (omit it for every stream)"));
         for (const auto& p : j["streams"]) {
           if (!p.is_string()) return status_response(req, Status::invalid_argument("streams: must be an array of strings"));
           prefixes.push_back(p.get<std::string>());
@@ -628,13 +681,23 @@ Response Api::dispatch(const Request& req) {
       if (!created.ok()) return status_response(req, created.status());
       json out = key_json(created->first);
       out["key"] = created->second;
-      return json_response(req, http::status::created, out.dump());
+      return json_response(req, http::status::created, out.dump(-1, ' ', false, json::error_handler_t::replace));
     }
     if (seg.size() == 3 && method == http::verb::delete_) {
+      size_t other_admins = 0;
+      bool target_is_admin = false;
+      for (const auto& k : keys_.list()) {
+        if (k.revoked_ns || k.role != Role::kAdmin || k.scoped()) continue;
+        if (k.id == seg[2]) target_is_admin = true;
+        else ++other_admins;
+      }
+      if (target_is_admin && other_admins == 0)
+        return error_response(req, http::status::conflict, "last_admin_key",
+                              "this is the last active admin key; create another admin key before revoking it");
       Status st = keys_.revoke(seg[2]);
       if (!st.ok()) return status_response(req, st, "key_not_found");
       cancel_subscriptions(seg[2]);  // revocation also ends the key's open subscriptions
-      return json_response(req, http::status::ok, json{{"id", seg[2]}, {"revoked", true}}.dump());
+      return json_response(req, http::status::ok, json{{"id", seg[2]}, {"revoked", true}}.dump(-1, ' ', false, json::error_handler_t::replace));
     }
     return error_response(req, http::status::method_not_allowed, "method_not_allowed",
                           "use GET or POST on /v1/keys, DELETE on /v1/keys/{id}");

@@ -47,6 +47,7 @@ class Api {
   ApiOptions options_;
   boost::asio::thread_pool pool_;
   std::atomic<bool> shutting_down_{false};
+  std::mutex handle_mu_;
   mutable std::mutex subs_mu_;
   std::multimap<std::string, Subscription*> subs_;  // key id -> open subscriptions, for revocation
 };

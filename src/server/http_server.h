@@ -51,8 +51,8 @@ struct HttpLimits {
   uint64_t max_body_bytes = 20u << 20;  // a bit above the store's 16 MiB append limit: JSON costs framing
   uint32_t max_header_bytes = 16 * 1024;
   uint32_t max_connections = 4096;
-  uint32_t idle_timeout_s = 120;     // keep-alive connection with no request
-  uint32_t request_timeout_s = 30;   // to read one request once it started
+  uint32_t idle_timeout_s = 120;     // to wait for, and read, the next request on a connection
+  uint32_t request_timeout_s = 30;   // to write one answer (or one chunk of a stream)
 };
 
 class HttpServer {

@@ -166,6 +166,13 @@ std::optional<ApiKey> KeyStore::authenticate(std::string_view secret) const {
   return keys_[it->second];
 }
 
+bool KeyStore::is_active(std::string_view id) const {
+  std::lock_guard g(mu_);
+  for (const auto& k : keys_)
+    if (k.id == id) return k.revoked_ns == 0;
+  return false;
+}
+
 std::vector<ApiKey> KeyStore::list() const {
   std::lock_guard g(mu_);
   return keys_;

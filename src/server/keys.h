@@ -50,6 +50,7 @@ class KeyStore {
   // Adds a key with a secret chosen by the operator (CAIRN_BOOTSTRAP_ADMIN_KEY).
   Result<ApiKey> add_with_secret(Role role, std::string_view secret, std::string name);
   std::optional<ApiKey> authenticate(std::string_view secret) const;
+  bool is_active(std::string_view id) const;
   std::vector<ApiKey> list() const;
   Status revoke(std::string_view id);
 

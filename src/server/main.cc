@@ -4,6 +4,7 @@
 // (an acknowledged append is durable), close the store, exit 0.
 #include <CLI/CLI.hpp>
 
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -51,10 +52,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: --http: '%s' is not ADDR:PORT\n", listen.c_str());
     return 2;
   }
-  const std::string host = listen.substr(0, colon);
-  const int port = std::atoi(listen.c_str() + colon + 1);
-  if (port < 0 || port > 65535) {
-    std::fprintf(stderr, "error: --http: port %d is out of range\n", port);
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);  // [::1]
+  const std::string port_text = listen.substr(colon + 1);
+  int port = -1;
+  auto [pend, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (perr != std::errc() || pend != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    std::fprintf(stderr, "error: --http: '%s' is not a port number (0-65535)\n", port_text.c_str());
     return 2;
   }
 
@@ -71,6 +75,9 @@ int main(int argc, char** argv) {
   if (!keys.ok()) {
     std::fprintf(stderr, "error: %s\n", keys.status().to_string().c_str());
     return 1;
+  }
+  if (!(*keys)->empty() && std::getenv("CAIRN_BOOTSTRAP_ADMIN_KEY")) {
+    std::printf("note: CAIRN_BOOTSTRAP_ADMIN_KEY is ignored: keys exist already in %s/keys.jsonl\n", data.c_str());
   }
   if ((*keys)->empty()) {
     if (const char* boot = std::getenv("CAIRN_BOOTSTRAP_ADMIN_KEY"); boot && *boot) {

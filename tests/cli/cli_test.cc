@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdio>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -85,6 +86,17 @@ TEST(Cli, ExportImportReproducesTheChainHead) {
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.out.find("line 1"), std::string::npos) << bad.out;
   EXPECT_EQ(run("verify " + b.path() + " --json").out, vb.out);
+}
+
+TEST(Cli, JsonWithLineBreaksStaysOneLine) {
+  cairn::testing::TempDir dir;
+  const std::string d = "--data " + dir.path();
+  std::ofstream(dir.sub("data.json")) << "{\n  \"a\": 1\n}";
+  ASSERT_EQ(run("append " + d + " s-1 t --data-file " + dir.sub("data.json")).code, 0);
+  auto r = run("read " + d + " --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.out.find("\"data_text\":\"{\\n"), std::string::npos) << r.out;
 }
 
 TEST(Cli, VerifyReportsCorruptionWithFileAndOffset) {

@@ -314,6 +314,54 @@ TEST(Server, AuthMatrix) {
   EXPECT_EQ(call(again.port(), http::verb::get, "/v1/streams/team-b-1", writer).status, 401);
 }
 
+TEST(Server, EdgeCasesFoundInReview) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path());
+  const int p = d.port();
+  const std::string& admin = d.key();
+  // '+' in a path is a plus, not a space.
+  ASSERT_EQ(call(p, http::verb::post, "/v1/streams/a+b", admin, one_event("any", "t", "1")).status, 201);
+  auto r = call(p, http::verb::get, "/v1/streams/a+b", admin);
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.j()["events"][0]["stream"], "a+b");
+  // Invalid UTF-8 echoed in a message is a 400, not a 500.
+  EXPECT_EQ(call(p, http::verb::get, "/v1/events/%FF", admin).status, 400);
+  EXPECT_EQ(call(p, http::verb::get, "/v1/events?from=%FF", admin).status, 400);
+  // A transaction naming one stream twice: the details point at the append that failed.
+  r = call(p, http::verb::post, "/v1/transactions", admin,
+           R"({"appends":[{"stream":"dup-1","expected_revision":"any","events":[{"type":"t","data":1}]},
+                          {"stream":"dup-1","expected_revision":5,"events":[{"type":"t","data":2}]}]})");
+  ASSERT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(r.j()["error"]["details"]["append"], 1);
+  EXPECT_EQ(r.j()["error"]["details"]["expected"], 5);
+  EXPECT_EQ(call(p, http::verb::post, "/v1/transactions", admin, R"({"appends":[],"extra":1})").status, 400);
+  // The same id twice in one transaction is refused.
+  r = call(p, http::verb::post, "/v1/transactions", admin,
+           R"({"appends":[{"stream":"x-1","events":[{"id":"0190c0de-0000-7000-8000-0000000000aa","type":"t","data":1}]},
+                          {"stream":"x-2","events":[{"id":"0190c0de-0000-7000-8000-0000000000aa","type":"t","data":1}]}]})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  // What a read returns can be posted back: data_text and data_base64.
+  r = call(p, http::verb::post, "/v1/streams/forms-1", admin,
+           R"({"events":[{"type":"t","data_text":"\"plain\""},{"type":"b","content_type":"application/octet-stream","data_base64":"AAEC"}]})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  r = call(p, http::verb::get, "/v1/streams/forms-1", admin);
+  EXPECT_EQ(r.j()["events"][0]["data_text"], "\"plain\"");
+  EXPECT_EQ(r.j()["events"][1]["data_base64"], "AAEC");
+  // Keys: a scoped admin cannot manage keys, and the last admin key cannot be revoked.
+  r = call(p, http::verb::post, "/v1/keys", admin, R"({"role":"admin","streams":["team-"]})");
+  ASSERT_EQ(r.status, 201);
+  EXPECT_EQ(call(p, http::verb::post, "/v1/keys", r.j()["key"], R"({"role":"admin"})").status, 403);
+  EXPECT_EQ(call(p, http::verb::post, "/v1/keys", admin, R"({"role":"reader","streams":[]})").status, 400);
+  EXPECT_EQ(call(p, http::verb::post, "/v1/keys", admin, R"({"role":"reader","colour":"blue"})").status, 400);
+  auto keys = call(p, http::verb::get, "/v1/keys", admin).j()["keys"];
+  std::string admin_id;
+  for (const auto& k : keys)
+    if (k["role"] == "admin" && k["streams"].empty()) admin_id = k["id"];
+  r = call(p, http::verb::delete_, "/v1/keys/" + admin_id, admin);
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(r.j()["error"]["code"], "last_admin_key");
+}
+
 // Reads a streaming response until `want` events arrived, the server closed, or `seconds` passed.
 struct Streamed {
   int status = 0;
