@@ -8,11 +8,12 @@ TSAN_TESTS := cairn_store_tests cairn_subscribe_tests cairn_log_tests cairn_inde
 JOBS      ?= $(shell nproc)
 DATA      ?= ./data
 CAIRN     := $(BUILD_DIR)/src/cli/cairn
+CAIRND    := $(BUILD_DIR)/src/server/cairnd
 
 DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
-                libfmt-dev libcli11-dev libxxhash-dev libboost-dev libgtest-dev libgmock-dev
+                libfmt-dev libcli11-dev libxxhash-dev libboost-dev libgtest-dev libgmock-dev curl
 
-.PHONY: all deps build build-asan run test test-fast test-asan test-tsan bench crash-long clean
+.PHONY: all deps build build-asan run demo-cli test test-fast test-asan test-tsan bench crash-long clean
 
 all: build
 
@@ -37,8 +38,13 @@ $(ASAN_DIR)/build.ninja: | deps
 build-asan: deps $(ASAN_DIR)/build.ninja
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 
-# The main job until the server exists: a small demo on the embedded store in ./data.
+# The main job: cairnd serving ./data, with a small demo workload loaded; Ctrl-C stops it cleanly.
 run: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target cairnd cairn_cli
+	@bash examples/run-server.sh "$(CAIRND)" "$(DATA)"
+
+# The same demo offline, with the CLI on the embedded store (no server).
+demo-cli: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target cairn_cli
 	@bash examples/demo.sh "$(CAIRN)" "$(DATA)"
 

@@ -4,6 +4,7 @@
 // there after a restart.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,6 +73,7 @@ class Cairnd {
     if (::pipe(out) != 0) throw std::runtime_error("pipe");
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that crashed (it would hold CTest's pipes)
       ::dup2(out[1], 1);
       ::close(out[0]);
       std::vector<std::string> args{CAIRND, "--data", dir, "--http", "127.0.0.1:0"};
@@ -293,8 +295,9 @@ TEST(Server, AuthMatrix) {
   EXPECT_EQ(call(p, http::verb::get, "/v1/stats", scoped).status, 403);
   auto all = call(p, http::verb::get, "/v1/events?limit=100", scoped);
   ASSERT_EQ(all.status, 200);
-  for (const auto& e : all.j()["events"]) EXPECT_TRUE(e["stream"].get<std::string>().starts_with("team-a-")) << e.dump();
-  EXPECT_EQ(all.j()["events"].size(), 2u);
+  const json all_events = all.j()["events"];  // a copy: iterating into a temporary would dangle
+  for (const auto& e : all_events) EXPECT_TRUE(e["stream"].get<std::string>().starts_with("team-a-")) << e.dump();
+  EXPECT_EQ(all_events.size(), 2u);
   auto tx = call(p, http::verb::post, "/v1/transactions", scoped,
                  R"({"appends":[{"stream":"team-a-3","events":[{"type":"t","data":1}]},{"stream":"team-b-9","events":[{"type":"t","data":1}]}]})");
   EXPECT_EQ(tx.status, 403);

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make run`: the main job. Starts cairnd on DATA (default ./data), prints its URL and an admin key, loads a
+# small demo workload under the demo- stream prefix so there are events to look at, then serves until
+# Ctrl-C (SIGINT: cairnd answers what is in flight, closes the store and exits 0).
+#
+# The admin key is printed by cairnd only the first time it serves a data directory (keys are stored as
+# hashes). For convenience on a development machine this script keeps that first key in .cairn-dev-key
+# (mode 600, git-ignored, outside the data directory) so that later runs can show it again.
+set -euo pipefail
+CAIRND=${1:?usage: run-server.sh CAIRND [DATA_DIR] [ADDR:PORT]}
+DATA=${2:-./data}
+HTTP=${3:-${CAIRN_HTTP:-127.0.0.1:2114}}
+KEY_FILE=.cairn-dev-key
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+
+"$CAIRND" --data "$DATA" --http "$HTTP" > >(tee "$LOG") 2>&1 &
+PID=$!
+trap 'kill -INT $PID 2>/dev/null; wait $PID; rm -f "$LOG"' INT TERM
+for _ in $(seq 100); do
+  grep -q "listening on" "$LOG" && break
+  if ! kill -0 $PID 2>/dev/null; then wait $PID; exit $?; fi
+  sleep 0.1
+done
+URL=$(grep -o 'http://[^ ]*' "$LOG" | head -1)
+KEY=$(grep -o 'cairn_[0-9a-f]*' "$LOG" | head -1 || true)
+if [ -n "$KEY" ]; then
+  (umask 077 && printf '%s\n' "$KEY" > "$KEY_FILE")
+elif [ -f "$KEY_FILE" ]; then
+  KEY=$(cat "$KEY_FILE")
+fi
+
+post() {  # post STREAM BODY
+  curl -sS -o /dev/null -w '%{http_code}' -X POST "$URL/v1/streams/$1" -H "Authorization: Bearer $KEY" \
+    -H 'Content-Type: application/json' -d "$2"
+}
+if [ -n "$KEY" ]; then
+  run=$(date -u +%Y%m%dT%H%M%S)
+  conv="demo-conversation-$run"
+  codes=$(post "$conv" '{"expected_revision":"no_stream","events":[
+      {"type":"ai.question.asked","data":{"question":"Which refund policy applies to order 1042?"},
+       "metadata":{"correlation_id":"'"$run"'","actor":{"kind":"human","id":"user-7"}}},
+      {"type":"ai.proposal.made","data":{"proposal_id":"p-1","gen_ai.request.model":"m-1","proposed_value":"Full refund within 30 days"},
+       "metadata":{"correlation_id":"'"$run"'","actor":{"kind":"ai_agent","id":"support-bot"}}}]}')
+  codes="$codes $(post "$conv" '{"expected_revision":1,"events":[
+      {"type":"human.decision.recorded","data":{"proposal_id":"p-1","outcome":"edited","final_value":"Refund within 30 days, minus shipping"},
+       "metadata":{"correlation_id":"'"$run"'","actor":{"kind":"human","id":"agent-3"}}},
+      {"type":"feedback.given","data":{"target":"p-1","name":"helpful","value":true,"source_kind":"reviewer"}}]}')"
+  echo "demo workload: appended 4 events to $conv (HTTP $codes)"
+fi
+
+cat <<TXT
+
+Cairn is running.
+  URL:        $URL
+  admin key:  ${KEY:-"(printed when $DATA was first served; not stored in clear)"}
+
+Try:
+  curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/events?direction=backward&limit=5"
+  curl -N -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/subscribe?stream_prefix=demo-"
+API reference: docs/http-api.md. Stop with Ctrl-C.
+TXT
+wait $PID
