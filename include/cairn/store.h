@@ -118,6 +118,22 @@ struct StoreStats {
   uint64_t indexed_through = 0;  // positions below this are in index runs on disk
   std::string chain_head_hex;    // SHA-256 chain head after the last durable commit
   Durability durability = Durability::kFsync;
+
+  // Since open: for monitoring (cumulative, like Prometheus counters and histograms).
+  uint64_t appended_commits = 0;  // acknowledged commits written by this process
+  uint64_t appended_events = 0;
+  uint64_t appended_bytes = 0;    // log bytes of those commits
+  // fdatasync latency: count per bucket, each bucket counting syncs at or below its bound (cumulative).
+  static constexpr std::array<double, 11> kSyncBucketsSeconds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                                 0.01,   0.025,   0.05,   0.1,   0.25};
+  std::array<uint64_t, 11> sync_buckets{};
+  uint64_t syncs = 0;
+  double sync_seconds = 0;
+  // Events per group commit (one write and one sync), cumulative buckets like the above.
+  static constexpr std::array<double, 10> kGroupBucketsEvents = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+  std::array<uint64_t, 10> group_buckets{};
+  uint64_t groups = 0;
+  uint64_t group_events = 0;
 };
 
 using EventVisitor = std::function<bool(const EventView&)>;  // return false to stop

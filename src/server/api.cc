@@ -301,8 +301,14 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
                                 (t.segments.size() == 2 || (t.segments.size() == 4 && t.segments[1] == "streams"));
       if (is_subscribe) {
         auto err = subscribe(req, respond_stream);
-        if (!err) return;  // streaming
+        if (!err) {  // streaming
+          std::lock_guard g(counts_mu_);
+          ++by_status_[200];
+          return;
+        }
         res = std::move(*err);
+      } else if (t.ok && t.segments.size() == 1 && t.segments[0] == "metrics") {
+        res = metrics(req);
       } else {
         res = dispatch(req);
       }
@@ -310,8 +316,89 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
       // Outermost layer: a programmer error must not take the server down with it.
       res = error_response(req, http::status::internal_server_error, "internal", e.what());
     }
+    count(res);
     respond(std::move(res));
   });
+}
+
+void Api::count(const Response& res) {
+  const unsigned status = res.result_int();
+  std::string code;
+  // Error bodies are {"error":{"code":"…",…}} (keys sorted): the code is the first string.
+  constexpr std::string_view kPrefix = R"({"error":{"code":")";
+  if (status >= 400 && res.body().starts_with(kPrefix)) {
+    const size_t end = res.body().find('"', kPrefix.size());
+    if (end != std::string::npos) code = res.body().substr(kPrefix.size(), end - kPrefix.size());
+  }
+  std::lock_guard g(counts_mu_);
+  ++by_status_[status];
+  if (!code.empty()) ++by_error_[code];
+}
+
+Response Api::metrics(const Request& req) {
+  if (req.method() != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+  const std::string_view auth = sv(req[http::field::authorization]);
+  const auto key = auth.starts_with("Bearer ") ? keys_.authenticate(auth.substr(7)) : std::nullopt;
+  if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "/metrics needs an API key: Authorization: Bearer <key>");
+  if (key->scoped())
+    return error_response(req, http::status::forbidden, "forbidden", "store-wide metrics need a key without stream scopes");
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "text/plain; version=0.0.4");
+  res.keep_alive(req.keep_alive());
+  res.body() = metrics_text();
+  res.prepare_payload();
+  return res;
+}
+
+std::string Api::metrics_text() {
+  const StoreStats s = store_.stats();
+  std::string out;
+  auto metric = [&](std::string_view name, std::string_view type, std::string_view help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  metric("cairn_events", "gauge", "Events in the log (the head position).");
+  out += fmt::format("cairn_events {}\n", s.events);
+  metric("cairn_log_bytes", "gauge", "Bytes of log on disk.");
+  out += fmt::format("cairn_log_bytes {}\n", s.log_bytes);
+  metric("cairn_segments", "gauge", "Log segment files.");
+  out += fmt::format("cairn_segments {}\n", s.segments);
+  metric("cairn_appends_total", "counter", "Acknowledged commits (append calls) since start.");
+  out += fmt::format("cairn_appends_total {}\n", s.appended_commits);
+  metric("cairn_appended_events_total", "counter", "Events in acknowledged commits since start.");
+  out += fmt::format("cairn_appended_events_total {}\n", s.appended_events);
+  metric("cairn_appended_bytes_total", "counter", "Log bytes of acknowledged commits since start.");
+  out += fmt::format("cairn_appended_bytes_total {}\n", s.appended_bytes);
+  metric("cairn_fsync_seconds", "histogram", "Latency of the fdatasync that makes a group commit durable.");
+  for (size_t b = 0; b < s.sync_buckets.size(); ++b)
+    out += fmt::format("cairn_fsync_seconds_bucket{{le=\"{}\"}} {}\n", StoreStats::kSyncBucketsSeconds[b], s.sync_buckets[b]);
+  out += fmt::format("cairn_fsync_seconds_bucket{{le=\"+Inf\"}} {}\ncairn_fsync_seconds_sum {}\ncairn_fsync_seconds_count {}\n",
+                     s.syncs, s.sync_seconds, s.syncs);
+  metric("cairn_group_commit_events", "histogram", "Events made durable by one fdatasync (group commit size).");
+  for (size_t b = 0; b < s.group_buckets.size(); ++b)
+    out += fmt::format("cairn_group_commit_events_bucket{{le=\"{}\"}} {}\n", StoreStats::kGroupBucketsEvents[b], s.group_buckets[b]);
+  out += fmt::format("cairn_group_commit_events_bucket{{le=\"+Inf\"}} {}\ncairn_group_commit_events_sum {}\ncairn_group_commit_events_count {}\n",
+                     s.groups, s.group_events, s.groups);
+  metric("cairn_index_memtable_events", "gauge", "Events indexed in memory, not yet in an index run.");
+  out += fmt::format("cairn_index_memtable_events {}\n", s.index_memtable_events);
+  metric("cairn_http_open_connections", "gauge", "Open HTTP connections.");
+  out += fmt::format("cairn_http_open_connections {}\n", open_connections_ ? open_connections_() : 0);
+  uint64_t subs = 0, max_lag = 0;
+  {
+    std::lock_guard g(subs_mu_);
+    subs = subs_.size();
+    for (const auto& [k, o] : subs_)
+      if (o.all) max_lag = std::max(max_lag, s.events > o.sub->cursor() ? s.events - o.sub->cursor() : 0);
+  }
+  metric("cairn_subscriptions", "gauge", "Open subscriptions (SSE and NDJSON).");
+  out += fmt::format("cairn_subscriptions {}\n", subs);
+  metric("cairn_subscription_lag_events", "gauge", "Largest number of events a $all subscription is behind the head.");
+  out += fmt::format("cairn_subscription_lag_events {}\n", max_lag);
+  std::lock_guard g(counts_mu_);
+  metric("cairn_http_responses_total", "counter", "HTTP answers by status.");
+  for (const auto& [st, n] : by_status_) out += fmt::format("cairn_http_responses_total{{status=\"{}\"}} {}\n", st, n);
+  metric("cairn_http_errors_total", "counter", "HTTP error answers by error code.");
+  for (const auto& [code, n] : by_error_) out += fmt::format("cairn_http_errors_total{{code=\"{}\"}} {}\n", code, n);
+  return out;
 }
 
 uint64_t Api::open_subscriptions() const {
@@ -322,7 +409,7 @@ uint64_t Api::open_subscriptions() const {
 void Api::cancel_subscriptions(const std::string& key_id) {
   std::lock_guard g(subs_mu_);
   for (auto& [k, s] : subs_)
-    if (key_id.empty() || k == key_id) s->cancel();
+    if (key_id.empty() || k == key_id) s.sub->cancel();
 }
 
 std::optional<Response> Api::subscribe(const Request& req, const RespondStream& respond_stream) {
@@ -372,13 +459,14 @@ std::optional<Response> Api::subscribe(const Request& req, const RespondStream& 
                 {"Cache-Control", "no-cache"},
                 {"X-Accel-Buffering", "no"}};
   const uint32_t heartbeat = options_.heartbeat_ms;
-  sr.producer = [this, sub = std::shared_ptr<Subscription>(std::move(sub)), key = *key, ndjson,
-                 heartbeat](StreamSink& sink) {
+  const bool all = t.segments.size() == 2;
+  sr.producer = [this, sub = std::shared_ptr<Subscription>(std::move(sub)), key = *key, ndjson, heartbeat,
+                 all](StreamSink& sink) {
     // Registered only once the stream runs (a producer that never starts must leave nothing behind);
     // the checks after registering close the window in which a revocation or shutdown could be missed.
     {
       std::lock_guard g(subs_mu_);
-      subs_.emplace(key.id, sub.get());
+      subs_.emplace(key.id, OpenSubscription{sub.get(), all});
     }
     if (shutting_down_.load() || !keys_.is_active(key.id)) sub->cancel();
     if (!ndjson) sink.write(": connected\n\n");
@@ -402,7 +490,7 @@ std::optional<Response> Api::subscribe(const Request& req, const RespondStream& 
     }
     std::lock_guard g(subs_mu_);
     for (auto it = subs_.begin(); it != subs_.end(); ++it)
-      if (it->second == sub.get()) {
+      if (it->second.sub == sub.get()) {
         subs_.erase(it);
         break;
       }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,8 @@ class Api {
 
   Response dispatch(const Request& req);  // synchronous; public for tests of the routing
   uint64_t open_subscriptions() const;
+  // Where /metrics reads the number of open connections (the transport knows it).
+  void set_connection_gauge(std::function<uint64_t()> f) { open_connections_ = std::move(f); }
 
  private:
   // Validates a subscribe request; on success starts the stream and returns nullopt.
@@ -48,8 +51,21 @@ class Api {
   boost::asio::thread_pool pool_;
   std::atomic<bool> shutting_down_{false};
   std::mutex handle_mu_;
+  struct OpenSubscription {
+    Subscription* sub;
+    bool all;  // a $all subscription (its cursor is a position, so its lag can be measured)
+  };
   mutable std::mutex subs_mu_;
-  std::multimap<std::string, Subscription*> subs_;  // key id -> open subscriptions, for revocation
+  std::multimap<std::string, OpenSubscription> subs_;  // key id -> open subscriptions, for revocation
+
+  // Monitoring: answers by HTTP status and by error code.
+  std::string metrics_text();
+  Response metrics(const Request& req);
+  void count(const Response& res);
+  std::mutex counts_mu_;
+  std::map<unsigned, uint64_t> by_status_;
+  std::map<std::string, uint64_t> by_error_;
+  std::function<uint64_t()> open_connections_;
 };
 
 }  // namespace cairn::server

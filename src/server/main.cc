@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
                                               server::RespondStream respond_stream) {
     api.handle(std::move(req), std::move(respond), std::move(respond_stream));
   });
+  api.set_connection_gauge([&http] { return http.open_connections(); });
   if (Status st = http.start(host, static_cast<uint16_t>(port)); !st.ok()) {
     std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
     return 1;

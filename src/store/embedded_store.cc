@@ -407,6 +407,7 @@ StoreStats EmbeddedStore::stats() const {
   s.index_memtable_events = is.memtable_events;
   s.indexed_through = is.indexed_through;
   s.durability = options_.durability;
+  if (writer_) writer_->fill_metrics(&s);
   // The chain head after the last durable commit is in that commit's header.
   s.chain_head_hex = log::hex(log_->recovered_chain_head());
   const uint64_t end = log_->durable_end();

@@ -70,6 +70,18 @@ void Writer::stop() {
 
 uint64_t Writer::commits() const { return commits_.load(std::memory_order_relaxed); }
 
+void Writer::fill_metrics(StoreStats* s) const {
+  s->appended_commits = commits_.load(std::memory_order_relaxed);
+  s->appended_events = appended_events_.load(std::memory_order_relaxed);
+  s->appended_bytes = appended_bytes_.load(std::memory_order_relaxed);
+  for (size_t b = 0; b < s->sync_buckets.size(); ++b) s->sync_buckets[b] = sync_buckets_[b].load(std::memory_order_relaxed);
+  s->syncs = syncs_.load(std::memory_order_relaxed);
+  s->sync_seconds = static_cast<double>(sync_nanos_.load(std::memory_order_relaxed)) / 1e9;
+  for (size_t b = 0; b < s->group_buckets.size(); ++b) s->group_buckets[b] = group_buckets_[b].load(std::memory_order_relaxed);
+  s->groups = groups_.load(std::memory_order_relaxed);
+  s->group_events = s->appended_events;
+}
+
 Status Writer::wait(Request& r) {
   {
     std::lock_guard g(mu_);
@@ -144,7 +156,21 @@ void Writer::run_syncer() {
     // One sync covers every group handed over: each was fully written before it was handed over.
     bool any_write = false;
     for (const auto& w : batch) any_write = any_write || (w->failed.ok() && w->commits > 0);
+    const auto sync_start = std::chrono::steady_clock::now();
     Status st = any_write ? log_.sync() : log_.poisoned();
+    if (any_write && st.ok()) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
+      for (size_t b = 0; b < StoreStats::kSyncBucketsSeconds.size(); ++b)
+        if (secs <= StoreStats::kSyncBucketsSeconds[b]) sync_buckets_[b].fetch_add(1, std::memory_order_relaxed);
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+      sync_nanos_.fetch_add(static_cast<uint64_t>(secs * 1e9), std::memory_order_relaxed);
+      uint64_t events = 0;
+      for (const auto& w : batch) events += w->failed.ok() ? w->events : 0;
+      for (size_t b = 0; b < StoreStats::kGroupBucketsEvents.size(); ++b)
+        if (static_cast<double>(events) <= StoreStats::kGroupBucketsEvents[b])
+          group_buckets_[b].fetch_add(1, std::memory_order_relaxed);
+      groups_.fetch_add(1, std::memory_order_relaxed);
+    }
     for (auto& w : batch) {
       if (st.ok() && w->failed.ok()) {
         if (w->commits > 0) {
@@ -152,6 +178,8 @@ void Writer::run_syncer() {
           index_.add(w->batch);
           log_.publish(w->segment, w->end_offset, w->end_position);
           commits_.fetch_add(w->commits, std::memory_order_relaxed);
+          appended_events_.fetch_add(w->events, std::memory_order_relaxed);
+          appended_bytes_.fetch_add(w->bytes, std::memory_order_relaxed);
         }
       } else {
         // Nothing of this group is acknowledged; the log is poisoned and acknowledges nothing more.
@@ -431,6 +459,7 @@ std::unique_ptr<Writer::Written> Writer::process_group(std::vector<Request*>& gr
     const uint64_t offset = log_.active_offset() + pending_.size();
     const size_t before = pending_.size();
     chain = encoder_.encode(pending_, t.next_position, inputs, chain);
+    w->bytes += pending_.size() - before;
     if (log::frame_needs_sparse_entry(offset, pending_.size() - before))
       w->batch.sparse.push_back({t.next_position, offset});
     uint64_t pos = t.next_position;
@@ -440,6 +469,7 @@ std::unique_ptr<Writer::Written> Writer::process_group(std::vector<Request*>& gr
       w->batch.ids.push_back({index::hash_id(in.id), pos});
       ++pos;
     }
+    w->events += pos - t.next_position;
     t.next_position = pos;
     ++w->commits;
   }

@@ -50,6 +50,8 @@ class Writer {
   void stop();
 
   uint64_t commits() const;
+  // Adds this writer's counters and histograms to `s` (appended_*, syncs, groups).
+  void fill_metrics(StoreStats* s) const;
 
   struct Existing;  // what an event with a reused id looks like (for idempotency checks)
 
@@ -73,6 +75,8 @@ class Writer {
     uint64_t end_offset = 0;
     uint64_t end_position = 0;
     size_t commits = 0;
+    uint64_t events = 0;
+    uint64_t bytes = 0;
     Status failed;  // set when the writer already knows it failed (the log was poisoned)
   };
 
@@ -110,6 +114,14 @@ class Writer {
   log::CommitEncoder encoder_;
   std::string pending_;
   std::atomic<uint64_t> commits_{0};
+  // Monitoring, written by the syncer thread only, read by fill_metrics() from any thread.
+  std::atomic<uint64_t> appended_events_{0};
+  std::atomic<uint64_t> appended_bytes_{0};
+  std::array<std::atomic<uint64_t>, 11> sync_buckets_{};
+  std::atomic<uint64_t> syncs_{0};
+  std::atomic<uint64_t> sync_nanos_{0};
+  std::array<std::atomic<uint64_t>, 10> group_buckets_{};
+  std::atomic<uint64_t> groups_{0};
 
   // The hand-over to the syncer.
   std::mutex sync_mu_;

@@ -365,6 +365,25 @@ TEST(Server, EdgeCasesFoundInReview) {
   EXPECT_EQ(r.j()["error"]["code"], "last_admin_key");
 }
 
+TEST(Server, MetricsInPrometheusFormat) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path());
+  const int p = d.port();
+  const std::string& k = d.key();
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(call(p, http::verb::post, "/v1/streams/m-1", k, one_event("any", "t", "1")).status, 201);
+  EXPECT_EQ(call(p, http::verb::get, "/v1/streams/none-1", k).status, 404);
+  EXPECT_EQ(call(p, http::verb::get, "/metrics").status, 401);
+  auto r = call(p, http::verb::get, "/metrics", k);
+  ASSERT_EQ(r.status, 200);
+  for (const char* line : {"cairn_events 3\n", "cairn_appends_total 3\n", "cairn_appended_events_total 3\n",
+                           "cairn_fsync_seconds_count 3\n", "cairn_group_commit_events_bucket{le=\"+Inf\"} 3\n",
+                           "cairn_http_responses_total{status=\"201\"} 3\n",
+                           "cairn_http_errors_total{code=\"stream_not_found\"} 1\n", "# TYPE cairn_fsync_seconds histogram\n"})
+    EXPECT_NE(r.body.find(line), std::string::npos) << line << "\n" << r.body;
+  auto scoped = call(p, http::verb::post, "/v1/keys", k, R"({"role":"reader","streams":["m-"]})");
+  EXPECT_EQ(call(p, http::verb::get, "/metrics", scoped.j()["key"]).status, 403);
+}
+
 // Reads a streaming response until `want` events arrived, the server closed, or `seconds` passed.
 struct Streamed {
   int status = 0;
