@@ -77,6 +77,7 @@ crash-long: build
 
 bench: build
 	bash bench/run.sh "$(BUILD_DIR)"
+	bash bench/run_http.sh "$(BUILD_DIR)"
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)
