@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/remote.h"
 
 int main(int argc, char** argv) {
   using namespace cairn::cli;
@@ -13,6 +14,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "cairn 0.1.0");
 
   StoreFlags flags;
+  RemoteFlags remote;
+  auto add_remote_flags = [&](CLI::App* c) {
+    c->add_option("--url", remote.url, "a running cairnd (http://HOST:PORT) instead of --data")->envname("CAIRN_URL");
+    c->add_option("--key", remote.key, "API key for --url")->envname("CAIRN_KEY");
+  };
   auto add_store_flags = [&](CLI::App* c, bool writes) {
     c->add_option("--data", flags.data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
     if (writes) {
@@ -28,6 +34,7 @@ int main(int argc, char** argv) {
   AppendArgs aa;
   auto* append = app.add_subcommand("append", "append one event (or --events FILE for several, atomically)");
   add_store_flags(append, true);
+  add_remote_flags(append);
   append->add_option("stream", aa.stream, "stream name")->required();
   append->add_option("type", aa.type, "event type, e.g. ai.proposal.made");
   append->add_option("data", aa.data, "event data (JSON by default); - reads stdin");
@@ -50,6 +57,7 @@ int main(int argc, char** argv) {
   };
   auto* read = app.add_subcommand("read", "read a stream, or $all when no stream is named");
   add_store_flags(read, false);
+  add_remote_flags(read);
   read->add_option("stream", ra.stream, "stream name (omit for $all)");
   read->add_flag("--backward", ra.backward, "read from the end towards the start");
   read->add_option("--limit", ra.limit, "at most this many events");
@@ -57,6 +65,7 @@ int main(int argc, char** argv) {
 
   auto* tail = app.add_subcommand("tail", "print the last events of $all, and with -f follow new ones");
   add_store_flags(tail, false);
+  add_remote_flags(tail);
   tail->add_flag("-f,--follow", ra.follow, "keep printing events as they are appended");
   tail->add_option("-n,--lines", ra.last_n, "how many past events to print first")->capture_default_str();
   tail->add_option("--poll", ra.poll_seconds, "seconds between looks at the log when following")->capture_default_str();
@@ -76,6 +85,7 @@ int main(int argc, char** argv) {
   add_dir(reindex);
   auto* stats = app.add_subcommand("stats", "counts, sizes and the chain head");
   add_dir(stats);
+  add_remote_flags(stats);
   stats->add_flag("--json", json, "print as JSON");
 
   std::string out_path, in_path = "-";
@@ -88,6 +98,21 @@ int main(int argc, char** argv) {
   add_store_flags(imp, true);
   imp->add_option("input", in_path, "export file (- = stdin)")->capture_default_str();
 
+  KeyArgs ka;
+  auto* keys = app.add_subcommand("keys", "manage API keys of a running cairnd (admin key needed)");
+  keys->require_subcommand(1);
+  add_remote_flags(keys);
+  auto* kcreate = keys->add_subcommand("create", "create a key; its secret is printed once");
+  kcreate->add_option("--role", ka.role, "reader, writer or admin")->required();
+  kcreate->add_option("--streams", ka.streams, "limit the key to streams with these prefixes (repeatable)");
+  kcreate->add_option("--name", ka.name, "a name for humans");
+  kcreate->add_flag("--json", ka.json, "print as JSON");
+  auto* klist = keys->add_subcommand("list", "every key (secrets are never shown)");
+  klist->add_flag("--json", ka.json, "one JSON object per line");
+  auto* krevoke = keys->add_subcommand("revoke", "revoke a key at once (also its open subscriptions)");
+  krevoke->add_option("id", ka.id, "the key id (key_...)")->required();
+  for (auto* c : {kcreate, klist, krevoke}) c->fallthrough();  // --url/--key may follow the action
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -95,9 +120,20 @@ int main(int argc, char** argv) {
   }
   const std::string target = dir.empty() ? flags.data : dir;
   try {
-    if (*append) return cmd_append(flags, aa);
-    if (*read) return cmd_read(flags, ra);
-    if (*tail) return cmd_tail(flags, ra);
+    const bool online = !remote.url.empty();
+    if (*keys) {
+      if (!online) {
+        std::fprintf(stderr, "error: cairn keys talks to a running cairnd: give --url (or CAIRN_URL) and an admin --key\n");
+        return 2;
+      }
+      if (*kcreate) return remote_keys_create(remote, ka);
+      if (*klist) return remote_keys_list(remote, ka);
+      if (*krevoke) return remote_keys_revoke(remote, ka);
+    }
+    if (*append) return online ? remote_append(remote, aa) : cmd_append(flags, aa);
+    if (*read) return online ? remote_read(remote, ra) : cmd_read(flags, ra);
+    if (*tail) return online ? remote_tail(remote, ra) : cmd_tail(flags, ra);
+    if (*stats && online) return remote_stats(remote, json);
     if (*verify) return cmd_verify(target, json);
     if (*reindex) return cmd_reindex(target);
     if (*stats) return cmd_stats(target, json);

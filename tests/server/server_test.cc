@@ -384,6 +384,45 @@ TEST(Server, MetricsInPrometheusFormat) {
   EXPECT_EQ(call(p, http::verb::get, "/metrics", scoped.j()["key"]).status, 403);
 }
 
+// The cairn CLI pointed at cairnd with --url/--key: same commands, same output as offline.
+std::pair<int, std::string> cli(const std::string& args) {
+  const std::string cmd = std::string(CAIRN_CLI) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+TEST(Server, RemoteCli) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path());
+  const std::string url = "--url http://127.0.0.1:" + std::to_string(d.port()) + " --key " + d.key();
+  auto r = cli("append conv-1 ai.question.asked '{\"q\":1}' --expected no_stream " + url);
+  ASSERT_EQ(r.first, 0) << r.second;
+  EXPECT_NE(r.second.find("positions 0..0"), std::string::npos) << r.second;
+  r = cli("append conv-1 t '{}' --expected no_stream " + url);
+  EXPECT_EQ(r.first, 1);
+  EXPECT_NE(r.second.find("wrong_expected_revision"), std::string::npos) << r.second;
+  r = cli("append conv-1 t '{oops' " + url);
+  EXPECT_EQ(r.first, 2) << r.second;
+  r = cli("read conv-1 --json " + url);
+  ASSERT_EQ(r.first, 0) << r.second;
+  EXPECT_EQ(json::parse(r.second)["data"]["q"], 1);
+  EXPECT_EQ(r.second.find("\"position\":0,\"stream\":\"conv-1\""), 1u) << "fields keep the server's order: " << r.second;
+  r = cli("keys create --role reader --streams conv- " + url);
+  ASSERT_EQ(r.first, 0) << r.second;
+  EXPECT_NE(r.second.find("cairn_"), std::string::npos);
+  r = cli("keys list " + url);
+  EXPECT_NE(r.second.find("reader"), std::string::npos) << r.second;
+  r = cli("stats --json " + url);
+  EXPECT_EQ(json::parse(r.second)["events"], 1) << r.second;
+  r = cli("read conv-1 --url http://127.0.0.1:" + std::to_string(d.port()) + " --key cairn_wrong");
+  EXPECT_EQ(r.first, 1);
+  EXPECT_NE(r.second.find("unauthorized"), std::string::npos) << r.second;
+}
+
 // Reads a streaming response until `want` events arrived, the server closed, or `seconds` passed.
 struct Streamed {
   int status = 0;

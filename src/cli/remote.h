@@ -1,0 +1,34 @@
+// The `cairn` commands against a running cairnd (--url / CAIRN_URL, --key / CAIRN_KEY) instead of a data
+// directory: the same arguments and the same output formats as offline. Plain HTTP (cairnd has no TLS yet).
+// Exit codes as offline: 0 done, 1 the operation failed, 2 bad usage or input (HTTP 400/413/415).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+
+namespace cairn::cli {
+
+struct RemoteFlags {
+  std::string url;  // http://HOST:PORT
+  std::string key;
+};
+
+int remote_append(const RemoteFlags& r, const AppendArgs& a);
+int remote_read(const RemoteFlags& r, const ReadArgs& a);
+int remote_tail(const RemoteFlags& r, const ReadArgs& a);
+int remote_stats(const RemoteFlags& r, bool json);
+
+struct KeyArgs {
+  std::string role;
+  std::vector<std::string> streams;
+  std::string name;
+  std::string id;
+  bool json = false;
+};
+int remote_keys_create(const RemoteFlags& r, const KeyArgs& k);
+int remote_keys_list(const RemoteFlags& r, const KeyArgs& k);
+int remote_keys_revoke(const RemoteFlags& r, const KeyArgs& k);
+
+}  // namespace cairn::cli
