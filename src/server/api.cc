@@ -291,8 +291,22 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
   if (shutting_down_) {
     return respond(error_response(req, http::status::service_unavailable, "shutting_down", "cairnd is shutting down"));
   }
+  // Admission control: beyond max_queued requests in the pool, answer at once rather than queue without
+  // bound (memory, and latency nobody waits for). Clients retry after the hint.
+  if (queued_.load() >= options_.max_queued) {
+    Response res = error_response(req, http::status::service_unavailable, "overloaded",
+                                  fmt::format("more than {} requests are waiting; retry shortly", options_.max_queued));
+    res.set(http::field::retry_after, "1");
+    count(res);
+    return respond(std::move(res));
+  }
+  ++queued_;
   boost::asio::post(pool_, [this, req = std::move(req), respond = std::move(respond),
                             respond_stream = std::move(respond_stream)]() mutable {
+    struct Done {
+      std::atomic<size_t>& n;
+      ~Done() { --n; }
+    } done{queued_};
     Response res;
     try {
       const Target t = parse_target(sv(req.target()));

@@ -26,6 +26,7 @@ struct ApiOptions {
   size_t max_page = 1000;  // largest page a read returns
   size_t workers = 64;     // threads for store calls
   uint32_t heartbeat_ms = 15000;  // subscriptions send a heartbeat after this long without events
+  size_t max_queued = 4096;       // requests waiting for or running on a worker; past it: 503 overloaded
 };
 
 class Api {
@@ -51,6 +52,7 @@ class Api {
   boost::asio::thread_pool pool_;
   std::atomic<bool> shutting_down_{false};
   std::mutex handle_mu_;
+  std::atomic<size_t> queued_{0};
   struct OpenSubscription {
     Subscription* sub;
     bool all;  // a $all subscription (its cursor is a position, so its lag can be measured)

@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <csignal>
+#include <sys/resource.h>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   std::string durability = "fsync";
   uint64_t segment_size = 128ull << 20;
   size_t workers = 64;
+  size_t max_queued = 4096;
   size_t io_threads = std::max(2u, std::thread::hardware_concurrency());
   server::HttpLimits limits;
   app.set_config("--config", "", "read settings from this INI or TOML file (keys are the long flag names)");
@@ -36,6 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("--segment-size", segment_size, "bytes per log segment")->envname("CAIRN_SEGMENT_SIZE")->capture_default_str();
   app.add_option("--workers", workers, "threads for store calls (appends wait for their group commit there)")
       ->envname("CAIRN_WORKERS")->check(CLI::Range(size_t{1}, size_t{4096}))->capture_default_str();
+  app.add_option("--max-queued", max_queued, "requests waiting for a worker before new ones get 503 overloaded")
+      ->envname("CAIRN_MAX_QUEUED")->check(CLI::Range(size_t{1}, size_t{1} << 20))->capture_default_str();
   app.add_option("--io-threads", io_threads, "threads for network I/O")->envname("CAIRN_IO_THREADS")->capture_default_str();
   app.add_option("--max-body", limits.max_body_bytes, "largest request body in bytes")->envname("CAIRN_MAX_BODY")->capture_default_str();
   app.add_option("--max-connections", limits.max_connections, "open connections before new ones get 503")
@@ -46,6 +50,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  // One descriptor per connection: take the hard limit, not the usual soft 1024.
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
@@ -98,7 +107,7 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context ioc;
-  server::Api api(**store, **keys, server::ApiOptions{1000, workers});
+  server::Api api(**store, **keys, server::ApiOptions{1000, workers, 15000, max_queued});
   server::HttpServer http(ioc, limits, [&api](server::Request req, server::Respond respond,
                                               server::RespondStream respond_stream) {
     api.handle(std::move(req), std::move(respond), std::move(respond_stream));

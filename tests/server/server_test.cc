@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -382,6 +383,63 @@ TEST(Server, MetricsInPrometheusFormat) {
     EXPECT_NE(r.body.find(line), std::string::npos) << line << "\n" << r.body;
   auto scoped = call(p, http::verb::post, "/v1/keys", k, R"({"role":"reader","streams":["m-"]})");
   EXPECT_EQ(call(p, http::verb::get, "/metrics", scoped.j()["key"]).status, 403);
+}
+
+TEST(Server, ThousandIdleConnectionsAndTwoHundredActive) {
+  if (rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;  // this test holds 1,200 sockets itself
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path());
+  const int p = d.port();
+  const std::string& k = d.key();
+  boost::asio::io_context ioc;
+  std::vector<std::unique_ptr<tcp::socket>> idle;
+  for (int i = 0; i < 1000; ++i) {
+    auto s = std::make_unique<tcp::socket>(ioc);
+    s->connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(p)));
+    idle.push_back(std::move(s));
+  }
+  std::atomic<int> ok{0};
+  std::vector<std::thread> active;
+  for (int t = 0; t < 200; ++t)
+    active.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i)
+        if (call(p, http::verb::post, "/v1/streams/busy-" + std::to_string(t), k, one_event("any", "t", "1")).status == 201) ++ok;
+    });
+  for (auto& t : active) t.join();
+  EXPECT_EQ(ok.load(), 1000);
+  // The idle connections are still served.
+  auto& s = *idle[500];
+  const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  boost::asio::write(s, boost::asio::buffer(req));
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(json::parse(call(p, http::verb::get, "/health").body)["head_position"], 1000);
+}
+
+TEST(Server, OverloadIsRefusedWithRetryAfterNotQueued) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path(), {"--workers", "1", "--max-queued", "2"});
+  std::atomic<int> ok{0}, overloaded{0}, other{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 32; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        auto r = call(d.port(), http::verb::post, "/v1/streams/o-" + std::to_string(t), d.key(), one_event("any", "t", "1"));
+        if (r.status == 201) ++ok;
+        else if (r.status == 503 && r.j()["error"]["code"] == "overloaded") ++overloaded;
+        else ++other;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_GT(overloaded.load(), 0);  // 32 clients against 2 places: some must be told to come back
+  EXPECT_EQ(json::parse(call(d.port(), http::verb::get, "/health").body)["head_position"], ok.load());
 }
 
 // The cairn CLI pointed at cairnd with --url/--key: same commands, same output as offline.
