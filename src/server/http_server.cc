@@ -3,6 +3,8 @@
 #include <condition_variable>
 #include <thread>
 
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
 #include <fmt/format.h>
 
 namespace cairn::server {
@@ -26,25 +28,40 @@ Response plain_error(unsigned version, http::status status, std::string_view cod
 
 }  // namespace
 
-class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Session> {
+// One connection. Stream is beast::tcp_stream (HTTP) or beast::ssl_stream<beast::tcp_stream> (HTTPS).
+template <class Stream>
+class SessionT : public HttpServer::SessionBase, public std::enable_shared_from_this<SessionT<Stream>> {
  public:
-  Session(HttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {}
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  template <class... Args>
+  SessionT(HttpServer& server, Args&&... args) : server_(server), stream_(std::forward<Args>(args)...) {}
 
   void run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->lowest().expires_after(std::chrono::seconds(self->server_.limits_.request_timeout_s));
+        self->stream_.async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) return self->lowest().close();  // not TLS, or a failed handshake: nothing to answer
+          self->read();
+        });
+      } else {
+        self->read();
+      }
+    });
   }
 
   // Closes the connection if it is between requests; a request in progress is answered first. A stream
   // in progress ends (its producer's next write returns false).
-  void close_if_idle() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
+  void close_if_idle() override {
+    net::post(stream_.get_executor(), [self = this->shared_from_this()] {
       self->closing_ = true;
       if (self->streaming_) return self->end_stream();
       if (!self->busy_) self->shutdown();
     });
   }
 
-  ~Session() { server_.untrack(this); }
+  ~SessionT() override { server_.untrack(this); }
 
  private:
   void read() {
@@ -54,9 +71,9 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
     parser_->header_limit(server_.limits_.max_header_bytes);
     // Idle until the first byte; the whole request must then arrive within the request timeout. Beast
     // has one timer per stream, so the idle timeout covers both and a stuck request is cut at that bound.
-    stream_.expires_after(std::chrono::seconds(server_.limits_.idle_timeout_s));
+    lowest().expires_after(std::chrono::seconds(server_.limits_.idle_timeout_s));
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -76,24 +93,24 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
                                "the request headers are too large"));
     if (ec) return write(plain_error(11, http::status::bad_request, "bad_request", "malformed HTTP request"));
     busy_ = true;
-    stream_.expires_never();  // the handler may wait for a group commit; the write sets its own deadline
+    lowest().expires_never();  // the handler may wait for a group commit; the write sets its own deadline
     Request req = parser_->release();
     const bool keep_alive = req.keep_alive();
     server_.handler_(
         std::move(req),
-        [self = shared_from_this(), keep_alive](Response res) {
+        [self = this->shared_from_this(), keep_alive](Response res) {
           net::post(self->stream_.get_executor(), [self, keep_alive, res = std::move(res)]() mutable {
             res.keep_alive(keep_alive && res.keep_alive() && !self->closing_);
             self->write(std::move(res));
           });
         },
-        [self = shared_from_this()](StreamingResponse sr) { self->start_stream(std::move(sr)); });
+        [self = this->shared_from_this()](StreamingResponse sr) { self->start_stream(std::move(sr)); });
   }
 
   // ---- streaming responses
   class Sink final : public StreamSink {
    public:
-    explicit Sink(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+    explicit Sink(std::shared_ptr<SessionT> s) : s_(std::move(s)) {}
     bool write(std::string chunk) override {
       if (closed()) return false;
       std::unique_lock g(mu_);
@@ -101,9 +118,9 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
       auto buf = std::make_shared<std::string>(std::move(chunk));
       net::post(s_->stream_.get_executor(), [this, buf] {
         if (s_->stream_ended_) return finish(false);
-        s_->stream_.expires_after(std::chrono::seconds(s_->server_.limits_.request_timeout_s));
+        s_->lowest().expires_after(std::chrono::seconds(s_->server_.limits_.request_timeout_s));
         net::async_write(s_->stream_, net::buffer(*buf), [this, buf](beast::error_code ec, size_t) {
-          s_->stream_.expires_never();
+          s_->lowest().expires_never();
           finish(!ec);
         });
       });
@@ -120,7 +137,7 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
       done_ = true;
       cv_.notify_all();
     }
-    std::shared_ptr<Session> s_;
+    std::shared_ptr<SessionT> s_;
     std::mutex mu_;
     std::condition_variable cv_;
     bool done_ = false;
@@ -128,7 +145,7 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
   };
 
   void start_stream(StreamingResponse sr) {
-    net::post(stream_.get_executor(), [self = shared_from_this(), sr = std::move(sr)]() mutable {
+    net::post(stream_.get_executor(), [self = this->shared_from_this(), sr = std::move(sr)]() mutable {
       self->streaming_ = true;
       std::string head = fmt::format("HTTP/1.1 {} {}\r\nServer: cairnd\r\nConnection: close\r\n", sr.status,
                                      std::string(http::obsolete_reason(static_cast<http::status>(sr.status))));
@@ -149,15 +166,15 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
   void end_stream() {
     stream_ended_ = true;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().close(ec);
   }
 
   void write(Response res) {
     response_ = std::make_shared<Response>(std::move(res));
     response_->set(http::field::server, "cairnd");
-    stream_.expires_after(std::chrono::seconds(server_.limits_.request_timeout_s));
-    http::async_write(stream_, *response_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    lowest().expires_after(std::chrono::seconds(server_.limits_.request_timeout_s));
+    http::async_write(stream_, *response_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
       self->busy_ = false;
       if (ec || !self->response_->keep_alive()) return self->shutdown();
       self->response_.reset();
@@ -167,25 +184,27 @@ class HttpServer::Session : public std::enable_shared_from_this<HttpServer::Sess
 
   void shutdown() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (drain_on_close_ && !ec) {
       drain_on_close_ = false;
-      stream_.expires_after(std::chrono::seconds(5));
+      lowest().expires_after(std::chrono::seconds(5));
       return drain();
     }
-    stream_.close();
+    lowest().close();
   }
 
   void drain() {
-    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    stream_.async_read_some(net::buffer(discard_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
       self->drained_ += n;
-      if (ec || self->drained_ > kMaxDrainBytes) return self->stream_.close();
+      if (ec || self->drained_ > kMaxDrainBytes) return self->lowest().close();
       self->drain();
     });
   }
 
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
   HttpServer& server_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<Response> response_;
@@ -235,16 +254,22 @@ void HttpServer::accept() {
           sock->close(ignored);
         });
       } else {
-        auto s = std::make_shared<Session>(*this, std::move(socket));
-        track(s);
-        s->run();
+        if (tls_) {
+          auto s = std::make_shared<SessionT<beast::ssl_stream<beast::tcp_stream>>>(*this, std::move(socket), *tls_);
+          track(s);
+          s->run();
+        } else {
+          auto s = std::make_shared<SessionT<beast::tcp_stream>>(*this, std::move(socket));
+          track(s);
+          s->run();
+        }
       }
     }
     accept();
   });
 }
 
-void HttpServer::track(const std::shared_ptr<Session>& s) {
+void HttpServer::track(const std::shared_ptr<SessionBase>& s) {
   ++open_;
   std::lock_guard g(sessions_mu_);
   if (sessions_.size() >= 1024 && sessions_.size() >= 2 * open_.load()) {
@@ -253,7 +278,20 @@ void HttpServer::track(const std::shared_ptr<Session>& s) {
   sessions_.insert(s);
 }
 
-void HttpServer::untrack(Session*) { --open_; }
+void HttpServer::untrack(SessionBase*) { --open_; }
+
+Status HttpServer::enable_tls(const std::string& cert_file, const std::string& key_file) {
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                   net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) return Status::invalid_argument(fmt::format("--tls-cert: cannot use {}: {}", cert_file, ec.message()));
+  ctx->use_private_key_file(key_file, net::ssl::context::pem, ec);
+  if (ec) return Status::invalid_argument(fmt::format("--tls-key: cannot use {}: {}", key_file, ec.message()));
+  tls_ = std::move(ctx);
+  return {};
+}
 
 void HttpServer::stop() {
   if (stopping_.exchange(true)) return;

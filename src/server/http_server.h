@@ -18,6 +18,7 @@
 #include <vector>  // before Boost 1.74's asio, whose awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -66,12 +67,22 @@ class HttpServer {
   void stop();
   uint64_t open_connections() const { return open_.load(); }
 
-  class Session;
+  // A connection, as the server tracks it (plain and TLS sessions share this face).
+  class SessionBase {
+   public:
+    virtual ~SessionBase() = default;
+    virtual void close_if_idle() = 0;
+  };
+  // Serves HTTPS from now on (call before start()): a PEM certificate chain and its private key.
+  Status enable_tls(const std::string& cert_file, const std::string& key_file);
+  bool tls() const { return tls_ != nullptr; }
 
  private:
   void accept();
-  void track(const std::shared_ptr<Session>& s);
-  void untrack(Session* s);
+  void track(const std::shared_ptr<SessionBase>& s);
+  void untrack(SessionBase* s);
+  template <class Stream>
+  friend class SessionT;
 
   boost::asio::io_context& ioc_;
   HttpLimits limits_;
@@ -81,7 +92,8 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> open_{0};
   std::mutex sessions_mu_;
-  std::set<std::weak_ptr<Session>, std::owner_less<std::weak_ptr<Session>>> sessions_;
+  std::set<std::weak_ptr<SessionBase>, std::owner_less<std::weak_ptr<SessionBase>>> sessions_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
 };
 
 }  // namespace cairn::server

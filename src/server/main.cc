@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   size_t max_queued = 4096;
   size_t io_threads = std::max(2u, std::thread::hardware_concurrency());
   server::HttpLimits limits;
+  std::string tls_cert, tls_key;
   app.set_config("--config", "", "read settings from this INI or TOML file (keys are the long flag names)");
   app.add_option("--data", data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
   app.add_option("--http", listen, "address and port to listen on (ADDR:PORT)")->envname("CAIRN_HTTP")->capture_default_str();
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-queued", max_queued, "requests waiting for a worker before new ones get 503 overloaded")
       ->envname("CAIRN_MAX_QUEUED")->check(CLI::Range(size_t{1}, size_t{1} << 20))->capture_default_str();
   app.add_option("--io-threads", io_threads, "threads for network I/O")->envname("CAIRN_IO_THREADS")->capture_default_str();
+  app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain (with --tls-key)")->envname("CAIRN_TLS_CERT");
+  app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->envname("CAIRN_TLS_KEY");
   app.add_option("--max-body", limits.max_body_bytes, "largest request body in bytes")->envname("CAIRN_MAX_BODY")->capture_default_str();
   app.add_option("--max-connections", limits.max_connections, "open connections before new ones get 503")
       ->envname("CAIRN_MAX_CONNECTIONS")->capture_default_str();
@@ -113,11 +116,22 @@ int main(int argc, char** argv) {
     api.handle(std::move(req), std::move(respond), std::move(respond_stream));
   });
   api.set_connection_gauge([&http] { return http.open_connections(); });
+  if (tls_cert.empty() != tls_key.empty()) {
+    std::fprintf(stderr, "error: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  if (!tls_cert.empty()) {
+    if (Status st = http.enable_tls(tls_cert, tls_key); !st.ok()) {
+      std::fprintf(stderr, "error: %s\n", st.message().c_str());
+      return 2;
+    }
+  }
   if (Status st = http.start(host, static_cast<uint16_t>(port)); !st.ok()) {
     std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
     return 1;
   }
-  std::printf("cairnd listening on http://%s:%u (data %s, durability %s%s)\n", host.c_str(), http.port(), data.c_str(),
+  std::printf("cairnd listening on %s://%s:%u (data %s, durability %s%s)\n", http.tls() ? "https" : "http", host.c_str(),
+              http.port(), data.c_str(),
               durability.c_str(), durability == "none" ? ": appends are NOT synced, tests and benchmarks only" : "");
   std::fflush(stdout);
 

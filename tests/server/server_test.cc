@@ -66,6 +66,8 @@ Reply call(int port, http::verb method, const std::string& target, const std::st
   }
 }
 
+std::pair<int, std::string> cli_raw(const std::string& cmd_line);
+
 // A cairnd child process.
 class Cairnd {
  public:
@@ -93,8 +95,8 @@ class Cairnd {
       if (auto p = s.find("cairn_"); p != std::string::npos && s.starts_with("admin key")) {
         key_ = s.substr(p, s.find_first_of(" \n", p) - p);
       }
-      if (auto p = s.find("http://127.0.0.1:"); p != std::string::npos) {
-        port_ = std::atoi(s.c_str() + p + 17);
+      if (auto p = s.find("://127.0.0.1:"); p != std::string::npos) {
+        port_ = std::atoi(s.c_str() + p + 13);
         break;
       }
     }
@@ -442,9 +444,30 @@ TEST(Server, OverloadIsRefusedWithRetryAfterNotQueued) {
   EXPECT_EQ(json::parse(call(d.port(), http::verb::get, "/health").body)["head_position"], ok.load());
 }
 
+TEST(Server, Https) {
+  cairn::testing::TempDir dir;
+  const std::string cert = dir.sub("cert.pem"), key = dir.sub("key.pem");
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + key + " -out " + cert +
+                         " -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null")
+                            .c_str()),
+            0);
+  Cairnd d(dir.sub("data"), {"--tls-cert", cert, "--tls-key", key});
+  const std::string base = "https://127.0.0.1:" + std::to_string(d.port());
+  auto r = cli_raw("curl -sS --cacert " + cert + " " + base + "/health");
+  EXPECT_NE(r.second.find("\"status\":\"ok\""), std::string::npos) << r.second;
+  r = cli_raw("curl -sS --cacert " + cert + " -o /dev/null -w '%{http_code}' -X POST " + base +
+              "/v1/streams/tls-1 -H 'Authorization: Bearer " + d.key() +
+              "' -H 'Content-Type: application/json' -d '{\"events\":[{\"type\":\"t\",\"data\":1}]}'");
+  EXPECT_EQ(r.second, "201");
+  // Plain HTTP to the HTTPS port gets no HTTP answer (and changes nothing).
+  EXPECT_EQ(call(d.port(), http::verb::get, "/health").status, 0);
+  r = cli_raw("curl -sS --cacert " + cert + " " + base + "/health");
+  EXPECT_NE(r.second.find("\"head_position\":1"), std::string::npos) << r.second;
+}
+
 // The cairn CLI pointed at cairnd with --url/--key: same commands, same output as offline.
-std::pair<int, std::string> cli(const std::string& args) {
-  const std::string cmd = std::string(CAIRN_CLI) + " " + args + " 2>&1";
+std::pair<int, std::string> cli_raw(const std::string& cmd_line) {
+  const std::string cmd = cmd_line + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -452,6 +475,7 @@ std::pair<int, std::string> cli(const std::string& args) {
   const int st = ::pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
+std::pair<int, std::string> cli(const std::string& args) { return cli_raw(std::string(CAIRN_CLI) + " " + args); }
 
 TEST(Server, RemoteCli) {
   cairn::testing::TempDir dir;
