@@ -104,8 +104,16 @@ struct ReadPage {
 
 struct StreamInfo {
   std::string stream;
-  uint64_t last_revision = 0;  // the stream's revision (its last event's revision)
+  uint64_t last_revision = 0;  // the stream's revision (its last event's revision); events = last_revision + 1
   uint64_t last_position = 0;
+  uint64_t first_position = 0;
+};
+
+// A page of the stream catalog. Streams come in a stable order (by the hash of their name), not by name
+// or creation; `next` continues after this page.
+struct StreamListing {
+  std::vector<StreamInfo> streams;
+  std::optional<std::string> next;
 };
 
 struct StoreStats {
@@ -173,6 +181,10 @@ class Store {
   virtual Result<RecordedEvent> read_position(uint64_t position) = 0;
   virtual Result<RecordedEvent> read_event(const Uuid& id) = 0;
   virtual Result<StreamInfo> stream_info(std::string_view stream) = 0;
+  // Every stream, paged: `after` is a previous page's `next` (absent: from the start). Streams whose name
+  // starts with prefix only, if one is given.
+  virtual Result<StreamListing> list_streams(std::optional<std::string> after, size_t limit,
+                                             std::string_view prefix) = 0;
 
   // Catch-up then live subscriptions; see subscription.h.
   virtual Result<std::unique_ptr<Subscription>> subscribe_all(uint64_t from_position, Filter filter) = 0;

@@ -371,6 +371,38 @@ int cmd_stats(const std::string& dir, bool json) {
   return 0;
 }
 
+int cmd_streams(const std::string& dir, const std::string& prefix, std::optional<uint64_t> limit, bool json) {
+  Options o;
+  o.dir = dir;
+  o.read_only = true;
+  auto store = open_store(o);
+  if (!store.ok()) return fail(store.status());
+  uint64_t left = limit.value_or(UINT64_MAX);
+  std::optional<std::string> after;
+  while (left > 0) {
+    auto page = (*store)->list_streams(after, static_cast<size_t>(std::min<uint64_t>(left, 1000)), prefix);
+    if (!page.ok()) return fail(page.status());
+    for (const auto& s : page->streams) {
+      if (left == 0) break;
+      --left;
+      if (json) {
+        std::string line = "{\"stream\":";
+        append_json_string(line, s.stream);
+        line += fmt::format(",\"revision\":{},\"count\":{},\"first_position\":{},\"last_position\":{}}}", s.last_revision,
+                            s.last_revision + 1, s.first_position, s.last_position);
+        std::puts(line.c_str());
+      } else {
+        std::printf("%-40s revision %-8llu events %-8llu positions %llu..%llu\n", s.stream.c_str(),
+                    (unsigned long long)s.last_revision, (unsigned long long)(s.last_revision + 1),
+                    (unsigned long long)s.first_position, (unsigned long long)s.last_position);
+      }
+    }
+    if (!page->next) break;
+    after = page->next;
+  }
+  return 0;
+}
+
 int cmd_export(const std::string& dir, const std::string& out_path, uint64_t from) {
   Options o;
   o.dir = dir;

@@ -88,6 +88,15 @@ int main(int argc, char** argv) {
   add_remote_flags(stats);
   stats->add_flag("--json", json, "print as JSON");
 
+  std::string streams_prefix;
+  std::optional<uint64_t> streams_limit;
+  auto* streams = app.add_subcommand("streams", "list the streams with their revision and event count");
+  add_dir(streams);
+  add_remote_flags(streams);
+  streams->add_option("--prefix", streams_prefix, "only streams whose name starts with this");
+  streams->add_option("--limit", streams_limit, "at most this many");
+  streams->add_flag("--json", json, "one JSON object per line");
+
   std::string out_path, in_path = "-";
   uint64_t export_from = 0;
   auto* exp = app.add_subcommand("export", "write every event as NDJSON (ids, metadata, times, content types kept)");
@@ -134,6 +143,8 @@ int main(int argc, char** argv) {
     if (*read) return online ? remote_read(remote, ra) : cmd_read(flags, ra);
     if (*tail) return online ? remote_tail(remote, ra) : cmd_tail(flags, ra);
     if (*stats && online) return remote_stats(remote, json);
+    if (*streams) return online ? remote_streams(remote, streams_prefix, streams_limit, json)
+                                : cmd_streams(target, streams_prefix, streams_limit, json);
     if (*verify) return cmd_verify(target, json);
     if (*reindex) return cmd_reindex(target);
     if (*stats) return cmd_stats(target, json);

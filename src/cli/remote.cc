@@ -332,6 +332,37 @@ int remote_stats(const RemoteFlags& r, bool json) {
   return 0;
 }
 
+int remote_streams(const RemoteFlags& r, const std::string& prefix, std::optional<uint64_t> limit, bool json) {
+  uint64_t left = limit.value_or(UINT64_MAX);
+  std::string after;
+  while (left > 0) {
+    std::string target = fmt::format("/v1/streams?limit={}", std::min<uint64_t>(left, 1000));
+    if (!prefix.empty()) target += "&prefix=" + encode_segment(prefix);
+    if (!after.empty()) target += "&after=" + after;
+    auto rep = call(r, http::verb::get, target);
+    if (!rep.ok()) return fail_status(rep.status());
+    if (rep->status != 200) return fail_reply(*rep);
+    auto j = ojson::parse(rep->body, nullptr, false);
+    for (const auto& s : j["streams"]) {
+      if (left == 0) break;
+      --left;
+      if (json) {
+        ojson line = {{"stream", s["stream"]}, {"revision", s["revision"]}, {"count", s["count"]},
+                      {"first_position", s["first_position"]}, {"last_position", s["last_position"]}};
+        std::puts(line.dump().c_str());
+      } else {
+        std::printf("%-40s revision %-8llu events %-8llu positions %llu..%llu\n", s.value("stream", "").c_str(),
+                    (unsigned long long)s.value("revision", uint64_t{0}), (unsigned long long)s.value("count", uint64_t{0}),
+                    (unsigned long long)s.value("first_position", uint64_t{0}),
+                    (unsigned long long)s.value("last_position", uint64_t{0}));
+      }
+    }
+    if (j["next"].is_null()) break;
+    after = j["next"].get<std::string>();
+  }
+  return 0;
+}
+
 int remote_keys_create(const RemoteFlags& r, const KeyArgs& k) {
   ojson body = {{"role", k.role}};
   if (!k.streams.empty()) body["streams"] = k.streams;

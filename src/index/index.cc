@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <span>
 #include <sstream>
 
@@ -585,6 +586,49 @@ std::optional<uint64_t> Index::max_revision(uint64_t key) const {
       for (const auto& e : *list) take(e.first);
   }
   return best;
+}
+
+void Index::stream_keys(std::optional<uint64_t> after, size_t limit,
+                        std::vector<std::pair<uint64_t, std::vector<uint64_t>>>* out) const {
+  std::map<uint64_t, std::vector<uint64_t>> found;  // key -> revision-0 positions
+  auto keep = [&](uint64_t key) {
+    // Only the `limit` smallest keys matter; drop the rest as we go.
+    if (found.size() < limit) return true;
+    return key < std::prev(found.end())->first;
+  };
+  auto trim = [&] {
+    while (found.size() > limit) found.erase(std::prev(found.end()));
+  };
+  std::shared_lock lock(mu_);
+  for (const auto& r : runs_) {
+    auto s = r->streams();
+    auto it = after ? std::upper_bound(s.begin(), s.end(), StreamEntry{*after, UINT64_MAX, UINT64_MAX}, stream_less)
+                    : s.begin();
+    size_t taken = 0;
+    while (it != s.end() && taken < limit && keep(it->key)) {
+      const uint64_t key = it->key;
+      auto& positions = found[key];
+      for (; it != s.end() && it->key == key && it->revision == 0; ++it) positions.push_back(it->position);
+      it = std::upper_bound(it, s.end(), StreamEntry{key, UINT64_MAX, UINT64_MAX}, stream_less);  // the next key
+      ++taken;
+    }
+    trim();
+  }
+  for (const Memtable* m : {static_cast<const Memtable*>(frozen_.get()), static_cast<const Memtable*>(active_.get())}) {
+    if (!m) continue;
+    for (size_t i = 0; i < m->stream_keys.size(); ++i) {
+      const uint64_t key = m->stream_keys[i];
+      if ((after && key <= *after) || !keep(key)) continue;
+      auto& positions = found[key];
+      for (const auto& [rev, pos] : m->stream_lists[i])
+        if (rev == 0) positions.push_back(pos);
+      trim();
+    }
+  }
+  for (auto& [key, positions] : found) {
+    std::sort(positions.begin(), positions.end());
+    out->emplace_back(key, std::move(positions));
+  }
 }
 
 void Index::id_positions(uint64_t key, std::vector<uint64_t>* out) const {

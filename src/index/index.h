@@ -91,6 +91,10 @@ class Index {
   std::optional<uint64_t> max_revision(uint64_t key) const;
   // Positions recorded under an id key (candidates).
   void id_positions(uint64_t key, std::vector<uint64_t>* out) const;
+  // Stream keys in ascending order after `after` (all if absent), at most `limit` of them, each with the
+  // positions of its revision-0 entries: the first event of each stream that hashes to that key.
+  void stream_keys(std::optional<uint64_t> after, size_t limit,
+                   std::vector<std::pair<uint64_t, std::vector<uint64_t>>>* out) const;
   // Positions of a type key in [lo, hi], ascending, at most limit (from the low end when forward).
   void type_positions(uint64_t key, uint64_t lo, uint64_t hi, bool forward, size_t limit,
                       std::vector<uint64_t>* out) const;

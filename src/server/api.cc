@@ -544,6 +544,35 @@ Response Api::dispatch(const Request& req) {
   };
   const bool has_json_body = sv(req[http::field::content_type]).starts_with("application/json");
 
+  // ---- /v1/streams (the catalog)
+  if (seg.size() == 2 && seg[1] == "streams" && method == http::verb::get) {
+    if (auto r = need(Role::kReader)) return *r;
+    auto limit = uint_param(t, "limit");
+    if (!limit.ok()) return status_response(req, limit.status());
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), options_.max_page));
+    if (n == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
+    std::optional<std::string> after = t.param("after");
+    if (after && after->empty()) after.reset();
+    const std::string prefix = t.param("prefix").value_or("");
+    json out = json::array();
+    std::optional<std::string> next = after;
+    // A scoped key lists only its streams; keep reading pages until this one is full or the catalog ends.
+    do {
+      auto page = store_.list_streams(next, n - out.size(), prefix);
+      if (!page.ok()) return status_response(req, page.status());
+      for (const auto& s : page->streams)
+        if (key->can_see(s.stream))
+          out.push_back({{"stream", s.stream},
+                         {"revision", s.last_revision},
+                         {"count", s.last_revision + 1},
+                         {"first_position", s.first_position},
+                         {"last_position", s.last_position}});
+      next = page->next;
+    } while (key->scoped() && next && out.size() < n);
+    return json_response(req, http::status::ok,
+                         json{{"streams", out}, {"next", next ? json(*next) : json(nullptr)}}.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+
   // ---- /v1/streams/{stream}
   if (seg.size() >= 2 && seg[0] == "v1" && seg[1] == "streams") {
     if (seg.size() == 3) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -380,7 +381,56 @@ Result<StreamInfo> EmbeddedStore::stream_info(std::string_view stream) {
   auto tip = reader_->stream_tip(stream, reader_->durable_end());
   if (!tip.ok()) return tip.status();
   if (!*tip) return Status::not_found(fmt::format("stream '{}' does not exist", stream));
-  return StreamInfo{std::string(stream), (*tip)->revision, (*tip)->position};
+  // The first position: revision 0's entry.
+  uint64_t first = (*tip)->position;
+  Status st = reader_->stream_events(stream, 0, 0, reader_->durable_end(), [&](const EventView& v) {
+    first = v.position;
+    return false;
+  });
+  if (!st.ok()) return st;
+  return StreamInfo{std::string(stream), (*tip)->revision, (*tip)->position, first};
+}
+
+Result<StreamListing> EmbeddedStore::list_streams(std::optional<std::string> after, size_t limit,
+                                                  std::string_view prefix) {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
+  // The cursor is the hash key of the last stream listed, in hex.
+  std::optional<uint64_t> cursor;
+  if (after) {
+    uint64_t v = 0;
+    auto [p, ec] = std::from_chars(after->data(), after->data() + after->size(), v, 16);
+    if (ec != std::errc() || p != after->data() + after->size() || after->empty())
+      return Status::invalid_argument(fmt::format("after: '{}' is not a cursor from an earlier page", after->substr(0, 40)));
+    cursor = v;
+  }
+  const uint64_t end = reader_->durable_end();
+  StreamListing out;
+  std::vector<std::pair<uint64_t, std::vector<uint64_t>>> keys;
+  for (;;) {
+    keys.clear();
+    const size_t want = limit - out.streams.size();
+    index_->stream_keys(cursor, std::max<size_t>(want, 16), &keys);
+    if (keys.empty()) return out;
+    for (const auto& [key, firsts] : keys) {
+      for (uint64_t pos : firsts) {
+        if (pos >= end) continue;
+        auto first = reader_->read_position(pos);
+        if (!first.ok()) return first.status();
+        if (index::hash_name(first->stream) != key || first->revision != 0) continue;  // a stale candidate
+        if (!prefix.empty() && !std::string_view(first->stream).starts_with(prefix)) continue;
+        auto tip = reader_->stream_tip(first->stream, end);
+        if (!tip.ok()) return tip.status();
+        if (!*tip) continue;
+        out.streams.push_back(StreamInfo{first->stream, (*tip)->revision, (*tip)->position, pos});
+      }
+      cursor = key;
+      if (out.streams.size() >= limit) {
+        out.next = fmt::format("{:x}", key);
+        return out;
+      }
+    }
+  }
 }
 
 Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_all(uint64_t from_position, Filter filter) {

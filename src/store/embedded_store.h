@@ -36,6 +36,7 @@ class EmbeddedStore final : public Store {
   Result<RecordedEvent> read_position(uint64_t position) override;
   Result<RecordedEvent> read_event(const Uuid& id) override;
   Result<StreamInfo> stream_info(std::string_view stream) override;
+  Result<StreamListing> list_streams(std::optional<std::string> after, size_t limit, std::string_view prefix) override;
   Result<std::unique_ptr<Subscription>> subscribe_all(uint64_t from_position, Filter filter) override;
   Result<std::unique_ptr<Subscription>> subscribe_stream(std::string stream, uint64_t from_revision) override;
   Result<uint64_t> import_commit(std::vector<ImportEvent> events) override;

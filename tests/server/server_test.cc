@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <functional>
+#include <set>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -444,6 +445,39 @@ TEST(Server, OverloadIsRefusedWithRetryAfterNotQueued) {
   EXPECT_EQ(json::parse(call(d.port(), http::verb::get, "/health").body)["head_position"], ok.load());
 }
 
+TEST(Server, StreamCatalog) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path());
+  const int p = d.port();
+  const std::string& k = d.key();
+  for (int i = 0; i < 12; ++i)
+    ASSERT_EQ(call(p, http::verb::post, "/v1/streams/" + std::string(i % 2 ? "a-" : "b-") + std::to_string(i % 5), k,
+                   one_event("any", "t", "1")).status, 201);
+  std::set<std::string> seen;
+  std::string after;
+  for (int guard = 0; guard < 20; ++guard) {
+    auto r = call(p, http::verb::get, "/v1/streams?limit=3" + (after.empty() ? "" : "&after=" + after), k);
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto j = r.j();
+    for (const auto& s : j["streams"]) {
+      EXPECT_TRUE(seen.insert(s["stream"].get<std::string>()).second);
+      EXPECT_EQ(s["count"], s["revision"].get<uint64_t>() + 1);
+    }
+    if (j["next"].is_null()) break;
+    after = j["next"];
+  }
+  EXPECT_EQ(seen.size(), 10u);  // a-1, a-3, a-0, a-2, a-4, b-0, b-2, b-4, b-1, b-3
+  auto r = call(p, http::verb::get, "/v1/streams?prefix=a-&limit=100", k);
+  EXPECT_EQ(r.j()["streams"].size(), 5u);
+  auto scoped = call(p, http::verb::post, "/v1/keys", k, R"({"role":"reader","streams":["b-"]})").j()["key"].get<std::string>();
+  r = call(p, http::verb::get, "/v1/streams?limit=100", scoped);
+  ASSERT_EQ(r.status, 200);
+  const json scoped_streams = r.j()["streams"];
+  EXPECT_EQ(scoped_streams.size(), 5u);
+  for (const auto& s : scoped_streams) EXPECT_TRUE(s["stream"].get<std::string>().starts_with("b-"));
+  EXPECT_EQ(call(p, http::verb::get, "/v1/streams?after=nothex", k).status, 400);
+}
+
 TEST(Server, Https) {
   cairn::testing::TempDir dir;
   const std::string cert = dir.sub("cert.pem"), key = dir.sub("key.pem");
@@ -498,6 +532,8 @@ TEST(Server, RemoteCli) {
   EXPECT_NE(r.second.find("cairn_"), std::string::npos);
   r = cli("keys list " + url);
   EXPECT_NE(r.second.find("reader"), std::string::npos) << r.second;
+  r = cli("streams --json " + url);
+  EXPECT_EQ(json::parse(r.second)["stream"], "conv-1") << r.second;
   r = cli("stats --json " + url);
   EXPECT_EQ(json::parse(r.second)["events"], 1) << r.second;
   r = cli("read conv-1 --url http://127.0.0.1:" + std::to_string(d.port()) + " --key cairn_wrong");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <thread>
 
 #include "cairn/maintenance.h"
@@ -447,6 +448,46 @@ TEST(Store, ReadOnlyOpenNeverReadsPastTheWritersPublishedEnd) {
   r = open_store(ro);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ((*r)->head_position(), 5u);
+}
+
+TEST(Store, ListStreamsPagesThroughTheCatalog) {
+  TempDir dir;
+  auto o = small_options(dir.path());
+  auto s = open_ok(o);
+  std::map<std::string, uint64_t> want;  // stream -> events
+  for (int i = 0; i < 300; ++i) {
+    const std::string stream = (i % 3 ? "order-" : "user-") + std::to_string(i % 37);
+    ASSERT_TRUE(s->append(one(stream, ExpectedRevision::any(), {json_event("t", "{}")})).ok());
+    ++want[stream];
+  }
+  auto collect = [&](Store& st, std::string_view prefix, size_t page) {
+    std::map<std::string, uint64_t> got;
+    std::optional<std::string> after;
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto p = st.list_streams(after, page, prefix);
+      EXPECT_TRUE(p.ok()) << p.status().to_string();
+      for (const auto& info : p->streams) {
+        EXPECT_TRUE(got.emplace(info.stream, info.last_revision + 1).second) << "listed twice: " << info.stream;
+        EXPECT_LE(info.first_position, info.last_position);
+      }
+      if (!p->next) break;
+      after = p->next;
+    }
+    return got;
+  };
+  EXPECT_EQ(collect(*s, "", 7), want);
+  std::map<std::string, uint64_t> users;
+  for (auto& [k, v] : want)
+    if (k.starts_with("user-")) users[k] = v;
+  EXPECT_EQ(collect(*s, "user-", 5), users);
+  // Also from index runs after a restart.
+  s.reset();
+  s = open_ok(o);
+  EXPECT_EQ(collect(*s, "", 1000), want);
+  EXPECT_EQ(s->list_streams(std::string("zz-not-hex"), 10, "").status().code(), ErrorCode::kInvalidArgument);
+  auto info = s->stream_info("user-0");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->first_position, 0u);
 }
 
 TEST(Store, ImportReproducesChainHead) {
