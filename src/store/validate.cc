@@ -32,6 +32,17 @@ simdjson::dom::parser& thread_parser() {
   return parser;
 }
 
+// A parser keeps the capacity of the largest document it parsed. Small documents share one per thread;
+// a large one gets its own, freed afterwards, so that many threads do not each keep megabytes.
+constexpr size_t kSharedParserMax = 64 * 1024;
+
+template <typename F>
+auto with_parser(size_t size, F&& f) {
+  if (size <= kSharedParserMax) return f(thread_parser());
+  simdjson::dom::parser own;
+  return f(own);
+}
+
 }  // namespace
 
 Status validate_stream_name(std::string_view name, std::string_view what, bool allow_reserved) {
@@ -43,16 +54,24 @@ Status validate_event_type(std::string_view type, std::string_view what, bool al
 }
 
 Status validate_json(std::string_view data, std::string_view what) {
-  simdjson::dom::element doc;
-  auto err = thread_parser().parse(data.data(), data.size()).get(doc);
-  if (err) return Status::invalid_argument(fmt::format("{}: not valid JSON: {}", what, simdjson::error_message(err)));
-  return {};
+  return with_parser(data.size(), [&](simdjson::dom::parser& parser) -> Status {
+    simdjson::dom::element doc;
+    auto err = parser.parse(data.data(), data.size()).get(doc);
+    if (err) return Status::invalid_argument(fmt::format("{}: not valid JSON: {}", what, simdjson::error_message(err)));
+    return {};
+  });
 }
+
+Status check_metadata(simdjson::dom::parser& parser, std::string_view metadata, std::string_view what);
 
 Status validate_metadata(std::string_view metadata, std::string_view what) {
   if (metadata.empty()) return {};
+  return with_parser(metadata.size(), [&](simdjson::dom::parser& parser) { return check_metadata(parser, metadata, what); });
+}
+
+Status check_metadata(simdjson::dom::parser& parser, std::string_view metadata, std::string_view what) {
   simdjson::dom::element doc;
-  auto err = thread_parser().parse(metadata.data(), metadata.size()).get(doc);
+  auto err = parser.parse(metadata.data(), metadata.size()).get(doc);
   if (err) return Status::invalid_argument(fmt::format("{}: not valid JSON: {}", what, simdjson::error_message(err)));
   simdjson::dom::object obj;
   if (doc.get(obj)) return Status::invalid_argument(fmt::format("{}: must be a JSON object", what));
