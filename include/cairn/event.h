@@ -89,6 +89,8 @@ struct RecordedEvent {
   std::string metadata;
   std::string data;
   bool payload_removed = false;
+
+  EventView view() const;  // borrows from this event: valid while it lives unchanged
 };
 
 // The category of a stream: the part of its name before the first '-', or the whole name.

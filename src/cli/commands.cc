@@ -85,6 +85,8 @@ Result<ExpectedRevision> parse_expected(std::string_view s) {
   return ExpectedRevision::exact(v);
 }
 
+}  // namespace
+
 Result<std::string> read_input(const std::string& path) {
   std::ostringstream ss;
   if (path == "-") {
@@ -96,6 +98,8 @@ Result<std::string> read_input(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+namespace {
 
 // Parses NDJSON text line by line (empty lines skipped); the first bad line stops it, named by number.
 template <typename T, typename Parse>
@@ -128,21 +132,6 @@ void print_event(const EventView& e, bool json) {
   std::fputc('\n', stdout);
 }
 
-EventView view_of(const RecordedEvent& r) {
-  EventView v;
-  v.position = r.position;
-  v.commit_position = r.commit_position;
-  v.stream = r.stream;
-  v.revision = r.revision;
-  v.id = r.id;
-  v.type = r.type;
-  v.recorded_ns = r.recorded_ns;
-  v.content_type = r.content_type;
-  v.metadata = r.metadata;
-  v.data = r.data;
-  v.payload_removed = r.payload_removed;
-  return v;
-}
 
 }  // namespace
 
@@ -230,7 +219,7 @@ int cmd_read(const StoreFlags& f, const ReadArgs& a) {
     const size_t page_size = static_cast<size_t>(std::min<uint64_t>(left, 1000));
     auto page = a.stream.empty() ? s.read_all(from, dir, page_size, filter) : s.read_stream(a.stream, from, dir, page_size);
     if (!page.ok()) return fail(page.status());
-    for (const auto& e : page->events) print_event(view_of(e), a.json);
+    for (const auto& e : page->events) print_event(e.view(), a.json);
     left -= std::min<uint64_t>(left, page->events.size());
     if (!page->next || left == 0) break;
     from = page->next;

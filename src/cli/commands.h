@@ -46,6 +46,9 @@ struct ReadArgs {
   std::optional<double> follow_for_seconds;  // stop following after this long (scripts, tests)
 };
 
+// The whole of a file, or of standard input for "-".
+Result<std::string> read_input(const std::string& path);
+
 int cmd_append(const StoreFlags& f, const AppendArgs& a);
 int cmd_read(const StoreFlags& f, const ReadArgs& a);
 int cmd_tail(const StoreFlags& f, const ReadArgs& a);

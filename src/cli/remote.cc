@@ -128,24 +128,13 @@ std::string query(const ReadArgs& a, std::optional<uint64_t> from, size_t limit)
   return q;
 }
 
-Result<std::string> read_text(const std::string& path) {
-  std::ostringstream ss;
-  if (path == "-") {
-    ss << std::cin.rdbuf();
-    return ss.str();
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::not_found(fmt::format("cannot read {}", path));
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
 int remote_append(const RemoteFlags& r, const AppendArgs& a) {
   ojson events = ojson::array();
   if (!a.events_file.empty()) {
-    auto text = read_text(a.events_file);
+    auto text = read_input(a.events_file);
     if (!text.ok()) return fail_status(text.status());
     std::istringstream in(*text);
     std::string line;
@@ -164,7 +153,7 @@ int remote_append(const RemoteFlags& r, const AppendArgs& a) {
     if (!a.id.empty()) e["id"] = a.id;
     std::string data = a.data.value_or("{}");
     if (!a.data_file.empty() || data == "-") {
-      auto d = read_text(a.data_file.empty() ? "-" : a.data_file);
+      auto d = read_input(a.data_file.empty() ? "-" : a.data_file);
       if (!d.ok()) return fail_status(d.status());
       data = std::move(*d);
     }

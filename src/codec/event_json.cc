@@ -105,20 +105,6 @@ std::string event_json(const EventView& e, bool for_export) {
   return out;
 }
 
-std::string event_json(const RecordedEvent& r) {
-  EventView v;
-  v.position = r.position;
-  v.commit_position = r.commit_position;
-  v.stream = r.stream;
-  v.revision = r.revision;
-  v.id = r.id;
-  v.type = r.type;
-  v.recorded_ns = r.recorded_ns;
-  v.content_type = r.content_type;
-  v.metadata = r.metadata;
-  v.data = r.data;
-  v.payload_removed = r.payload_removed;
-  return event_json(v, false);
-}
+std::string event_json(const RecordedEvent& r) { return event_json(r.view(), false); }
 
 }  // namespace cairn::codec

@@ -143,6 +143,29 @@ Result<std::optional<uint64_t>> uint_param(const Target& t, std::string_view nam
   return std::optional<uint64_t>(n);
 }
 
+// The paging parameters of a read: from, direction (forward|backward), limit (default 100, at most max).
+struct PageQuery {
+  std::optional<uint64_t> from;
+  Direction direction = Direction::kForward;
+  size_t limit = 100;
+};
+
+Result<PageQuery> page_query(const Target& t, size_t max) {
+  PageQuery q;
+  auto from = uint_param(t, "from");
+  if (!from.ok()) return from.status();
+  auto limit = uint_param(t, "limit");
+  if (!limit.ok()) return limit.status();
+  const std::string dir = t.param("direction").value_or("forward");
+  if (dir != "forward" && dir != "backward")
+    return Status::invalid_argument("query parameter 'direction': forward or backward");
+  q.from = *from;
+  q.direction = dir == "forward" ? Direction::kForward : Direction::kBackward;
+  q.limit = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), max));
+  if (q.limit == 0) return Status::invalid_argument("query parameter 'limit': at least 1");
+  return q;
+}
+
 // ------------------------------------------------------------------------------------------ bodies
 
 simdjson::dom::parser& parser() {
@@ -618,16 +641,9 @@ Response Api::dispatch(const Request& req) {
       }
       if (method == http::verb::get) {
         if (auto r = need(Role::kReader)) return *r;
-        auto from = uint_param(t, "from");
-        auto limit = uint_param(t, "limit");
-        if (!from.ok()) return status_response(req, from.status());
-        if (!limit.ok()) return status_response(req, limit.status());
-        const std::string dir = t.param("direction").value_or("forward");
-        if (dir != "forward" && dir != "backward")
-          return status_response(req, Status::invalid_argument("query parameter 'direction': forward or backward"));
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), options_.max_page));
-        if (n == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
-        auto page = store_.read_stream(stream, *from, dir == "forward" ? Direction::kForward : Direction::kBackward, n);
+        auto pq = page_query(t, options_.max_page);
+        if (!pq.ok()) return status_response(req, pq.status());
+        auto page = store_.read_stream(stream, pq->from, pq->direction, pq->limit);
         if (!page.ok()) return status_response(req, page.status(), "stream_not_found");
         return json_response(req, http::status::ok, page_json(page->events, page->next));
       }
@@ -730,20 +746,15 @@ Response Api::dispatch(const Request& req) {
       return json_response(req, http::status::ok, codec::event_json(*ev));
     }
     if (seg[1] == "positions") return error_response(req, http::status::not_found, "not_found", "use /v1/positions/{position}");
-    auto from = uint_param(t, "from");
-    auto limit = uint_param(t, "limit");
-    if (!from.ok()) return status_response(req, from.status());
-    if (!limit.ok()) return status_response(req, limit.status());
-    const std::string dir = t.param("direction").value_or("forward");
-    if (dir != "forward" && dir != "backward")
-      return status_response(req, Status::invalid_argument("query parameter 'direction': forward or backward"));
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), options_.max_page));
-    if (n == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
+    auto pq = page_query(t, options_.max_page);
+    if (!pq.ok()) return status_response(req, pq.status());
+    const size_t n = pq->limit;
+    const std::optional<uint64_t> from = pq->from;
     Filter f{t.params("type"), t.param("type_prefix").value_or(""), t.param("stream_prefix").value_or(""),
              t.param("category").value_or("")};
-    const Direction d = dir == "forward" ? Direction::kForward : Direction::kBackward;
+    const Direction d = pq->direction;
     std::vector<RecordedEvent> events;
-    std::optional<uint64_t> next = *from;
+    std::optional<uint64_t> next = from;
     bool first = true;
     // A scoped key's pages are filtered to its streams; keep reading until the page is full or $all ends.
     while (events.size() < n && (first || next)) {

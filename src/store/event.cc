@@ -131,6 +131,22 @@ RecordedEvent EventView::to_owned() const {
   return e;
 }
 
+EventView RecordedEvent::view() const {
+  EventView v;
+  v.position = position;
+  v.commit_position = commit_position;
+  v.stream = stream;
+  v.revision = revision;
+  v.id = id;
+  v.type = type;
+  v.recorded_ns = recorded_ns;
+  v.content_type = content_type;
+  v.metadata = metadata;
+  v.data = data;
+  v.payload_removed = payload_removed;
+  return v;
+}
+
 std::string_view stream_category(std::string_view stream) {
   auto dash = stream.find('-');
   return dash == std::string_view::npos ? stream : stream.substr(0, dash);
