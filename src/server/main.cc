@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   server::HttpLimits limits;
   std::string tls_cert, tls_key;
   app.set_config("--config", "", "read settings from this INI or TOML file (keys are the long flag names)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt setting is an error, not silence
   app.add_option("--data", data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
   app.add_option("--http", listen, "address and port to listen on (ADDR:PORT)")->envname("CAIRN_HTTP")->capture_default_str();
   app.add_option("--durability", durability, "fsync (default) or none (tests and benchmarks only)")

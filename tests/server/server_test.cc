@@ -13,6 +13,7 @@
 #include <sys/time.h>
 
 #include <atomic>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <cstdio>
@@ -559,6 +560,20 @@ std::pair<int, std::string> cli_raw(const std::string& cmd_line) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 std::pair<int, std::string> cli(const std::string& args) { return cli_raw(std::string(CAIRN_CLI) + " " + args); }
+
+TEST(Server, ConfigFile) {
+  cairn::testing::TempDir dir;
+  std::ofstream(dir.sub("good.toml")) << "durability = \"none\"\nmax-queued = 100\n";
+  Cairnd d(dir.sub("data"), {"--config", dir.sub("good.toml")});
+  EXPECT_EQ(call(d.port(), http::verb::get, "/health").status, 200);
+  auto stats = call(d.port(), http::verb::get, "/v1/stats", d.key());
+  EXPECT_EQ(stats.j()["durability"], "none") << stats.body;  // taken from the file
+  // A misspelt setting is an error, not silence.
+  std::ofstream(dir.sub("bad.toml")) << "durabilty = \"none\"\n";
+  auto r = cli_raw(std::string(CAIRND) + " --data " + dir.sub("data2") + " --config " + dir.sub("bad.toml"));
+  EXPECT_EQ(r.first, 2) << r.second;
+  EXPECT_NE(r.second.find("durabilty"), std::string::npos) << r.second;
+}
 
 TEST(Server, RemoteCli) {
   cairn::testing::TempDir dir;
