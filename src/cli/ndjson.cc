@@ -69,14 +69,21 @@ Status read_payload(simdjson::ondemand::object& obj, std::string_view name, size
   return {};
 }
 
+// Parses one line as a JSON object; `padded` and `doc` must outlive `obj`.
+Status open_object(simdjson::padded_string& padded, size_t line_no, simdjson::ondemand::document& doc,
+                   simdjson::ondemand::object& obj) {
+  if (parser().iterate(padded).get(doc)) return line_error(line_no, "line", "not valid JSON");
+  if (doc.get_object().get(obj)) return line_error(line_no, "line", "must be a JSON object");
+  return {};
+}
+
 }  // namespace
 
 Result<ExportLine> parse_export_line(std::string_view line, size_t line_no) {
   simdjson::padded_string padded(line);
   simdjson::ondemand::document doc;
-  if (parser().iterate(padded).get(doc)) return line_error(line_no, "line", "not valid JSON");
   simdjson::ondemand::object obj;
-  if (doc.get_object().get(obj)) return line_error(line_no, "line", "must be a JSON object");
+  CAIRN_RETURN_IF_ERROR(open_object(padded, line_no, doc, obj));
   ExportLine r;
   ImportEvent& e = r.event;
   std::string_view s;
@@ -125,9 +132,8 @@ Result<ExportLine> parse_export_line(std::string_view line, size_t line_no) {
 Result<EventData> parse_event_line(std::string_view line, size_t line_no) {
   simdjson::padded_string padded(line);
   simdjson::ondemand::document doc;
-  if (parser().iterate(padded).get(doc)) return line_error(line_no, "line", "not valid JSON");
   simdjson::ondemand::object obj;
-  if (doc.get_object().get(obj)) return line_error(line_no, "line", "must be a JSON object");
+  CAIRN_RETURN_IF_ERROR(open_object(padded, line_no, doc, obj));
   EventData e;
   std::string_view s;
   if (obj["type"].get_string().get(s)) return line_error(line_no, "type", "required, a string");

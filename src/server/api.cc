@@ -398,18 +398,16 @@ std::string Api::metrics_text() {
   auto metric = [&](std::string_view name, std::string_view type, std::string_view help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   };
-  metric("cairn_events", "gauge", "Events in the log (the head position).");
-  out += fmt::format("cairn_events {}\n", s.events);
-  metric("cairn_log_bytes", "gauge", "Bytes of log on disk.");
-  out += fmt::format("cairn_log_bytes {}\n", s.log_bytes);
-  metric("cairn_segments", "gauge", "Log segment files.");
-  out += fmt::format("cairn_segments {}\n", s.segments);
-  metric("cairn_appends_total", "counter", "Acknowledged commits (append calls) since start.");
-  out += fmt::format("cairn_appends_total {}\n", s.appended_commits);
-  metric("cairn_appended_events_total", "counter", "Events in acknowledged commits since start.");
-  out += fmt::format("cairn_appended_events_total {}\n", s.appended_events);
-  metric("cairn_appended_bytes_total", "counter", "Log bytes of acknowledged commits since start.");
-  out += fmt::format("cairn_appended_bytes_total {}\n", s.appended_bytes);
+  auto single = [&](std::string_view name, std::string_view type, std::string_view help, uint64_t value) {
+    metric(name, type, help);
+    out += fmt::format("{} {}\n", name, value);
+  };
+  single("cairn_events", "gauge", "Events in the log (the head position).", s.events);
+  single("cairn_log_bytes", "gauge", "Bytes of log on disk.", s.log_bytes);
+  single("cairn_segments", "gauge", "Log segment files.", s.segments);
+  single("cairn_appends_total", "counter", "Acknowledged commits (append calls) since start.", s.appended_commits);
+  single("cairn_appended_events_total", "counter", "Events in acknowledged commits since start.", s.appended_events);
+  single("cairn_appended_bytes_total", "counter", "Log bytes of acknowledged commits since start.", s.appended_bytes);
   metric("cairn_fsync_seconds", "histogram", "Latency of the fdatasync that makes a group commit durable.");
   for (size_t b = 0; b < s.sync_buckets.size(); ++b)
     out += fmt::format("cairn_fsync_seconds_bucket{{le=\"{}\"}} {}\n", StoreStats::kSyncBucketsSeconds[b], s.sync_buckets[b]);
@@ -420,10 +418,9 @@ std::string Api::metrics_text() {
     out += fmt::format("cairn_group_commit_events_bucket{{le=\"{}\"}} {}\n", StoreStats::kGroupBucketsEvents[b], s.group_buckets[b]);
   out += fmt::format("cairn_group_commit_events_bucket{{le=\"+Inf\"}} {}\ncairn_group_commit_events_sum {}\ncairn_group_commit_events_count {}\n",
                      s.groups, s.group_events, s.groups);
-  metric("cairn_index_memtable_events", "gauge", "Events indexed in memory, not yet in an index run.");
-  out += fmt::format("cairn_index_memtable_events {}\n", s.index_memtable_events);
-  metric("cairn_http_open_connections", "gauge", "Open HTTP connections.");
-  out += fmt::format("cairn_http_open_connections {}\n", open_connections_ ? open_connections_() : 0);
+  single("cairn_index_memtable_events", "gauge", "Events indexed in memory, not yet in an index run.",
+         s.index_memtable_events);
+  single("cairn_http_open_connections", "gauge", "Open HTTP connections.", open_connections_ ? open_connections_() : 0);
   uint64_t subs = 0, max_lag = 0;
   {
     std::lock_guard g(subs_mu_);
@@ -431,10 +428,9 @@ std::string Api::metrics_text() {
     for (const auto& [k, o] : subs_)
       if (o.all) max_lag = std::max(max_lag, s.events > o.sub->cursor() ? s.events - o.sub->cursor() : 0);
   }
-  metric("cairn_subscriptions", "gauge", "Open subscriptions (SSE and NDJSON).");
-  out += fmt::format("cairn_subscriptions {}\n", subs);
-  metric("cairn_subscription_lag_events", "gauge", "Largest number of events a $all subscription is behind the head.");
-  out += fmt::format("cairn_subscription_lag_events {}\n", max_lag);
+  single("cairn_subscriptions", "gauge", "Open subscriptions (SSE and NDJSON).", subs);
+  single("cairn_subscription_lag_events", "gauge", "Largest number of events a $all subscription is behind the head.",
+         max_lag);
   std::lock_guard g(counts_mu_);
   metric("cairn_http_responses_total", "counter", "HTTP answers by status.");
   for (const auto& [st, n] : by_status_) out += fmt::format("cairn_http_responses_total{{status=\"{}\"}} {}\n", st, n);
