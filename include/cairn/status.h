@@ -30,6 +30,8 @@ enum class ErrorCode : uint8_t {
   kClosed,                 // the store was closed
   kBusy,                   // another process holds the store
   kTimeout,                // a wait ran out
+  kConflict,               // the request contradicts what exists (e.g. a projection version with another definition)
+  kFaulted,                // a projection stopped on a reducer error; the message names the event
 };
 
 // Stable snake_case name of a code, as used in CLI output and (later) the HTTP API.
@@ -43,6 +45,7 @@ class Status {
   static Status ok_status() { return {}; }
   static Status invalid_argument(std::string m) { return {ErrorCode::kInvalidArgument, std::move(m)}; }
   static Status not_found(std::string m) { return {ErrorCode::kNotFound, std::move(m)}; }
+  static Status conflict(std::string m) { return {ErrorCode::kConflict, std::move(m)}; }
   static Status limit_exceeded(std::string m) { return {ErrorCode::kLimitExceeded, std::move(m)}; }
   static Status corruption(std::string m) { return {ErrorCode::kCorruption, std::move(m)}; }
   static Status io_error(std::string m) { return {ErrorCode::kIoError, std::move(m)}; }

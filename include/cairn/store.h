@@ -168,6 +168,9 @@ class Store {
   virtual Result<AppendResult> append(StreamAppend request) = 0;
   // Appends to several streams in one atomic commit, each with its own expected revision.
   virtual Result<AppendResult> append_multi(std::vector<StreamAppend> requests) = 0;
+  // Appends to a reserved '$' stream (event types may be reserved too): for Cairn's own records, such as
+  // projection definitions in $projections. Same checks and durability as append(); never exposed to clients.
+  virtual Result<AppendResult> append_reserved(StreamAppend request) = 0;
 
   // A page of one stream. from_revision absent: the start (forward) or the end (backward).
   virtual Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision,

@@ -143,22 +143,30 @@ Status EmbeddedStore::writable() const {
 Result<AppendResult> EmbeddedStore::append(StreamAppend request) {
   std::vector<StreamAppend> v;
   v.push_back(std::move(request));
-  return do_append(std::move(v), false);
+  return do_append(std::move(v), false, false);
+}
+
+Result<AppendResult> EmbeddedStore::append_reserved(StreamAppend request) {
+  if (request.stream.empty() || request.stream[0] != '$')
+    return Status::invalid_argument(fmt::format("stream: '{}' is not a reserved stream (they start with '$')", request.stream));
+  std::vector<StreamAppend> v;
+  v.push_back(std::move(request));
+  return do_append(std::move(v), false, true);
 }
 
 Result<AppendResult> EmbeddedStore::append_multi(std::vector<StreamAppend> requests) {
   if (requests.empty()) return Status::invalid_argument("appends: at least one stream append is required");
-  return do_append(std::move(requests), true);
+  return do_append(std::move(requests), true, false);
 }
 
-Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests, bool multi) {
+Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests, bool multi, bool reserved) {
   CAIRN_RETURN_IF_ERROR(writable());
   uint64_t total = 0;
   size_t events = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     uint64_t bytes = 0;
     CAIRN_RETURN_IF_ERROR(validate_stream_append(requests[i], options_.limits,
-                                                 multi ? fmt::format("appends[{}].", i) : std::string(), &bytes));
+                                                 multi ? fmt::format("appends[{}].", i) : std::string(), &bytes, reserved));
     total += bytes;
     events += requests[i].events.size();
   }

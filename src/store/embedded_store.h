@@ -28,6 +28,7 @@ class EmbeddedStore final : public Store {
 
   Result<AppendResult> append(StreamAppend request) override;
   Result<AppendResult> append_multi(std::vector<StreamAppend> requests) override;
+  Result<AppendResult> append_reserved(StreamAppend request) override;
   Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,
                                size_t limit) override;
   Result<ReadPage> read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
@@ -47,7 +48,7 @@ class EmbeddedStore final : public Store {
  private:
   EmbeddedStore() = default;
   Status replay_index(const ProgressFn& progress);
-  Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi);
+  Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi, bool reserved);
   Status writable() const;
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,
                           ReadPage* page);

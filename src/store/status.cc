@@ -16,6 +16,8 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kClosed: return "closed";
     case ErrorCode::kBusy: return "busy";
     case ErrorCode::kTimeout: return "timeout";
+    case ErrorCode::kConflict: return "conflict";
+    case ErrorCode::kFaulted: return "faulted";
   }
   return "unknown";
 }

@@ -98,8 +98,8 @@ Status check_metadata(simdjson::dom::parser& parser, std::string_view metadata, 
 }
 
 Status validate_stream_append(const StreamAppend& a, const Limits& limits, std::string_view prefix,
-                              uint64_t* bytes_out) {
-  CAIRN_RETURN_IF_ERROR(validate_stream_name(a.stream, fmt::format("{}stream", prefix), false));
+                              uint64_t* bytes_out, bool allow_reserved) {
+  CAIRN_RETURN_IF_ERROR(validate_stream_name(a.stream, fmt::format("{}stream", prefix), allow_reserved));
   if (a.events.empty()) return Status::invalid_argument(fmt::format("{}events: at least one event is required", prefix));
   if (a.events.size() > limits.max_events_per_append)
     return Status::limit_exceeded(fmt::format("{}events: {} events, the limit per append is {}", prefix,
@@ -109,7 +109,7 @@ Status validate_stream_append(const StreamAppend& a, const Limits& limits, std::
   for (size_t i = 0; i < a.events.size(); ++i) {
     const EventData& e = a.events[i];
     const std::string what = fmt::format("{}events[{}]", prefix, i);
-    CAIRN_RETURN_IF_ERROR(validate_event_type(e.type, what + ".type", false));
+    CAIRN_RETURN_IF_ERROR(validate_event_type(e.type, what + ".type", allow_reserved));
     if (e.id) {
       if (e.id->is_nil()) return Status::invalid_argument(what + ".id: the nil UUID is not a valid event id");
       if (!ids.insert(*e.id).second)

@@ -19,7 +19,8 @@ Status validate_event_type(std::string_view type, std::string_view what, bool al
 Status validate_metadata(std::string_view metadata, std::string_view what);
 Status validate_json(std::string_view data, std::string_view what);
 // One stream append: the name, every event, the limits. `prefix` names it in errors ("" or "appends[i].").
+// allow_reserved admits '$' stream names and event types (Cairn's own appends only).
 Status validate_stream_append(const StreamAppend& a, const Limits& limits, std::string_view prefix,
-                              uint64_t* bytes_out);
+                              uint64_t* bytes_out, bool allow_reserved = false);
 
 }  // namespace cairn::store

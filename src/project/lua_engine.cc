@@ -1,0 +1,660 @@
+#include "project/lua_engine.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+#include <lua.hpp>
+#include <simdjson.h>
+
+#include "codec/event_json.h"
+#include "project/lua_json.h"
+
+namespace cairn::project {
+namespace {
+
+constexpr int kHookEvery = 1000;  // instructions between two checks of the budget
+char kPayloadKey;                 // address used as the hidden key of an event's payload
+
+// The bytes of an event that Lua reads lazily, copied into one userdata so the event stays valid after the
+// callback that produced it (a reducer may keep the event table in its state).
+struct Payload {
+  uint64_t commit_position;
+  int64_t recorded_ns;
+  Uuid id;
+  ContentType content_type;
+  uint32_t metadata_size;
+  uint32_t data_size;
+  char* metadata() { return reinterpret_cast<char*>(this + 1); }
+  char* data() { return metadata() + metadata_size; }
+};
+
+class LuaEngine final : public ReducerEngine {
+ public:
+  LuaEngine(std::string name, const ProjectionLimits& limits) : name_(std::move(name)), limits_(limits) {}
+  ~LuaEngine() override {
+    if (L_) lua_close(L_);
+  }
+
+  Status init(const std::string& code);
+
+  Status apply(std::string_view key, const EventView& event) override;
+  Result<std::optional<std::string>> state_json(std::string_view key) override;
+  std::vector<std::string> keys(std::string_view after, size_t limit) const override {
+    std::vector<std::string> out;
+    for (auto it = after.empty() ? slots_.begin() : slots_.upper_bound(after); it != slots_.end() && out.size() < limit;
+         ++it)
+      out.push_back(it->first);
+    return out;
+  }
+  size_t partitions() const override { return slots_.size(); }
+  Status restore(std::string_view key, std::string_view json) override;
+
+ private:
+  static void* alloc(void* ud, void* ptr, size_t osize, size_t nsize);
+  static void count_hook(lua_State* L, lua_Debug* ar);
+  static int sandbox_pcall(lua_State* L);
+  static int event_index(lua_State* L);
+  static int json_encode(lua_State* L);
+  static int json_decode(lua_State* L);
+  static int safe_getmetatable(lua_State* L);
+  static LuaEngine* self(lua_State* L) {
+    void* ud = nullptr;
+    lua_getallocf(L, &ud);
+    return static_cast<LuaEngine*>(ud);
+  }
+
+  Status build_sandbox();
+  Status check_upvalue_assignments();
+  void start_budget() {
+    ticks_ = 0;
+    instructions_exceeded_ = false;
+    memory_exceeded_ = false;
+  }
+  bool aborting() const { return instructions_exceeded_ || memory_exceeded_; }
+  // Calls the function below nargs arguments on the stack, under the budget; nresults results on success.
+  Status call(int nargs, int nresults, std::string_view doing);
+  void push_event(const EventView& e);
+  int slot_for(std::string_view key, bool create, Status* st);
+
+  std::string name_;
+  ProjectionLimits limits_;
+  lua_State* L_ = nullptr;
+  size_t used_ = 0;
+  uint64_t ticks_ = 0;
+  bool instructions_exceeded_ = false;
+  bool memory_exceeded_ = false;
+  bool limits_armed_ = false;
+  int reduce_ref_ = LUA_NOREF;
+  int init_ref_ = LUA_NOREF;
+  int states_ref_ = LUA_NOREF;
+  int event_mt_ref_ = LUA_NOREF;
+  int env_ref_ = LUA_NOREF;
+  int next_slot_ = 1;
+  std::map<std::string, int, std::less<>> slots_;
+  simdjson::dom::parser parser_;
+};
+
+void* LuaEngine::alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+  auto* e = static_cast<LuaEngine*>(ud);
+  const size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    std::free(ptr);
+    e->used_ -= old;
+    return nullptr;
+  }
+  if (e->limits_armed_ && nsize > old && e->used_ + (nsize - old) > e->limits_.memory_bytes) {
+    e->memory_exceeded_ = true;
+    return nullptr;
+  }
+  void* p = std::realloc(ptr, nsize);
+  if (p) e->used_ = e->used_ - old + nsize;
+  return p;
+}
+
+void LuaEngine::count_hook(lua_State* L, lua_Debug*) {
+  LuaEngine* e = self(L);
+  if (++e->ticks_ * kHookEvery > e->limits_.instructions_per_event) {
+    e->instructions_exceeded_ = true;
+    luaL_error(L, "the reducer ran more than %d instructions on one event (the limit)",
+               static_cast<int>(std::min<uint64_t>(e->limits_.instructions_per_event, INT32_MAX)));
+  }
+}
+
+// pcall for sandboxed code: a limit that was crossed inside it is not caught, it ends the event.
+int LuaEngine::sandbox_pcall(lua_State* L) {
+  luaL_checkany(L, 1);
+  const int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  if (self(L)->aborting()) return lua_error(L);
+  lua_pushboolean(L, status == 0);
+  lua_insert(L, 1);
+  return lua_gettop(L);
+}
+
+int LuaEngine::safe_getmetatable(lua_State* L) {
+  if (lua_type(L, 1) != LUA_TTABLE) {  // the string metatable would be shared, mutable state
+    lua_pushnil(L);
+    return 1;
+  }
+  if (!lua_getmetatable(L, 1)) lua_pushnil(L);
+  return 1;
+}
+
+int LuaEngine::json_encode(lua_State* L) {
+  std::string out;
+  Status st = lua_to_json(L, 1, "value", &out);
+  if (!st.ok()) return luaL_error(L, "json.encode: %s", st.message().c_str());
+  lua_pushlstring(L, out.data(), out.size());
+  return 1;
+}
+
+int LuaEngine::json_decode(lua_State* L) {
+  size_t n = 0;
+  const char* s = luaL_checklstring(L, 1, &n);
+  Status st = push_json_text(L, self(L)->parser_, std::string_view(s, n), "json.decode");
+  if (!st.ok()) return luaL_error(L, "%s", st.message().c_str());
+  return 1;
+}
+
+// __index of event tables: fields that cost something are made on first use and then cached in the table.
+int LuaEngine::event_index(lua_State* L) {
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  size_t kn = 0;
+  const char* k = lua_tolstring(L, 2, &kn);
+  const std::string_view key(k, kn);
+  lua_pushlightuserdata(L, &kPayloadKey);
+  lua_rawget(L, 1);
+  auto* p = static_cast<Payload*>(lua_touserdata(L, -1));
+  if (!p) return 0;
+  if (key == "data") {
+    if (p->content_type == ContentType::kJson) {
+      Status st = push_json_text(L, self(L)->parser_, std::string_view(p->data(), p->data_size), "event.data");
+      if (!st.ok()) return luaL_error(L, "%s", st.message().c_str());
+    } else {
+      lua_pushlstring(L, p->data(), p->data_size);
+    }
+  } else if (key == "metadata") {
+    if (p->metadata_size == 0) {
+      lua_newtable(L);
+    } else {
+      Status st = push_json_text(L, self(L)->parser_, std::string_view(p->metadata(), p->metadata_size), "event.metadata");
+      if (!st.ok()) return luaL_error(L, "%s", st.message().c_str());
+    }
+  } else if (key == "data_text") {
+    lua_pushlstring(L, p->data(), p->data_size);
+  } else if (key == "id") {
+    const std::string id = p->id.to_string();
+    lua_pushlstring(L, id.data(), id.size());
+  } else if (key == "time") {
+    const std::string t = format_rfc3339_ns(p->recorded_ns);
+    lua_pushlstring(L, t.data(), t.size());
+  } else if (key == "time_ms") {
+    lua_pushnumber(L, static_cast<double>(p->recorded_ns / 1'000'000));
+  } else if (key == "commit_position") {
+    lua_pushnumber(L, static_cast<double>(p->commit_position));
+  } else if (key == "content_type") {
+    const std::string_view ct = content_type_name(p->content_type);
+    lua_pushlstring(L, ct.data(), ct.size());
+  } else if (key == "category") {
+    lua_getfield(L, 1, "stream");
+    size_t sn = 0;
+    const char* s = lua_tolstring(L, -1, &sn);
+    const std::string_view cat = stream_category(std::string_view(s ? s : "", s ? sn : 0));
+    lua_pushlstring(L, cat.data(), cat.size());
+  } else {
+    return 0;
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+Status LuaEngine::call(int nargs, int nresults, std::string_view doing) {
+  start_budget();
+  const int status = lua_pcall(L_, nargs, nresults, 0);
+  if (status == 0) return {};
+  std::string message;
+  if (memory_exceeded_) {
+    message = fmt::format("the reducer went over the memory limit ({} bytes of Lua heap)", limits_.memory_bytes);
+  } else if (lua_type(L_, -1) == LUA_TSTRING) {
+    size_t n = 0;
+    const char* s = lua_tolstring(L_, -1, &n);
+    message.assign(s, n);
+  } else {
+    message = fmt::format("the reducer raised an error value of type {}", lua_typename(L_, lua_type(L_, -1)));
+  }
+  lua_pop(L_, 1);
+  if (message.size() > 2000) message.resize(2000);
+  return Status::invalid_argument(fmt::format("{}: {}", doing, message));
+}
+
+constexpr const char* kDeterministic = R"lua(
+local env = ...
+local type, tostring, error, select, rawget, sort = type, tostring, error, select, rawget, table.sort
+local getmetatable, setmetatable, format = getmetatable, setmetatable, string.format
+local rank = {boolean = 1, number = 2, string = 3}
+local function before(a, b)
+  local ta, tb = type(a), type(b)
+  if not rank[ta] or not rank[tb] then
+    error("a table with " .. (rank[ta] and tb or ta) .. " keys has no deterministic order to iterate in", 3)
+  end
+  if ta ~= tb then return rank[ta] < rank[tb] end
+  if ta == "boolean" then return (not a) and b end
+  return a < b
+end
+local function sorted_keys(t)
+  local keys, n = {}, 0
+  for k in next, t do n = n + 1; keys[n] = k end
+  sort(keys, before)
+  return keys, n
+end
+env.pairs = function(t)
+  if type(t) ~= "table" then error("bad argument #1 to 'pairs' (table expected, got " .. type(t) .. ")", 2) end
+  local keys, n = sorted_keys(t)
+  local i = 0
+  return function()
+    i = i + 1
+    if i > n then return nil end
+    local k = keys[i]
+    return k, rawget(t, k)
+  end, t, nil
+end
+env.next = function(t, k)
+  if type(t) ~= "table" then error("bad argument #1 to 'next' (table expected, got " .. type(t) .. ")", 2) end
+  local best
+  for key in next, t do
+    if (k == nil or before(k, key)) and (best == nil or before(key, best)) then best = key end
+  end
+  if best == nil then return nil end
+  return best, rawget(t, best)
+end
+local function safe_tostring(v)
+  local tv = type(v)
+  if tv == "table" then
+    local mt = getmetatable(v)
+    if mt and mt.__tostring then return tostring(v) end
+    return "table"
+  elseif tv == "function" or tv == "userdata" or tv == "thread" then
+    return tv  -- an address would differ from run to run
+  end
+  return tostring(v)
+end
+env.tostring = safe_tostring
+local function safe_format(fmt, ...)
+  for i = 1, select("#", ...) do
+    local tv = type((select(i, ...)))
+    if tv == "table" or tv == "function" or tv == "userdata" or tv == "thread" then
+      error("string.format: argument #" .. (i + 1) .. " is a " .. tv .. " (its text would be an address); use json.encode", 2)
+    end
+  end
+  return format(fmt, ...)
+end
+env.string.format = safe_format
+string.format = safe_format  -- also reached by ("..."):format()
+env.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__mode") ~= nil then
+    error("setmetatable: weak tables (__mode) are not allowed: what they keep depends on the garbage collector", 2)
+  end
+  return setmetatable(t, mt)
+end
+)lua";
+
+Status LuaEngine::build_sandbox() {
+  lua_State* L = L_;
+  // The environment the code sees. Library tables are fresh copies so the shared ones stay untouched.
+  lua_newtable(L);
+  const int env = lua_gettop(L);
+  static constexpr const char* kBase[] = {"assert", "error",  "ipairs",   "next",     "pairs",  "rawequal", "rawget",
+                                          "rawset", "select", "tonumber", "tostring", "type",   "unpack",   "setmetatable"};
+  for (const char* f : kBase) {
+    lua_getglobal(L, f);
+    lua_setfield(L, env, f);
+  }
+  lua_pushcfunction(L, &LuaEngine::sandbox_pcall);
+  lua_setfield(L, env, "pcall");
+  lua_pushcfunction(L, &LuaEngine::safe_getmetatable);
+  lua_setfield(L, env, "getmetatable");
+  lua_pushstring(L, "_VERSION");
+  lua_pushstring(L, "Lua 5.1 (LuaJIT, Cairn projection sandbox)");
+  lua_rawset(L, env);
+  struct Lib {
+    const char* name;
+    std::vector<const char*> omit;
+  };
+  const Lib libs[] = {{"string", {"dump"}}, {"table", {}}, {"math", {"random", "randomseed"}}, {"bit", {}}};
+  for (const auto& lib : libs) {
+    lua_getglobal(L, lib.name);
+    const int src = lua_gettop(L);
+    lua_newtable(L);
+    const int dst = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, src) != 0) {
+      bool omitted = false;
+      if (lua_type(L, -2) == LUA_TSTRING)
+        for (const char* o : lib.omit) omitted = omitted || std::strcmp(lua_tostring(L, -2), o) == 0;
+      if (!omitted) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, dst);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+    lua_setfield(L, env, lib.name);
+    lua_pop(L, 1);
+  }
+  // string.dump would give bytecode; the string metatable reaches the shared string table, so remove it there.
+  lua_getglobal(L, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, nullptr);
+  lua_setfield(L, -2, "null");
+  lua_pushcfunction(L, &LuaEngine::json_encode);
+  lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, &LuaEngine::json_decode);
+  lua_setfield(L, -2, "decode");
+  lua_setfield(L, env, "json");
+  lua_pushvalue(L, env);
+  lua_setfield(L, env, "_G");
+  // Deterministic replacements: iteration in key order (hash order changes with a table's history, so a
+  // restored checkpoint would iterate differently), no addresses in text, no weak tables.
+  if (luaL_loadstring(L, kDeterministic) != 0) return Status::invalid_argument(lua_tostring(L, -1));
+  lua_pushvalue(L, env);
+  if (lua_pcall(L, 1, 0, 0) != 0) return Status::invalid_argument(lua_tostring(L, -1));
+  env_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  // The metatable of events.
+  lua_newtable(L);
+  lua_pushcfunction(L, &LuaEngine::event_index);
+  lua_setfield(L, -2, "__index");
+  event_mt_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  states_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  return {};
+}
+
+// Functions that assign upvalues keep state between events outside the state argument: refuse them.
+// The bytecodes that do it are found by compiling samples, since their numbers differ between LuaJIT builds.
+constexpr const char* kUpvalueCheck = R"lua(
+local chunk = ...
+local ju = require("jit.util")
+local band, rshift = bit.band, bit.rshift
+local function ops(f)
+  local set, pc = {}, 1
+  while true do
+    local ins = ju.funcbc(f, pc)
+    if not ins then break end
+    set[band(ins, 0xff)] = true
+    pc = pc + 1
+  end
+  return set
+end
+local base = ops(loadstring("return function() end")())
+local uset = {}
+for _, src in ipairs({"local a; return function() a = 1 end", "local a; return function(b) a = b end",
+                      "local a; return function() a = 's' end", "local a; return function() a = nil end",
+                      "local a; return function() a = true end"}) do
+  for op in pairs(ops(loadstring(src)())) do if not base[op] then uset[op] = true end end
+end
+local check
+local function check_children(f)
+  local i = -1
+  while true do
+    local k = ju.funck(f, i)
+    if k == nil then return nil end
+    if type(k) == "proto" then
+      local err = check(k)
+      if err then return err end
+    end
+    i = i - 1
+  end
+end
+check = function(f)
+  local pc = 1
+  while true do
+    local ins = ju.funcbc(f, pc)
+    if not ins then break end
+    if uset[band(ins, 0xff)] then
+      local info = ju.funcinfo(f, pc)
+      local name = ju.funcuvname(f, band(rshift(ins, 8), 0xff)) or "?"
+      return string.format("line %d: a function assigns to the variable '%s' declared outside it; a reducer must keep everything it remembers in the state it returns",
+        info.currentline or 0, name)
+    end
+    pc = pc + 1
+  end
+  return check_children(f)
+end
+return check_children(chunk)
+)lua";
+
+Status LuaEngine::check_upvalue_assignments() {
+  if (luaL_loadstring(L_, kUpvalueCheck) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
+  lua_pushvalue(L_, -2);  // the compiled chunk
+  if (lua_pcall(L_, 1, 1, 0) != 0) {
+    std::string m = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "?";
+    lua_pop(L_, 1);
+    return Status::invalid_argument(fmt::format("checking the code failed: {}", m));
+  }
+  Status st;
+  if (lua_type(L_, -1) == LUA_TSTRING) st = Status::invalid_argument(fmt::format("lua: {}", lua_tostring(L_, -1)));
+  lua_pop(L_, 1);
+  return st;
+}
+
+Status LuaEngine::init(const std::string& code) {
+  L_ = lua_newstate(&LuaEngine::alloc, this);
+  if (!L_) return Status::io_error("could not create a Lua state");
+  luaL_openlibs(L_);  // the trusted side needs jit.util for the checks; the sandbox gets a curated copy
+  luaJIT_setmode(L_, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+  CAIRN_RETURN_IF_ERROR(build_sandbox());
+
+  if (luaL_loadbufferx(L_, code.data(), code.size(), ("=" + name_).c_str(), "t") != 0) {
+    std::string m = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "?";
+    lua_pop(L_, 1);
+    return Status::invalid_argument(fmt::format("lua: {}", m));
+  }
+  CAIRN_RETURN_IF_ERROR(check_upvalue_assignments());
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, env_ref_);
+  lua_setfenv(L_, -2);
+
+  // From here on the code runs under the limits.
+  limits_armed_ = true;
+  lua_sethook(L_, &LuaEngine::count_hook, LUA_MASKCOUNT, kHookEvery);
+  CAIRN_RETURN_IF_ERROR(call(0, 1, "loading the code"));
+
+  auto take_function = [&](int idx, const char* what, int* ref) -> Status {
+    if (lua_isnil(L_, idx)) return {};
+    if (!lua_isfunction(L_, idx))
+      return Status::invalid_argument(fmt::format("lua: {} must be a function, not a {}", what, luaL_typename(L_, idx)));
+    lua_pushvalue(L_, idx);
+    *ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+    return {};
+  };
+  if (lua_isfunction(L_, -1)) {
+    CAIRN_RETURN_IF_ERROR(take_function(-1, "the returned reducer", &reduce_ref_));
+  } else if (lua_istable(L_, -1)) {
+    lua_getfield(L_, -1, "reduce");
+    CAIRN_RETURN_IF_ERROR(take_function(-1, "reduce", &reduce_ref_));
+    lua_pop(L_, 1);
+    lua_getfield(L_, -1, "init");
+    CAIRN_RETURN_IF_ERROR(take_function(-1, "init", &init_ref_));
+    lua_pop(L_, 1);
+  } else if (lua_isnil(L_, -1)) {
+    lua_rawgeti(L_, LUA_REGISTRYINDEX, env_ref_);
+    lua_getfield(L_, -1, "reduce");
+    CAIRN_RETURN_IF_ERROR(take_function(-1, "reduce", &reduce_ref_));
+    lua_pop(L_, 1);
+    lua_getfield(L_, -1, "init");
+    CAIRN_RETURN_IF_ERROR(take_function(-1, "init", &init_ref_));
+    lua_pop(L_, 2);
+  } else {
+    return Status::invalid_argument(fmt::format(
+        "lua: the code must return a reducer function or a table {{reduce = ..., init = ...}}, not a {}",
+        luaL_typename(L_, -1)));
+  }
+  lua_pop(L_, 1);
+  if (reduce_ref_ == LUA_NOREF)
+    return Status::invalid_argument(
+        "lua: no reducer: return a function(state, event), a table with reduce, or define a global reduce");
+
+  // Globals and libraries are read-only from now on: nothing can carry state from one event to the next.
+  constexpr const char* kFreeze = R"lua(
+local env = ...
+local function readonly(t, what)
+  return setmetatable({}, {__index = t, __newindex = function(_, k) error(what .. " is read-only (cannot set '" .. tostring(k) .. "'): keep state in the state argument", 2) end, __metatable = false})
+end
+for _, lib in ipairs({"string", "table", "math", "bit", "json"}) do env[lib] = readonly(env[lib], lib) end
+local forbidden = {io = "files", os = "the clock and the system", debug = "the debugger", require = "modules",
+  package = "modules", load = "loading code", loadstring = "loading code", loadfile = "files", dofile = "files",
+  module = "modules", collectgarbage = "the garbage collector", coroutine = "coroutines", print = "output",
+  ffi = "foreign code", jit = "the compiler", setfenv = "environments", getfenv = "environments",
+  newproxy = "userdata", gcinfo = "the garbage collector"}
+setmetatable(env, {
+  __newindex = function(_, k) error("globals are read-only (cannot set '" .. tostring(k) .. "'): keep state in the state argument", 2) end,
+  __index = function(_, k)
+    if forbidden[k] then
+      error("'" .. k .. "' is not available to projections: a reducer is a pure function of (state, event) and may not use " .. forbidden[k], 2)
+    end
+    return nil
+  end,
+  __metatable = false})
+)lua";
+  limits_armed_ = false;
+  if (luaL_loadstring(L_, kFreeze) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, env_ref_);
+  lua_sethook(L_, nullptr, 0, 0);
+  if (lua_pcall(L_, 1, 0, 0) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
+  lua_sethook(L_, &LuaEngine::count_hook, LUA_MASKCOUNT, kHookEvery);
+  limits_armed_ = true;
+  // Remove the trusted libraries from the shared globals, so nothing reaches them through a metatable.
+  for (const char* g : {"io", "os", "debug", "package", "require", "jit", "ffi", "load", "loadstring", "loadfile",
+                        "dofile", "module", "collectgarbage", "coroutine", "newproxy", "gcinfo", "print", "setfenv",
+                        "getfenv"}) {
+    lua_pushnil(L_);
+    lua_setglobal(L_, g);
+  }
+  lua_getglobal(L_, "string");
+  lua_getglobal(L_, "math");
+  lua_pushnil(L_);
+  lua_setfield(L_, -2, "random");
+  lua_pushnil(L_);
+  lua_setfield(L_, -2, "randomseed");
+  lua_pop(L_, 2);
+  return {};
+}
+
+void LuaEngine::push_event(const EventView& e) {
+  lua_State* L = L_;
+  lua_createtable(L, 0, 6);
+  lua_pushlstring(L, e.stream.data(), e.stream.size());
+  lua_setfield(L, -2, "stream");
+  lua_pushlstring(L, e.type.data(), e.type.size());
+  lua_setfield(L, -2, "type");
+  lua_pushnumber(L, static_cast<double>(e.position));
+  lua_setfield(L, -2, "position");
+  lua_pushnumber(L, static_cast<double>(e.revision));
+  lua_setfield(L, -2, "revision");
+  lua_pushlightuserdata(L, &kPayloadKey);
+  auto* p = static_cast<Payload*>(lua_newuserdata(L, sizeof(Payload) + e.metadata.size() + e.data.size()));
+  p->commit_position = e.commit_position;
+  p->recorded_ns = e.recorded_ns;
+  p->id = e.id;
+  p->content_type = e.content_type;
+  p->metadata_size = static_cast<uint32_t>(e.metadata.size());
+  p->data_size = static_cast<uint32_t>(e.data.size());
+  if (!e.metadata.empty()) std::memcpy(p->metadata(), e.metadata.data(), e.metadata.size());
+  if (!e.data.empty()) std::memcpy(p->data(), e.data.data(), e.data.size());
+  lua_rawset(L, -3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, event_mt_ref_);
+  lua_setmetatable(L, -2);
+}
+
+Status LuaEngine::apply(std::string_view key, const EventView& event) {
+  lua_State* L = L_;
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, states_ref_);  // 1: states
+  auto it = slots_.find(key);
+  int slot;
+  if (it == slots_.end()) {
+    slot = next_slot_;
+    if (init_ref_ != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, init_ref_);
+      Status st = call(0, 1, fmt::format("init() for partition '{}'", key));
+      if (!st.ok()) return st;
+    } else {
+      lua_newtable(L);
+    }
+  } else {
+    slot = it->second;
+    lua_rawgeti(L, 1, slot);
+  }
+  // 2: the state given; 3..: the call
+  lua_rawgeti(L, LUA_REGISTRYINDEX, reduce_ref_);
+  lua_pushvalue(L, 2);
+  push_event(event);
+  Status st = call(2, 1, "reduce");
+  if (!st.ok()) return st;
+  if (lua_isnil(L, 3)) lua_pushvalue(L, 2);
+  lua_rawseti(L, 1, slot);
+  if (it == slots_.end()) {
+    slots_.emplace(std::string(key), slot);
+    ++next_slot_;
+  }
+  lua_settop(L, 0);
+  return {};
+}
+
+Result<std::optional<std::string>> LuaEngine::state_json(std::string_view key) {
+  auto it = slots_.find(key);
+  if (it == slots_.end()) return std::optional<std::string>();
+  lua_settop(L_, 0);
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, states_ref_);
+  lua_rawgeti(L_, 1, it->second);
+  std::string out;
+  std::string path = key.empty() ? "state" : "state[";
+  if (!key.empty()) {
+    codec::append_json_string(path, key);
+    path += "]";
+  }
+  const bool armed = limits_armed_;
+  limits_armed_ = false;  // serializing is the runtime's work, not the reducer's
+  Status st = lua_to_json(L_, 2, path, &out);
+  limits_armed_ = armed;
+  lua_settop(L_, 0);
+  if (!st.ok()) return st;
+  return std::optional<std::string>(std::move(out));
+}
+
+Status LuaEngine::restore(std::string_view key, std::string_view json) {
+  lua_settop(L_, 0);
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, states_ref_);
+  const bool armed = limits_armed_;
+  limits_armed_ = false;
+  Status st = push_json_text(L_, parser_, json, fmt::format("partition '{}'", key));
+  limits_armed_ = armed;
+  if (!st.ok()) {
+    lua_settop(L_, 0);
+    return st;
+  }
+  auto it = slots_.find(key);
+  int slot = it == slots_.end() ? next_slot_++ : it->second;
+  lua_rawseti(L_, 1, slot);
+  if (it == slots_.end()) slots_.emplace(std::string(key), slot);
+  lua_settop(L_, 0);
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ReducerEngine>> make_lua_engine(const std::string& name, const std::string& code,
+                                                       const ProjectionLimits& limits) {
+  auto e = std::make_unique<LuaEngine>(name, limits);
+  CAIRN_RETURN_IF_ERROR(e->init(code));
+  return std::unique_ptr<ReducerEngine>(std::move(e));
+}
+
+}  // namespace cairn::project

@@ -1,0 +1,855 @@
+// The projection runtime (include/cairn/projection.h): definitions from $projections, one Runner per
+// version, blue/green switches, background rebuilds, as-of, digests and verification.
+//
+// Files: DIR/<name>/v<version>/g<generation>/ holds a version's state files; DIR/<name>/v<version>/CURRENT
+// names the generation in use. A rebuild builds generation g+1 beside it and switches CURRENT once it has
+// caught up, so the served state is never a half-built one.
+#include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cairn/projection.h"
+#include "log/file.h"
+#include "project/builtins.h"
+#include "project/definition.h"
+#include "project/lua_engine.h"
+#include "project/runner.h"
+#include "project/state_file.h"
+
+namespace cairn {
+namespace {
+
+using nlohmann::json;
+using project::Runner;
+using project::RunnerSpec;
+using Clock = std::chrono::steady_clock;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Whole-state answers of partitioned projections stop here; past it, ask by key or list partitions.
+constexpr size_t kMaxWholeStatePartitions = 10'000;
+
+class ProjectionsImpl final : public Projections {
+ public:
+  ProjectionsImpl(Store& store, ProjectionsOptions options) : store_(store), opt_(std::move(options)) {}
+  ~ProjectionsImpl() override { (void)close(); }
+
+  Status open();
+
+  Result<ProjectionStatus> define(ProjectionDefinition def) override;
+  Result<ProjectionStatus> define_cpp(CppProjection def) override;
+  std::vector<ProjectionStatus> list() override;
+  Result<ProjectionStatus> status(std::string_view name, uint32_t version) override;
+  std::vector<ProjectionStatus> versions(std::string_view name) override;
+  Result<ProjectionState> state(std::string_view name, std::optional<std::string> key, uint32_t version,
+                                std::optional<uint64_t> wait_for, std::chrono::milliseconds timeout) override;
+  Result<PartitionPage> partitions(std::string_view name, std::optional<std::string> after, size_t limit,
+                                   uint32_t version) override;
+  Result<ProjectionState> state_as_of(std::string_view name, std::optional<std::string> key, AsOf as_of,
+                                      uint32_t version) override;
+  Result<ProjectionDigest> digest(std::string_view name, uint32_t version) override;
+  Result<VerifyReport> verify(std::string_view name, uint32_t version, size_t max_differences) override;
+  Result<ProjectionStatus> rebuild(std::string_view name, uint32_t version) override;
+  Result<ProjectionStatus> activate(std::string_view name, uint32_t version) override;
+  Status drop(std::string_view name, uint32_t version) override;
+  Status close() override;
+
+ private:
+  struct Version {
+    ProjectionDefinition def;
+    std::string language;  // lua, c++, builtin
+    int64_t registered_ns = 0;
+    EngineFactory factory;  // empty: a C++ projection the program has not registered since it started
+    std::shared_ptr<Runner> runner;
+    uint32_t generation = 1;
+    bool pending = false;  // registered while another version serves: takes over once caught up
+    bool fault_recorded = false;
+    // A background rebuild: the next generation, built beside the current one.
+    std::shared_ptr<Runner> rebuild;
+    uint64_t rebuild_started_position = 0;
+    Clock::time_point rebuild_started;
+  };
+  struct Entry {
+    std::map<uint32_t, Version> versions;
+    uint32_t active = 0;
+  };
+
+  // All under mu_.
+  Result<Version*> find(std::string_view name, uint32_t version, Entry** entry_out = nullptr);
+  std::string version_dir(const std::string& name, uint32_t version) const {
+    return fmt::format("{}/{}/v{}", opt_.dir, name, version);
+  }
+  RunnerSpec spec_for(const Version& v, uint32_t generation) const;
+  Status start_version(Version& v);
+  Status record(std::string_view type, json data);
+  ProjectionStatus status_of(const std::string& name, const Entry& e, const Version& v) const;
+  void monitor();
+  void step();
+
+  Store& store_;
+  ProjectionsOptions opt_;
+  log::FileSystem* fs_ = log::posix_fs();
+  mutable std::mutex mu_;
+  std::map<std::string, Entry, std::less<>> entries_;
+  std::thread monitor_;
+  std::mutex monitor_mu_;
+  std::condition_variable monitor_cv_;
+  bool closing_ = false;
+  bool closed_ = false;
+};
+
+RunnerSpec ProjectionsImpl::spec_for(const Version& v, uint32_t generation) const {
+  RunnerSpec s;
+  s.name = v.def.name;
+  s.version = v.def.version;
+  s.source = v.def.source;
+  s.partition = v.def.partition;
+  s.include_reserved = v.language == "builtin";
+  s.factory = v.factory;
+  s.dir = fmt::format("{}/g{}", version_dir(v.def.name, v.def.version), generation);
+  s.snapshot_every = v.def.snapshot_every;
+  s.batch_events = opt_.batch_events;
+  s.checkpoint_interval = opt_.checkpoint_interval;
+  s.checkpoint_events = opt_.checkpoint_events;
+  return s;
+}
+
+Status ProjectionsImpl::start_version(Version& v) {
+  if (!v.factory) return {};
+  const std::string vdir = version_dir(v.def.name, v.def.version);
+  CAIRN_RETURN_IF_ERROR(log::make_dirs(vdir));
+  v.generation = 1;
+  if (auto cur = log::read_whole_file(vdir + "/CURRENT"); cur.ok()) {
+    try {
+      v.generation = static_cast<uint32_t>(std::stoul(*cur));
+    } catch (...) {
+      v.generation = 1;  // a damaged CURRENT only costs a rebuild
+    }
+  }
+  // Generations other than the current one are interrupted rebuilds or leftovers: derived, so removed.
+  std::error_code ec;
+  for (const auto& d : std::filesystem::directory_iterator(vdir, ec))
+    if (d.is_directory() && d.path().filename() != fmt::format("g{}", v.generation)) std::filesystem::remove_all(d.path(), ec);
+  auto runner = std::make_shared<Runner>(store_, fs_, spec_for(v, v.generation));
+  CAIRN_RETURN_IF_ERROR(runner->start());
+  v.runner = std::move(runner);
+  return {};
+}
+
+Status ProjectionsImpl::record(std::string_view type, json data) {
+  data["at"] = format_rfc3339_ns(now_ns());
+  StreamAppend a;
+  a.stream = std::string(project::kProjectionsStream);
+  EventData e;
+  e.type = std::string(type);
+  e.data = data.dump(-1, ' ', false, json::error_handler_t::replace);
+  a.events.push_back(std::move(e));
+  auto r = store_.append_reserved(std::move(a));
+  return r.ok() ? Status() : r.status();
+}
+
+Status ProjectionsImpl::open() {
+  CAIRN_RETURN_IF_ERROR(log::make_dirs(opt_.dir));
+  // The definitions, activations and drops, in the order they happened.
+  std::optional<uint64_t> from = 0;
+  while (from) {
+    auto page = store_.read_stream(project::kProjectionsStream, from, Direction::kForward, 1000);
+    if (!page.ok()) {
+      if (page.status().code() == ErrorCode::kNotFound) break;
+      return page.status();
+    }
+    for (const auto& ev : page->events) {
+      json d = json::parse(ev.data, nullptr, false);
+      if (d.is_discarded() || !d.is_object() || !d.contains("name") || !d["name"].is_string()) continue;
+      const std::string name = d["name"].get<std::string>();
+      const uint32_t version = d.value("version", 0u);
+      if (ev.type == project::kRegisteredType) {
+        json def_json = d;
+        def_json.erase("at");
+        def_json.erase("resume");
+        const std::string language = def_json.value("language", "lua");
+        auto def = project::definition_from_json(def_json, true);
+        if (!def.ok()) return Status::corruption(fmt::format("$projections at revision {}: {}", ev.revision, def.status().message()));
+        Entry& e = entries_[name];
+        Version& v = e.versions[def->version];
+        v.def = *def;
+        v.language = language;
+        v.registered_ns = ev.recorded_ns;
+        v.pending = e.active != 0 && e.active != def->version;
+      } else if (ev.type == project::kActivatedType) {
+        auto it = entries_.find(name);
+        if (it != entries_.end() && it->second.versions.count(version)) {
+          it->second.active = version;
+          it->second.versions[version].pending = false;
+        }
+      } else if (ev.type == project::kDroppedType) {
+        auto it = entries_.find(name);
+        if (it != entries_.end()) {
+          it->second.versions.erase(version);
+          if (it->second.active == version) it->second.active = 0;
+          if (it->second.versions.empty()) entries_.erase(it);
+        }
+      } else if (ev.type == project::kFaultedType) {
+        auto it = entries_.find(name);
+        if (it != entries_.end() && it->second.versions.count(version)) it->second.versions[version].fault_recorded = true;
+      }
+    }
+    from = page->next;
+  }
+  for (auto& [name, e] : entries_) {
+    if (e.active == 0 && !e.versions.empty()) e.active = e.versions.begin()->first;
+    for (auto& [num, v] : e.versions) {
+      if (v.language == "lua") {
+        const auto def = v.def;
+        v.factory = [def]() { return project::make_lua_engine(def.name, def.lua, def.limits); };
+      }
+      CAIRN_RETURN_IF_ERROR(start_version(v));
+    }
+  }
+  if (opt_.builtins) {
+    for (auto [name, factory] : {std::pair{project::kStreamsProjection, project::streams_engine_factory()},
+                                 std::pair{project::kTypesProjection, project::types_engine_factory()}}) {
+      Entry& e = entries_[std::string(name)];
+      Version& v = e.versions[1];
+      v.def.name = std::string(name);
+      v.def.version = 1;
+      v.def.partition.by = name == project::kStreamsProjection ? PartitionBy::kStream : PartitionBy::kNone;
+      v.def.snapshot_every = 1'000'000;
+      v.def.description = name == project::kStreamsProjection
+                              ? "every stream: revision, count, first and last position and time"
+                              : "event counts by type and by stream category, per hour and per day";
+      v.language = "builtin";
+      v.factory = factory;
+      e.active = 1;
+      CAIRN_RETURN_IF_ERROR(start_version(v));
+    }
+  }
+  monitor_ = std::thread([this] { monitor(); });
+  return {};
+}
+
+Result<ProjectionsImpl::Version*> ProjectionsImpl::find(std::string_view name, uint32_t version, Entry** entry_out) {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return Status::not_found(fmt::format("no projection is named '{}'", name.substr(0, 100)));
+  const uint32_t v = version ? version : it->second.active;
+  auto vit = it->second.versions.find(v);
+  if (vit == it->second.versions.end())
+    return Status::not_found(fmt::format("projection '{}' has no version {}", name.substr(0, 100), v));
+  if (entry_out) *entry_out = &it->second;
+  return &vit->second;
+}
+
+Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
+  CAIRN_RETURN_IF_ERROR(project::validate_definition(def));
+  if (def.lua.empty()) return Status::invalid_argument("lua: the reducer's code is required");
+  if (def.lua.size() > (1u << 20)) return Status::invalid_argument("lua: the code is over 1 MiB");
+  // Compiling checks syntax, the sandbox rules and that there is a reducer.
+  auto probe = project::make_lua_engine(def.name, def.lua, def.limits);
+  if (!probe.ok()) return probe.status();
+  probe->reset();
+
+  std::lock_guard g(mu_);
+  if (closed_) return Status(ErrorCode::kClosed, "projections are closed");
+  Entry& e = entries_[def.name];
+  const bool first = e.versions.empty();
+  auto existing = e.versions.find(def.version);
+  json def_json = project::definition_to_json(def, "lua");
+  if (existing != e.versions.end()) {
+    if (project::definition_to_json(existing->second.def, existing->second.language) == def_json)
+      return status_of(def.name, e, existing->second);
+    return Status::conflict(fmt::format("projection '{}' version {} exists with a different definition; register "
+                                        "version {} instead",
+                                        def.name, def.version, e.versions.rbegin()->first + 1));
+  }
+  if (!first && def.version < e.versions.rbegin()->first)
+    return Status::conflict(fmt::format("projection '{}' already has version {}; a new version must be higher",
+                                        def.name, e.versions.rbegin()->first));
+  // Resume: start from the active version's state instead of position 0 (for a fixed reducer whose state
+  // format did not change).
+  std::optional<std::pair<uint64_t, project::StateDump>> resume_state;
+  if (def.resume && !first && e.active) {
+    auto& from = e.versions[e.active];
+    if (from.runner) {
+      Status st = from.runner->with_state([&](ReducerEngine& eng, uint64_t pos) -> Status {
+        auto dump = project::dump_state(eng);
+        if (!dump.ok()) return dump.status();
+        resume_state.emplace(pos, std::move(*dump));
+        return {};
+      });
+      if (!st.ok()) return st;
+    }
+  }
+  json recorded = def_json;
+  if (def.resume) recorded["resume"] = true;
+  CAIRN_RETURN_IF_ERROR(record(project::kRegisteredType, recorded));
+  Version& v = e.versions[def.version];
+  v.def = def;
+  v.def.resume = false;
+  v.language = "lua";
+  v.registered_ns = now_ns();
+  v.pending = !first;
+  const auto d = v.def;
+  v.factory = [d]() { return project::make_lua_engine(d.name, d.lua, d.limits); };
+  if (first) {
+    e.active = def.version;
+    CAIRN_RETURN_IF_ERROR(record(project::kActivatedType, json{{"name", def.name}, {"version", def.version}}));
+  }
+  const std::string vdir = version_dir(def.name, def.version);
+  std::error_code ec;
+  std::filesystem::remove_all(vdir, ec);  // leftovers of a dropped version with this number
+  if (resume_state) {
+    CAIRN_RETURN_IF_ERROR(log::make_dirs(vdir + "/g1"));
+    CAIRN_RETURN_IF_ERROR(project::write_state_file(fs_, vdir + "/g1", def.name, def.version, resume_state->first,
+                                                    false, resume_state->second));
+  }
+  CAIRN_RETURN_IF_ERROR(start_version(v));
+  return status_of(def.name, e, v);
+}
+
+Result<ProjectionStatus> ProjectionsImpl::define_cpp(CppProjection cpp) {
+  ProjectionDefinition def;
+  def.name = cpp.name;
+  def.version = cpp.version;
+  def.source = cpp.source;
+  def.partition = cpp.partition;
+  def.snapshot_every = cpp.snapshot_every;
+  def.description = cpp.description;
+  CAIRN_RETURN_IF_ERROR(project::validate_definition(def));
+  if (!cpp.engine) return Status::invalid_argument("engine: a factory is required");
+  std::lock_guard g(mu_);
+  if (closed_) return Status(ErrorCode::kClosed, "projections are closed");
+  Entry& e = entries_[def.name];
+  const bool first = e.versions.empty();
+  auto existing = e.versions.find(def.version);
+  const json def_json = project::definition_to_json(def, "c++");
+  if (existing != e.versions.end()) {
+    if (project::definition_to_json(existing->second.def, existing->second.language) != def_json)
+      return Status::conflict(fmt::format("projection '{}' version {} exists with a different definition", def.name, def.version));
+    if (existing->second.runner) return Status::conflict(fmt::format("projection '{}' version {} is already running", def.name, def.version));
+    existing->second.factory = cpp.engine;
+    CAIRN_RETURN_IF_ERROR(start_version(existing->second));
+    return status_of(def.name, e, existing->second);
+  }
+  CAIRN_RETURN_IF_ERROR(record(project::kRegisteredType, def_json));
+  Version& v = e.versions[def.version];
+  v.def = def;
+  v.language = "c++";
+  v.registered_ns = now_ns();
+  v.factory = cpp.engine;
+  v.pending = !first;
+  if (first) {
+    e.active = def.version;
+    CAIRN_RETURN_IF_ERROR(record(project::kActivatedType, json{{"name", def.name}, {"version", def.version}}));
+  }
+  CAIRN_RETURN_IF_ERROR(start_version(v));
+  return status_of(def.name, e, v);
+}
+
+ProjectionStatus ProjectionsImpl::status_of(const std::string& name, const Entry& e, const Version& v) const {
+  ProjectionStatus s;
+  s.name = name;
+  s.version = v.def.version;
+  s.active = e.active == v.def.version;
+  s.language = v.language;
+  s.definition = v.def;
+  s.registered_ns = v.registered_ns;
+  s.head = store_.head_position();
+  if (!v.runner) {
+    s.phase = ProjectionPhase::kStopped;
+    if (!v.factory) {
+      s.fault = ProjectionFault{0, Uuid{}, "", "",
+                                "a C++ projection: waiting for the program to register its reducer (define_cpp)", 0};
+    }
+    s.lag = s.head;
+    return s;
+  }
+  const auto r = v.runner->status();
+  s.phase = r.phase;
+  s.position = r.position;
+  s.head = std::max(s.head, r.head);
+  s.lag = s.head - std::min(s.head, r.position);
+  s.events_per_second = r.events_per_second;
+  s.events_applied = r.events_applied;
+  s.partitions = r.partitions;
+  s.checkpoint_position = r.checkpoint_position;
+  s.fault = r.fault;
+  if (v.rebuild) {
+    const auto rb = v.rebuild->status();
+    RebuildProgress p;
+    p.position = rb.position;
+    p.target = s.head;
+    const double secs = std::chrono::duration<double>(Clock::now() - v.rebuild_started).count();
+    p.events_per_second = rb.events_per_second > 0 ? rb.events_per_second
+                                                   : (secs > 0 ? static_cast<double>(rb.position) / secs : 0);
+    p.eta_seconds = p.events_per_second > 0 ? static_cast<double>(s.head - std::min(s.head, rb.position)) / p.events_per_second : 0;
+    s.rebuild = p;
+    if (rb.fault) s.rebuild->eta_seconds = -1;
+  }
+  return s;
+}
+
+std::vector<ProjectionStatus> ProjectionsImpl::list() {
+  std::lock_guard g(mu_);
+  std::vector<ProjectionStatus> out;
+  for (const auto& [name, e] : entries_)
+    for (const auto& [num, v] : e.versions) out.push_back(status_of(name, e, v));
+  return out;
+}
+
+Result<ProjectionStatus> ProjectionsImpl::status(std::string_view name, uint32_t version) {
+  std::lock_guard g(mu_);
+  Entry* e = nullptr;
+  auto v = find(name, version, &e);
+  if (!v.ok()) return v.status();
+  return status_of(std::string(name), *e, **v);
+}
+
+std::vector<ProjectionStatus> ProjectionsImpl::versions(std::string_view name) {
+  std::lock_guard g(mu_);
+  std::vector<ProjectionStatus> out;
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return out;
+  for (const auto& [num, v] : it->second.versions) out.push_back(status_of(it->first, it->second, v));
+  return out;
+}
+
+Result<ProjectionState> ProjectionsImpl::state(std::string_view name, std::optional<std::string> key, uint32_t version,
+                                               std::optional<uint64_t> wait_for, std::chrono::milliseconds timeout) {
+  std::shared_ptr<Runner> runner;
+  uint32_t number = 0;
+  PartitionBy by = PartitionBy::kNone;
+  {
+    std::lock_guard g(mu_);
+    auto v = find(name, version);
+    if (!v.ok()) return v.status();
+    runner = (*v)->runner;
+    number = (*v)->def.version;
+    by = (*v)->def.partition.by;
+    if (!runner) return Status(ErrorCode::kClosed, fmt::format("projection '{}' v{} is not running", name, number));
+  }
+  if (wait_for) CAIRN_RETURN_IF_ERROR(runner->wait_past(*wait_for, timeout));
+  ProjectionState out;
+  out.name = std::string(name);
+  out.version = number;
+  out.key = key;
+  Status st = runner->with_state([&](ReducerEngine& eng, uint64_t pos) -> Status {
+    out.position = pos;
+    if (key || by == PartitionBy::kNone) {
+      auto s = eng.state_json(key.value_or(""));
+      if (!s.ok()) return s.status();
+      out.found = s->has_value();
+      out.json = s->has_value() ? std::move(**s) : "null";
+      return {};
+    }
+    if (eng.partitions() > kMaxWholeStatePartitions)
+      return Status::limit_exceeded(fmt::format("projection '{}' has {} partitions; ask for one with ?key= or list them "
+                                                "with /partitions (whole states stop at {})",
+                                                name, eng.partitions(), kMaxWholeStatePartitions));
+    auto dump = project::dump_state(eng);
+    if (!dump.ok()) return dump.status();
+    // The dump's lines are [key, state]: make them one object.
+    std::string obj = "{";
+    size_t at = 0;
+    bool first = true;
+    const std::string& lines = dump->lines;
+    while (at < lines.size()) {
+      const size_t end = lines.find('\n', at);
+      // "[" key "," state "]": the key is a JSON string; find where it ends.
+      size_t i = at + 2;
+      while (lines[i] != '"') i += lines[i] == '\\' ? 2 : 1;
+      if (!first) obj.push_back(',');
+      first = false;
+      obj.append(lines, at + 1, i + 1 - (at + 1));
+      obj.push_back(':');
+      obj.append(lines, i + 2, end - 1 - (i + 2));
+      at = end + 1;
+    }
+    obj.push_back('}');
+    out.found = true;
+    out.json = std::move(obj);
+    return {};
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<PartitionPage> ProjectionsImpl::partitions(std::string_view name, std::optional<std::string> after, size_t limit,
+                                                  uint32_t version) {
+  if (limit == 0) return Status::invalid_argument("limit: at least 1");
+  std::shared_ptr<Runner> runner;
+  PartitionPage page;
+  {
+    std::lock_guard g(mu_);
+    auto v = find(name, version);
+    if (!v.ok()) return v.status();
+    runner = (*v)->runner;
+    page.version = (*v)->def.version;
+    if (!runner) return Status(ErrorCode::kClosed, fmt::format("projection '{}' is not running", name));
+  }
+  page.name = std::string(name);
+  Status st = runner->with_state([&](ReducerEngine& eng, uint64_t pos) -> Status {
+    page.position = pos;
+    page.keys = eng.keys(after.value_or(""), limit + 1);
+    return {};
+  });
+  if (!st.ok()) return st;
+  if (page.keys.size() > limit) {
+    page.keys.resize(limit);
+    page.next = page.keys.back();
+  }
+  return page;
+}
+
+Result<ProjectionState> ProjectionsImpl::state_as_of(std::string_view name, std::optional<std::string> key, AsOf as_of,
+                                                     uint32_t version) {
+  RunnerSpec spec;
+  PartitionBy by;
+  {
+    std::lock_guard g(mu_);
+    auto v = find(name, version);
+    if (!v.ok()) return v.status();
+    if (!(*v)->factory) return Status(ErrorCode::kClosed, fmt::format("projection '{}' is not running", name));
+    spec = spec_for(**v, (*v)->generation);
+    by = (*v)->def.partition.by;
+  }
+  const uint64_t head = store_.head_position();
+  uint64_t target = 0;  // the state reflects the events below target
+  if (as_of.position) {
+    if (*as_of.position >= head)
+      return Status::not_found(fmt::format("as_of: position {} does not exist yet (the head is {})", *as_of.position, head));
+    target = *as_of.position + 1;
+  } else if (as_of.time_ns) {
+    // Times never decrease along the log: the first event after the time, by bisection.
+    uint64_t lo = 0, hi = head;
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo) / 2;
+      auto e = store_.read_position(mid);
+      if (!e.ok()) return e.status();
+      if (e->recorded_ns <= *as_of.time_ns) lo = mid + 1;
+      else hi = mid;
+    }
+    target = lo;
+  } else {
+    return Status::invalid_argument("as_of: give a position or a time");
+  }
+  auto engine = spec.factory();
+  if (!engine.ok()) return engine.status();
+  uint64_t from = 0;
+  for (const auto& f : project::list_state_files(spec.dir)) {
+    if (f.position > target) continue;
+    auto fresh = spec.factory();
+    if (!fresh.ok()) return fresh.status();
+    auto pos = project::load_state_file(f.path, spec.name, spec.version, fresh->get());
+    if (!pos.ok()) continue;  // replaced or removed meanwhile, or damaged: try an older one
+    engine = std::move(fresh);
+    from = *pos;
+    break;
+  }
+  CAIRN_RETURN_IF_ERROR(project::replay_range(store_, spec, **engine, from, target));
+  ProjectionState out;
+  out.name = std::string(name);
+  out.version = spec.version;
+  out.position = target;
+  out.key = key;
+  if (key || by == PartitionBy::kNone) {
+    auto s = (*engine)->state_json(key.value_or(""));
+    if (!s.ok()) return s.status();
+    out.found = s->has_value();
+    out.json = s->has_value() ? std::move(**s) : "null";
+    return out;
+  }
+  if ((*engine)->partitions() > kMaxWholeStatePartitions)
+    return Status::limit_exceeded(fmt::format("projection '{}' had {} partitions then; ask for one with key", name,
+                                              (*engine)->partitions()));
+  std::string obj = "{";
+  bool first = true;
+  for (const auto& k : (*engine)->keys("", kMaxWholeStatePartitions)) {
+    auto s = (*engine)->state_json(k);
+    if (!s.ok()) return s.status();
+    if (!first) obj.push_back(',');
+    first = false;
+    json jk = k;
+    obj += jk.dump(-1, ' ', false, json::error_handler_t::replace);
+    obj.push_back(':');
+    obj += s->value_or("null");
+  }
+  obj.push_back('}');
+  out.found = true;
+  out.json = std::move(obj);
+  return out;
+}
+
+Result<ProjectionDigest> ProjectionsImpl::digest(std::string_view name, uint32_t version) {
+  std::shared_ptr<Runner> runner;
+  ProjectionDigest d;
+  {
+    std::lock_guard g(mu_);
+    auto v = find(name, version);
+    if (!v.ok()) return v.status();
+    runner = (*v)->runner;
+    d.version = (*v)->def.version;
+    if (!runner) return Status(ErrorCode::kClosed, fmt::format("projection '{}' is not running", name));
+  }
+  d.name = std::string(name);
+  Status st = runner->with_state([&](ReducerEngine& eng, uint64_t pos) -> Status {
+    auto dump = project::dump_state(eng);
+    if (!dump.ok()) return dump.status();
+    d.position = pos;
+    d.partitions = dump->partitions;
+    d.sha256_hex = dump->sha256_hex;
+    return {};
+  });
+  if (!st.ok()) return st;
+  return d;
+}
+
+Result<VerifyReport> ProjectionsImpl::verify(std::string_view name, uint32_t version, size_t max_differences) {
+  std::shared_ptr<Runner> runner;
+  RunnerSpec spec;
+  {
+    std::lock_guard g(mu_);
+    auto v = find(name, version);
+    if (!v.ok()) return v.status();
+    runner = (*v)->runner;
+    if (!runner) return Status(ErrorCode::kClosed, fmt::format("projection '{}' is not running", name));
+    spec = spec_for(**v, (*v)->generation);
+  }
+  VerifyReport rep;
+  rep.name = std::string(name);
+  rep.version = spec.version;
+  project::StateDump live;
+  Status st = runner->with_state([&](ReducerEngine& eng, uint64_t pos) -> Status {
+    auto dump = project::dump_state(eng);
+    if (!dump.ok()) return dump.status();
+    live = std::move(*dump);
+    rep.position = pos;
+    return {};
+  });
+  if (!st.ok()) return st;
+  auto fresh = spec.factory();
+  if (!fresh.ok()) return fresh.status();
+  CAIRN_RETURN_IF_ERROR(project::replay_range(store_, spec, **fresh, 0, rep.position));
+  auto rebuilt = project::dump_state(**fresh);
+  if (!rebuilt.ok()) return rebuilt.status();
+  rep.live_digest = live.sha256_hex;
+  rep.rebuilt_digest = rebuilt->sha256_hex;
+  rep.partitions = live.partitions;
+  rep.equal = live.sha256_hex == rebuilt->sha256_hex;
+  if (rep.equal) return rep;
+  // Walk both dumps in key order; each line is [key, state].
+  auto split = [](const std::string& lines) {
+    std::map<std::string, std::string> m;
+    size_t at = 0;
+    while (at < lines.size()) {
+      const size_t end = lines.find('\n', at);
+      json pair = json::parse(lines.substr(at, end - at), nullptr, false);
+      if (pair.is_array() && pair.size() == 2 && pair[0].is_string())
+        m[pair[0].get<std::string>()] = pair[1].dump(-1, ' ', false, json::error_handler_t::replace);
+      at = end + 1;
+    }
+    return m;
+  };
+  // Compare the canonical text itself, not re-dumped JSON, so that any byte difference counts.
+  auto raw = [](const std::string& lines) {
+    std::map<std::string, std::string> m;
+    size_t at = 0;
+    while (at < lines.size()) {
+      const size_t end = lines.find('\n', at);
+      json pair = json::parse(lines.substr(at, end - at), nullptr, false);
+      if (pair.is_array() && pair.size() == 2 && pair[0].is_string()) m[pair[0].get<std::string>()] = lines.substr(at, end - at);
+      at = end + 1;
+    }
+    return m;
+  };
+  const auto live_raw = raw(live.lines), rebuilt_raw = raw(rebuilt->lines);
+  const auto live_m = split(live.lines), rebuilt_m = split(rebuilt->lines);
+  auto li = live_raw.begin();
+  auto ri = rebuilt_raw.begin();
+  while ((li != live_raw.end() || ri != rebuilt_raw.end()) && rep.differences.size() < max_differences) {
+    if (ri == rebuilt_raw.end() || (li != live_raw.end() && li->first < ri->first)) {
+      rep.differences.push_back({li->first, live_m.at(li->first), std::nullopt});
+      ++li;
+    } else if (li == live_raw.end() || ri->first < li->first) {
+      rep.differences.push_back({ri->first, std::nullopt, rebuilt_m.at(ri->first)});
+      ++ri;
+    } else {
+      if (li->second != ri->second) rep.differences.push_back({li->first, live_m.at(li->first), rebuilt_m.at(ri->first)});
+      ++li;
+      ++ri;
+    }
+  }
+  return rep;
+}
+
+Result<ProjectionStatus> ProjectionsImpl::rebuild(std::string_view name, uint32_t version) {
+  std::lock_guard g(mu_);
+  Entry* e = nullptr;
+  auto v = find(name, version, &e);
+  if (!v.ok()) return v.status();
+  Version& ver = **v;
+  if (!ver.factory) return Status(ErrorCode::kClosed, fmt::format("projection '{}' has no reducer in this process", name));
+  if (ver.rebuild) return status_of(std::string(name), *e, ver);  // one at a time; asking again is not an error
+  const uint32_t gen = ver.generation + 1;
+  RunnerSpec spec = spec_for(ver, gen);
+  std::error_code ec;
+  std::filesystem::remove_all(spec.dir, ec);
+  auto runner = std::make_shared<Runner>(store_, fs_, spec);
+  CAIRN_RETURN_IF_ERROR(runner->start());
+  ver.rebuild = std::move(runner);
+  ver.rebuild_started = Clock::now();
+  ver.rebuild_started_position = 0;
+  return status_of(std::string(name), *e, ver);
+}
+
+Result<ProjectionStatus> ProjectionsImpl::activate(std::string_view name, uint32_t version) {
+  std::lock_guard g(mu_);
+  Entry* e = nullptr;
+  auto v = find(name, version, &e);
+  if (!v.ok()) return v.status();
+  if (name.starts_with("$")) return Status::invalid_argument("built-in projections have one version");
+  if (version == 0) return Status::invalid_argument("version: required");
+  if (e->active != version) {
+    CAIRN_RETURN_IF_ERROR(record(project::kActivatedType, json{{"name", name}, {"version", version}}));
+    e->active = version;
+  }
+  (*v)->pending = false;
+  return status_of(std::string(name), *e, **v);
+}
+
+Status ProjectionsImpl::drop(std::string_view name, uint32_t version) {
+  std::shared_ptr<Runner> runner, rebuild;
+  {
+    std::lock_guard g(mu_);
+    Entry* e = nullptr;
+    if (name.starts_with("$")) return Status::invalid_argument("built-in projections cannot be dropped");
+    if (version == 0) return Status::invalid_argument("version: required");
+    auto v = find(name, version, &e);
+    if (!v.ok()) return v.status();
+    if (e->active == version && e->versions.size() > 1)
+      return Status::conflict(fmt::format("version {} of '{}' is the active one; activate another version first, or "
+                                          "drop the others",
+                                          version, name));
+    CAIRN_RETURN_IF_ERROR(record(project::kDroppedType, json{{"name", name}, {"version", version}}));
+    runner = std::move((*v)->runner);
+    rebuild = std::move((*v)->rebuild);
+    e->versions.erase(version);
+    if (e->active == version) e->active = 0;
+    if (e->versions.empty()) entries_.erase(entries_.find(name));
+  }
+  if (runner) runner->stop(false);
+  if (rebuild) rebuild->stop(false);
+  std::error_code ec;
+  std::filesystem::remove_all(version_dir(std::string(name), version), ec);
+  if (auto dir = fmt::format("{}/{}", opt_.dir, name); std::filesystem::is_empty(dir, ec)) std::filesystem::remove(dir, ec);
+  return {};
+}
+
+// Blue/green switches, rebuild swaps and fault records, checked a few times a second.
+void ProjectionsImpl::step() {
+  std::vector<std::shared_ptr<Runner>> retired;
+  {
+    std::lock_guard g(mu_);
+    const uint64_t head = store_.head_position();
+    for (auto& [name, e] : entries_) {
+      for (auto& [num, v] : e.versions) {
+        if (v.runner && v.runner->faulted() && !v.fault_recorded) {
+          const auto st = v.runner->status();
+          if (st.fault) {
+            (void)record(project::kFaultedType, json{{"name", name},
+                                                     {"version", num},
+                                                     {"position", st.fault->position},
+                                                     {"event_id", st.fault->event_id.to_string()},
+                                                     {"message", st.fault->message}});
+            v.fault_recorded = true;
+          }
+        }
+        if (v.rebuild && !v.rebuild->faulted()) {
+          const uint64_t served = v.runner ? v.runner->position() : 0;
+          const uint64_t built = v.rebuild->position();
+          if (built >= head || (v.rebuild->status().phase == ProjectionPhase::kLive && built >= served)) {
+            const std::string vdir = version_dir(name, num);
+            const uint32_t gen = v.generation + 1;
+            if (log::write_file_atomically(fs_, vdir, "CURRENT", std::to_string(gen)).ok()) {
+              if (v.runner) retired.push_back(std::move(v.runner));
+              v.runner = std::move(v.rebuild);
+              v.generation = gen;
+              v.fault_recorded = false;
+              (void)record(project::kRebuiltType, json{{"name", name}, {"version", num}, {"position", built}});
+            }
+          }
+        }
+      }
+      // The newest pending version takes over once it is live and not behind the one serving.
+      for (auto it = e.versions.rbegin(); it != e.versions.rend(); ++it) {
+        Version& v = it->second;
+        if (!v.pending || !v.runner || v.runner->faulted()) continue;
+        const auto st = v.runner->status();
+        uint64_t served = 0;
+        if (auto a = e.versions.find(e.active); a != e.versions.end() && a->second.runner) served = a->second.runner->position();
+        if ((st.phase == ProjectionPhase::kLive || st.position >= head) && st.position >= served) {
+          if (record(project::kActivatedType, json{{"name", name}, {"version", it->first}, {"position", st.position}}).ok()) {
+            e.active = it->first;
+            for (auto& [n2, v2] : e.versions)
+              if (n2 <= it->first) v2.pending = false;
+          }
+        }
+        break;
+      }
+    }
+  }
+  for (auto& r : retired) {
+    const std::string dir = r->spec().dir;
+    r->stop(false);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+}
+
+void ProjectionsImpl::monitor() {
+  std::unique_lock lock(monitor_mu_);
+  while (!closing_) {
+    monitor_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return closing_; });
+    if (closing_) break;
+    lock.unlock();
+    step();
+    lock.lock();
+  }
+}
+
+Status ProjectionsImpl::close() {
+  {
+    std::lock_guard g(monitor_mu_);
+    if (closing_) return {};
+    closing_ = true;
+    monitor_cv_.notify_all();
+  }
+  if (monitor_.joinable()) monitor_.join();
+  std::vector<std::shared_ptr<Runner>> runners;
+  {
+    std::lock_guard g(mu_);
+    closed_ = true;
+    for (auto& [name, e] : entries_)
+      for (auto& [num, v] : e.versions) {
+        if (v.runner) runners.push_back(v.runner);
+        if (v.rebuild) runners.push_back(std::move(v.rebuild));
+      }
+  }
+  for (auto& r : runners) r->stop(true);
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Projections>> open_projections(Store& store, ProjectionsOptions options) {
+  if (options.dir.empty()) return Status::invalid_argument("dir: the projections directory is required");
+  if (options.batch_events == 0) return Status::invalid_argument("batch_events: at least 1");
+  auto p = std::make_unique<ProjectionsImpl>(store, std::move(options));
+  CAIRN_RETURN_IF_ERROR(p->open());
+  return std::unique_ptr<Projections>(std::move(p));
+}
+
+}  // namespace cairn

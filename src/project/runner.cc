@@ -1,0 +1,373 @@
+#include "project/runner.h"
+
+#include <fmt/format.h>
+
+#include "project/state_file.h"
+
+namespace cairn::project {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+// Below this lag the runner follows with a subscription; above it, it scans (no copies, much faster).
+constexpr uint64_t kFollowLag = 2048;
+// Problems the runner handles itself (a damaged state file, a failed checkpoint) are reported on stderr;
+// faults are reported through status() and $projections.
+template <typename... Args>
+void report(fmt::format_string<Args...> f, Args&&... args) {
+  fmt::print(stderr, "cairn projections: {}\n", fmt::format(f, std::forward<Args>(args)...));
+}
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+KeyExtractor::KeyExtractor(Partitioning p) : p_(std::move(p)) {
+  size_t at = 0;
+  while (!p_.field.empty() && at <= p_.field.size()) {
+    size_t dot = p_.field.find('.', at);
+    if (dot == std::string::npos) dot = p_.field.size();
+    path_.push_back(p_.field.substr(at, dot - at));
+    at = dot + 1;
+  }
+}
+
+std::optional<std::string_view> KeyExtractor::key(const EventView& e) {
+  switch (p_.by) {
+    case PartitionBy::kNone: return std::string_view();
+    case PartitionBy::kStream: return e.stream;
+    case PartitionBy::kCategory: return stream_category(e.stream);
+    case PartitionBy::kMetadata:
+    case PartitionBy::kData: break;
+  }
+  const std::string_view text = p_.by == PartitionBy::kMetadata ? e.metadata : e.data;
+  if (text.empty() || (p_.by == PartitionBy::kData && e.content_type != ContentType::kJson)) return std::nullopt;
+  simdjson::dom::element v;
+  if (parser_.parse(text.data(), text.size(), true).get(v)) return std::nullopt;
+  for (const auto& part : path_)
+    if (v.at_key(part).get(v)) return std::nullopt;
+  switch (v.type()) {
+    case simdjson::dom::element_type::STRING: {
+      std::string_view s = v.get_string().value_unsafe();
+      if (s.empty()) return std::nullopt;
+      scratch_.assign(s);
+      return std::string_view(scratch_);
+    }
+    case simdjson::dom::element_type::INT64: scratch_ = std::to_string(v.get_int64().value_unsafe()); break;
+    case simdjson::dom::element_type::UINT64: scratch_ = std::to_string(v.get_uint64().value_unsafe()); break;
+    case simdjson::dom::element_type::BOOL: scratch_ = v.get_bool().value_unsafe() ? "true" : "false"; break;
+    default: return std::nullopt;  // objects, arrays, null and fractions are not keys
+  }
+  return std::string_view(scratch_);
+}
+
+Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to) {
+  KeyExtractor keys(spec.partition);
+  Status fault;
+  Status scan = store.scan_all(from, spec.source, [&](const EventView& v) {
+    if (v.position >= to) return false;
+    if (!spec.include_reserved && !v.stream.empty() && v.stream[0] == '$') return true;
+    auto key = keys.key(v);
+    if (!key) return true;
+    Status st = engine.apply(*key, v);
+    if (st.ok()) return true;
+    fault = Status(ErrorCode::kFaulted, fmt::format("the reducer fails on the event at position {} (stream '{}', type "
+                                                    "'{}'): {}", v.position, v.stream, v.type, st.message()));
+    return false;
+  });
+  if (!fault.ok()) return fault;
+  return scan;
+}
+
+Runner::Runner(Store& store, log::FileSystem* fs, RunnerSpec spec)
+    : store_(store), fs_(fs), spec_(std::move(spec)), keys_(spec_.partition) {}
+
+Runner::~Runner() { stop(false); }
+
+Status Runner::load() {
+  CAIRN_RETURN_IF_ERROR(log::make_dirs(spec_.dir));
+  for (const auto& f : list_state_files(spec_.dir)) {
+    auto engine = spec_.factory();
+    if (!engine.ok()) return engine.status();
+    auto pos = load_state_file(f.path, spec_.name, spec_.version, engine->get());
+    if (!pos.ok()) {
+      report("projection {} v{}: ignoring state file: {}", spec_.name, spec_.version, pos.status().message());
+      continue;
+    }
+    if (*pos > store_.head_position()) {
+      report("projection {} v{}: ignoring {}: it is past the log's head {}", spec_.name, spec_.version, f.path,
+                   store_.head_position());
+      continue;
+    }
+    engine_ = std::move(*engine);
+    position_ = *pos;
+    checkpoint_position_ = *pos;
+    break;
+  }
+  if (!engine_) {
+    auto engine = spec_.factory();
+    if (!engine.ok()) return engine.status();
+    engine_ = std::move(*engine);
+    position_ = 0;
+    checkpoint_position_ = 0;
+  }
+  next_snapshot_ = spec_.snapshot_every ? (position_ / spec_.snapshot_every + 1) * spec_.snapshot_every : UINT64_MAX;
+  return {};
+}
+
+Status Runner::start() {
+  CAIRN_RETURN_IF_ERROR(load());
+  last_checkpoint_ = rate_since_ = Clock::now();
+  rate_position_ = position_;
+  thread_ = std::thread([this] { run(); });
+  return {};
+}
+
+void Runner::stop(bool checkpoint) {
+  final_checkpoint_ = checkpoint;
+  stop_ = true;
+  {
+    std::lock_guard g(sub_mu_);
+    if (sub_) sub_->cancel();
+  }
+  {
+    std::lock_guard g(wake_mu_);
+    wake_cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Runner::process(const EventView& v, Status* fault) {
+  if (!spec_.include_reserved && !v.stream.empty() && v.stream[0] == '$') return true;
+  auto key = keys_.key(v);
+  if (!key) return true;
+  Status st = engine_->apply(*key, v);
+  if (!st.ok()) {
+    *fault = std::move(st);
+    return false;
+  }
+  applied_.fetch_add(1, std::memory_order_relaxed);
+  ++applied_since_checkpoint_;
+  return true;
+}
+
+void Runner::on_fault(const EventView& v, const Status& st) {
+  ProjectionFault f{v.position, v.id, std::string(v.stream), std::string(v.type), st.message(), now_ns()};
+  report("projection {} v{} faulted at position {}: {}", spec_.name, spec_.version, v.position, st.message());
+  // The engine may hold a half-applied event: go back to the last checkpoint and replay up to the fault.
+  Status restored = [&]() -> Status {
+    engine_.reset();
+    const uint64_t target = v.position;
+    CAIRN_RETURN_IF_ERROR(load());
+    Status inner;
+    Status scan = store_.scan_all(position_, spec_.source, [&](const EventView& e) {
+      if (e.position >= target) return false;
+      return process(e, &inner);
+    });
+    if (!inner.ok()) return inner;
+    CAIRN_RETURN_IF_ERROR(scan);
+    position_ = target;
+    return {};
+  }();
+  if (!restored.ok()) {
+    f.message += fmt::format(" (and restoring the state before it failed: {})", restored.message());
+    position_ = checkpoint_position_.load();
+  }
+  fault_ = std::move(f);
+  faulted_ = true;
+  position_cv_.notify_all();
+}
+
+void Runner::catch_up(uint64_t head) {
+  std::unique_lock lock(state_mu_);
+  size_t count = 0;
+  bool stopped = false;
+  uint64_t next = position_;
+  Status fault;
+  std::optional<RecordedEvent> faulting;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(50);
+  Status scan = store_.scan_all(position_, spec_.source, [&](const EventView& v) {
+    if (v.position >= head) return false;
+    if (!process(v, &fault)) {
+      faulting = v.to_owned();
+      stopped = true;
+      return false;
+    }
+    next = v.position + 1;
+    if (++count >= spec_.batch_events || (count % 256 == 0 && Clock::now() > deadline)) {
+      stopped = true;
+      return false;
+    }
+    return true;
+  });
+  if (faulting) {
+    on_fault(faulting->view(), fault);
+    return;
+  }
+  if (!scan.ok()) {
+    if (scan.code() != ErrorCode::kClosed) report("projection {}: reading the log failed: {}", spec_.name, scan.message());
+    lock.unlock();
+    std::unique_lock w(wake_mu_);
+    wake_cv_.wait_for(w, std::chrono::milliseconds(200), [&] { return stop_.load(); });
+    return;
+  }
+  position_ = stopped ? next : head;
+  if (position_ >= next_snapshot_) {
+    Status st = checkpoint_locked(lock, true);
+    if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
+  }
+  position_cv_.notify_all();
+}
+
+void Runner::follow() {
+  {
+    std::lock_guard g(sub_mu_);
+    if (stop_) return;
+    if (!sub_ || sub_->cursor() != position_) {
+      auto sub = store_.subscribe_all(position_, Filter{});
+      if (!sub.ok()) {
+        report("projection {}: cannot subscribe: {}", spec_.name, sub.status().message());
+        return;
+      }
+      sub_ = std::move(*sub);
+    }
+  }
+  auto events = sub_->next(spec_.batch_events, std::chrono::milliseconds(250));
+  if (!events.ok()) {
+    std::lock_guard g(sub_mu_);
+    sub_.reset();
+    return;
+  }
+  std::unique_lock lock(state_mu_);
+  Status fault;
+  for (const auto& e : *events) {
+    const EventView v = e.view();
+    if (!spec_.source.empty() && !spec_.source.matches(v.stream, v.type)) continue;
+    if (!process(v, &fault)) {
+      on_fault(v, fault);
+      std::lock_guard g(sub_mu_);
+      sub_.reset();
+      return;
+    }
+  }
+  position_ = sub_->cursor();
+  if (position_ >= next_snapshot_) {
+    Status st = checkpoint_locked(lock, true);
+    if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
+  }
+  position_cv_.notify_all();
+}
+
+Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot) {
+  const uint64_t pos = position_;
+  auto dump = dump_state(*engine_);
+  if (!dump.ok()) {
+    // The state cannot be saved (e.g. a function in it): that is the reducer's fault, at this position.
+    ProjectionFault f{pos, Uuid{}, "", "", fmt::format("the state cannot be saved: {}", dump.status().message()), now_ns()};
+    fault_ = std::move(f);
+    faulted_ = true;
+    return dump.status();
+  }
+  lock.unlock();
+  Status st = write_state_file(fs_, spec_.dir, spec_.name, spec_.version, pos, snapshot, *dump);
+  lock.lock();
+  if (!st.ok()) return st;
+  checkpoint_position_ = pos;
+  applied_since_checkpoint_ = 0;
+  last_checkpoint_ = Clock::now();
+  if (snapshot && spec_.snapshot_every) next_snapshot_ = (pos / spec_.snapshot_every + 1) * spec_.snapshot_every;
+  // Older checkpoints are superseded; snapshots stay for as-of queries.
+  for (const auto& f : list_state_files(spec_.dir))
+    if (!f.snapshot && f.position < pos) (void)fs_->remove(f.path);
+  return {};
+}
+
+void Runner::maybe_checkpoint() {
+  if (position_ == checkpoint_position_) return;
+  const auto since = Clock::now() - last_checkpoint_;
+  if (since < spec_.checkpoint_interval && applied_since_checkpoint_ < spec_.checkpoint_events) return;
+  std::unique_lock lock(state_mu_);
+  if (faulted_) return;
+  Status st = checkpoint_locked(lock, false);
+  if (!st.ok()) report("projection {} v{}: checkpoint failed: {}", spec_.name, spec_.version, st.message());
+}
+
+void Runner::update_rate() {
+  const auto now = Clock::now();
+  const double secs = std::chrono::duration<double>(now - rate_since_).count();
+  if (secs < 1.0) return;
+  const uint64_t pos = position_;
+  rate_ = static_cast<double>(pos - std::min(pos, rate_position_)) / secs;
+  rate_position_ = pos;
+  rate_since_ = now;
+}
+
+void Runner::run() {
+  while (!stop_) {
+    if (faulted_) {
+      std::unique_lock w(wake_mu_);
+      wake_cv_.wait(w, [&] { return stop_.load(); });
+      break;
+    }
+    const uint64_t head = store_.head_position();
+    const uint64_t pos = position_;
+    if (pos < head && (head - pos > kFollowLag || !live_)) {
+      live_ = false;
+      catch_up(head);
+      if (position_ >= head) live_ = true;
+    } else {
+      live_ = true;
+      follow();
+    }
+    update_rate();
+    maybe_checkpoint();
+  }
+  {
+    std::lock_guard g(sub_mu_);
+    sub_.reset();
+  }
+  if (final_checkpoint_ && !faulted_ && position_ != checkpoint_position_) {
+    std::unique_lock lock(state_mu_);
+    Status st = checkpoint_locked(lock, false);
+    if (!st.ok()) report("projection {} v{}: final checkpoint failed: {}", spec_.name, spec_.version, st.message());
+  }
+}
+
+Status Runner::with_state(const std::function<Status(ReducerEngine&, uint64_t)>& f) {
+  std::lock_guard g(state_mu_);
+  if (!engine_) return Status(ErrorCode::kClosed, "the projection is not running");
+  return f(*engine_, position_);
+}
+
+Status Runner::wait_past(uint64_t position, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_mu_);
+  const bool ok = position_cv_.wait_for(lock, timeout, [&] { return position_ > position || faulted_ || stop_; });
+  if (position_ > position) return {};
+  if (faulted_ && fault_)
+    return Status(ErrorCode::kFaulted, fmt::format("projection {} v{} is faulted at position {}: {}", spec_.name,
+                                                spec_.version, fault_->position, fault_->message));
+  (void)ok;
+  return Status(ErrorCode::kTimeout, fmt::format("projection {} v{} is at position {}, not past {}, after {} ms",
+                                                 spec_.name, spec_.version, position_.load(), position, timeout.count()));
+}
+
+RunnerStatus Runner::status() const {
+  RunnerStatus s;
+  s.position = position_;
+  s.head = store_.head_position();
+  s.events_per_second = rate_;
+  s.events_applied = applied_;
+  s.checkpoint_position = checkpoint_position_;
+  {
+    std::lock_guard g(state_mu_);
+    s.fault = fault_;
+    s.partitions = engine_ ? engine_->partitions() : 0;
+  }
+  if (faulted_) s.phase = ProjectionPhase::kFaulted;
+  else if (stop_) s.phase = ProjectionPhase::kStopped;
+  else if (live_ && s.position + kFollowLag >= s.head) s.phase = ProjectionPhase::kLive;
+  else s.phase = ProjectionPhase::kCatchingUp;
+  return s;
+}
+
+}  // namespace cairn::project

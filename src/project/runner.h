@@ -1,0 +1,134 @@
+// One running projection version: a thread that catches up from its last checkpoint, then follows live
+// appends, applying each event that passes the source filter to its engine, and checkpoints as it goes.
+//
+// The position is the next event to look at: the state reflects every event below it. State and position
+// are checkpointed together (state_file.h), so a restart resumes without applying an event twice or
+// skipping one. A reducer error on event P is a fault: the runner stops at P, records it, and restores the
+// state it had before P (last checkpoint plus replay), which stays queryable.
+// Thread safety: all public methods may be called from any thread; queries take the state lock, which the
+// thread releases between batches. Lifetime: must not outlive the Store.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <simdjson.h>
+
+#include "cairn/projection.h"
+#include "cairn/store.h"
+#include "log/file.h"
+
+namespace cairn::project {
+
+struct RunnerSpec {
+  std::string name;
+  uint32_t version = 1;
+  Filter source;
+  Partitioning partition;
+  bool include_reserved = false;  // pass events of '$' streams (built-ins only)
+  EngineFactory factory;
+  std::string dir;             // this runner's state files
+  uint64_t snapshot_every = 0;
+  size_t batch_events = 4096;
+  std::chrono::milliseconds checkpoint_interval{5000};
+  uint64_t checkpoint_events = 1'000'000;
+};
+
+struct RunnerStatus {
+  ProjectionPhase phase = ProjectionPhase::kCatchingUp;
+  uint64_t position = 0;
+  uint64_t head = 0;
+  double events_per_second = 0;
+  uint64_t events_applied = 0;
+  uint64_t partitions = 0;
+  uint64_t checkpoint_position = 0;
+  std::optional<ProjectionFault> fault;
+};
+
+// The partition key of an event, or nullopt when the event has none (it is then skipped).
+class KeyExtractor {
+ public:
+  explicit KeyExtractor(Partitioning p);
+  std::optional<std::string_view> key(const EventView& e);
+
+ private:
+  Partitioning p_;
+  std::vector<std::string> path_;
+  std::string scratch_;
+  simdjson::dom::parser parser_;
+};
+
+// Applies the events in [from, to) that spec passes to engine, as a runner would (for as-of, verify and
+// restores). A reducer error is returned as kFaulted naming the event.
+Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to);
+
+class Runner {
+ public:
+  Runner(Store& store, log::FileSystem* fs, RunnerSpec spec);
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Loads the newest valid state file (or starts empty) and starts the thread.
+  Status start();
+  // Stops the thread; with checkpoint, writes a final checkpoint first.
+  void stop(bool checkpoint);
+
+  // Calls f with the engine and the position its state reflects, under the state lock.
+  Status with_state(const std::function<Status(ReducerEngine&, uint64_t position)>& f);
+  // Waits until the state reflects `position` (position_ > it) or the runner faulted; kTimeout otherwise.
+  Status wait_past(uint64_t position, std::chrono::milliseconds timeout);
+  RunnerStatus status() const;
+  uint64_t position() const { return position_.load(); }
+  bool faulted() const { return faulted_.load(); }
+  const RunnerSpec& spec() const { return spec_; }
+
+ private:
+  void run();
+  Status load();
+  // Applies one event; false on a fault (recorded in *fault).
+  bool process(const EventView& v, Status* fault);
+  void catch_up(uint64_t head);
+  void follow();
+  void on_fault(const EventView& v, const Status& st);
+  Status checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot);
+  void maybe_checkpoint();
+  void update_rate();
+
+  Store& store_;
+  log::FileSystem* fs_;
+  RunnerSpec spec_;
+  KeyExtractor keys_;
+  std::unique_ptr<ReducerEngine> engine_;
+
+  mutable std::mutex state_mu_;  // engine_, fault_
+  std::condition_variable position_cv_;
+  std::atomic<uint64_t> position_{0};
+  std::atomic<uint64_t> checkpoint_position_{0};
+  std::atomic<uint64_t> applied_{0};
+  std::atomic<bool> faulted_{false};
+  std::atomic<bool> live_{false};
+  std::optional<ProjectionFault> fault_;
+  uint64_t applied_since_checkpoint_ = 0;
+  std::chrono::steady_clock::time_point last_checkpoint_;
+  uint64_t next_snapshot_ = 0;
+
+  std::atomic<double> rate_{0};
+  uint64_t rate_position_ = 0;
+  std::chrono::steady_clock::time_point rate_since_;
+
+  std::mutex sub_mu_;
+  std::unique_ptr<Subscription> sub_;
+  std::atomic<bool> stop_{false};
+  bool final_checkpoint_ = false;
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  std::thread thread_;
+};
+
+}  // namespace cairn::project
