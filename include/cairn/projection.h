@@ -209,7 +209,7 @@ struct ProjectionDigest {
   std::string sha256_hex;
 };
 
-struct VerifyReport {
+struct ProjectionVerifyReport {
   std::string name;
   uint32_t version = 0;
   uint64_t position = 0;  // both states reflect the events below this position
@@ -266,7 +266,7 @@ class Projections {
   virtual Result<ProjectionDigest> digest(std::string_view name, uint32_t version) = 0;
 
   // Replays from position 0 to the live state's position into a fresh state and compares the digests.
-  virtual Result<VerifyReport> verify(std::string_view name, uint32_t version, size_t max_differences = 10) = 0;
+  virtual Result<ProjectionVerifyReport> verify(std::string_view name, uint32_t version, size_t max_differences = 10) = 0;
   // Rebuilds from position 0 in the background; the current state keeps serving until the rebuild has
   // caught up, then the rebuilt one replaces it atomically. Also clears a fault.
   virtual Result<ProjectionStatus> rebuild(std::string_view name, uint32_t version) = 0;

@@ -44,6 +44,35 @@ Result<Endpoint> parse_url(const std::string& url) {
   return Endpoint{host, rest.substr(colon + 1)};
 }
 
+void print_event(const ojson& e, bool json) {
+  if (json) {
+    std::puts(e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
+  std::string data;
+  if (e.contains("data")) data = e["data"].dump();
+  else if (e.contains("data_text")) data = e["data_text"].get<std::string>();
+  else if (e.contains("data_base64")) data = "<binary>";
+  else data = "<payload removed>";
+  if (data.size() > 160) data = data.substr(0, 160) + "…";
+  std::printf("%8llu  %s@%llu  %s  %s  %s\n", (unsigned long long)e.value("position", uint64_t{0}),
+              e.value("stream", "").c_str(), (unsigned long long)e.value("revision", uint64_t{0}), e.value("type", "").c_str(),
+              e.value("recorded_at", "").c_str(), data.c_str());
+}
+
+std::string query(const ReadArgs& a, std::optional<uint64_t> from, size_t limit) {
+  std::string q = fmt::format("?limit={}&direction={}", limit, a.backward ? "backward" : "forward");
+  if (from) q += fmt::format("&from={}", *from);
+  for (const auto& t : a.types) q += "&type=" + encode_segment(t);
+  if (!a.type_prefix.empty()) q += "&type_prefix=" + encode_segment(a.type_prefix);
+  if (!a.stream_prefix.empty()) q += "&stream_prefix=" + encode_segment(a.stream_prefix);
+  if (!a.category.empty()) q += "&category=" + encode_segment(a.category);
+  return q;
+}
+
+
+}  // namespace
+
 std::string encode_segment(std::string_view s) {
   std::string out;
   for (unsigned char c : s) {
@@ -53,12 +82,8 @@ std::string encode_segment(std::string_view s) {
   return out;
 }
 
-struct Reply {
-  unsigned status = 0;
-  std::string body;
-};
-
-Result<Reply> call(const RemoteFlags& r, http::verb method, const std::string& target, const std::string& body = "") {
+Result<Reply> http_call(const RemoteFlags& r, std::string_view method_name, const std::string& target, const std::string& body) {
+  const http::verb method = http::string_to_verb(boost::beast::string_view(method_name.data(), method_name.size()));
   auto ep = parse_url(r.url);
   if (!ep.ok()) return ep.status();
   try {
@@ -102,34 +127,6 @@ int fail_status(const Status& st) {
   return st.code() == ErrorCode::kInvalidArgument ? 2 : 1;
 }
 
-void print_event(const ojson& e, bool json) {
-  if (json) {
-    std::puts(e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-    return;
-  }
-  std::string data;
-  if (e.contains("data")) data = e["data"].dump();
-  else if (e.contains("data_text")) data = e["data_text"].get<std::string>();
-  else if (e.contains("data_base64")) data = "<binary>";
-  else data = "<payload removed>";
-  if (data.size() > 160) data = data.substr(0, 160) + "…";
-  std::printf("%8llu  %s@%llu  %s  %s  %s\n", (unsigned long long)e.value("position", uint64_t{0}),
-              e.value("stream", "").c_str(), (unsigned long long)e.value("revision", uint64_t{0}), e.value("type", "").c_str(),
-              e.value("recorded_at", "").c_str(), data.c_str());
-}
-
-std::string query(const ReadArgs& a, std::optional<uint64_t> from, size_t limit) {
-  std::string q = fmt::format("?limit={}&direction={}", limit, a.backward ? "backward" : "forward");
-  if (from) q += fmt::format("&from={}", *from);
-  for (const auto& t : a.types) q += "&type=" + encode_segment(t);
-  if (!a.type_prefix.empty()) q += "&type_prefix=" + encode_segment(a.type_prefix);
-  if (!a.stream_prefix.empty()) q += "&stream_prefix=" + encode_segment(a.stream_prefix);
-  if (!a.category.empty()) q += "&category=" + encode_segment(a.category);
-  return q;
-}
-
-
-}  // namespace
 
 int remote_append(const RemoteFlags& r, const AppendArgs& a) {
   ojson events = ojson::array();
@@ -182,7 +179,7 @@ int remote_append(const RemoteFlags& r, const AppendArgs& a) {
           fmt::format("--expected: '{}' is not any, no_stream, exists or a revision number", a.expected)));
     }
   }
-  auto rep = call(r, http::verb::post, "/v1/streams/" + encode_segment(a.stream), body.dump());
+  auto rep = http_call(r, "POST", "/v1/streams/" + encode_segment(a.stream), body.dump());
   if (!rep.ok()) return fail_status(rep.status());
   if (rep->status != 200 && rep->status != 201) return fail_reply(*rep);
   auto j = ojson::parse(rep->body, nullptr, false);
@@ -208,7 +205,7 @@ int remote_read(const RemoteFlags& r, const ReadArgs& a) {
                                                 : "/v1/streams/" + encode_segment(a.stream) +
                                                       fmt::format("?limit={}&direction={}{}", page, a.backward ? "backward" : "forward",
                                                                   from ? fmt::format("&from={}", *from) : "");
-    auto rep = call(r, http::verb::get, target);
+    auto rep = http_call(r, "GET", target);
     if (!rep.ok()) return fail_status(rep.status());
     if (rep->status != 200) return fail_reply(*rep);
     auto j = ojson::parse(rep->body, nullptr, false);
@@ -227,11 +224,11 @@ int remote_tail(const RemoteFlags& r, const ReadArgs& a) {
     // The last N matching events first.
     ReadArgs back = a;
     back.backward = true;
-    auto rep = call(r, http::verb::get, "/v1/events" + query(back, std::nullopt, std::max<uint64_t>(a.last_n, 1)));
+    auto rep = http_call(r, "GET", "/v1/events" + query(back, std::nullopt, std::max<uint64_t>(a.last_n, 1)));
     if (!rep.ok()) return fail_status(rep.status());
     if (rep->status != 200) return fail_reply(*rep);
     auto j = ojson::parse(rep->body, nullptr, false);
-    auto h = call(r, http::verb::get, "/health");
+    auto h = http_call(r, "GET", "/health");
     from = h.ok() ? ojson::parse(h->body, nullptr, false).value("head_position", uint64_t{0}) : 0;
     if (a.last_n > 0 && !j["events"].empty()) from = j["events"].back()["position"].get<uint64_t>();
   }
@@ -302,7 +299,7 @@ int remote_tail(const RemoteFlags& r, const ReadArgs& a) {
 }
 
 int remote_stats(const RemoteFlags& r, bool json) {
-  auto rep = call(r, http::verb::get, "/v1/stats");
+  auto rep = http_call(r, "GET", "/v1/stats");
   if (!rep.ok()) return fail_status(rep.status());
   if (rep->status != 200) return fail_reply(*rep);
   auto j = ojson::parse(rep->body, nullptr, false);
@@ -328,7 +325,7 @@ int remote_streams(const RemoteFlags& r, const std::string& prefix, std::optiona
     std::string target = fmt::format("/v1/streams?limit={}", std::min<uint64_t>(left, 1000));
     if (!prefix.empty()) target += "&prefix=" + encode_segment(prefix);
     if (!after.empty()) target += "&after=" + after;
-    auto rep = call(r, http::verb::get, target);
+    auto rep = http_call(r, "GET", target);
     if (!rep.ok()) return fail_status(rep.status());
     if (rep->status != 200) return fail_reply(*rep);
     auto j = ojson::parse(rep->body, nullptr, false);
@@ -356,7 +353,7 @@ int remote_keys_create(const RemoteFlags& r, const KeyArgs& k) {
   ojson body = {{"role", k.role}};
   if (!k.streams.empty()) body["streams"] = k.streams;
   if (!k.name.empty()) body["name"] = k.name;
-  auto rep = call(r, http::verb::post, "/v1/keys", body.dump());
+  auto rep = http_call(r, "POST", "/v1/keys", body.dump());
   if (!rep.ok()) return fail_status(rep.status());
   if (rep->status != 201) return fail_reply(*rep);
   auto j = ojson::parse(rep->body, nullptr, false);
@@ -370,7 +367,7 @@ int remote_keys_create(const RemoteFlags& r, const KeyArgs& k) {
 }
 
 int remote_keys_list(const RemoteFlags& r, const KeyArgs& k) {
-  auto rep = call(r, http::verb::get, "/v1/keys");
+  auto rep = http_call(r, "GET", "/v1/keys");
   if (!rep.ok()) return fail_status(rep.status());
   if (rep->status != 200) return fail_reply(*rep);
   auto j = ojson::parse(rep->body, nullptr, false);
@@ -387,7 +384,7 @@ int remote_keys_list(const RemoteFlags& r, const KeyArgs& k) {
 }
 
 int remote_keys_revoke(const RemoteFlags& r, const KeyArgs& k) {
-  auto rep = call(r, http::verb::delete_, "/v1/keys/" + encode_segment(k.id));
+  auto rep = http_call(r, "DELETE", "/v1/keys/" + encode_segment(k.id));
   if (!rep.ok()) return fail_status(rep.status());
   if (rep->status != 200) return fail_reply(*rep);
   std::printf("revoked %s\n", k.id.c_str());

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/commands.h"
@@ -14,6 +15,19 @@ struct RemoteFlags {
   std::string url;  // http://HOST:PORT
   std::string key;
 };
+
+// One HTTP exchange with cairnd; method is "GET", "POST", "DELETE"; a non-empty body is sent as JSON.
+struct Reply {
+  unsigned status = 0;
+  std::string body;
+};
+Result<Reply> http_call(const RemoteFlags& r, std::string_view method, const std::string& target,
+                        const std::string& body = "");
+// Prints an error answer (or a Status) the way offline errors are printed; returns the exit code.
+int fail_reply(const Reply& rep);
+int fail_status(const Status& st);
+// %-escapes one path segment.
+std::string encode_segment(std::string_view s);
 
 int remote_append(const RemoteFlags& r, const AppendArgs& a);
 int remote_read(const RemoteFlags& r, const ReadArgs& a);

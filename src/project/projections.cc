@@ -33,6 +33,44 @@ int64_t now_ns() {
 // Whole-state answers of partitioned projections stop here; past it, ask by key or list partitions.
 constexpr size_t kMaxWholeStatePartitions = 10'000;
 
+// Fills out->found and out->json: one partition when a key is asked for or the projection has a single
+// unnamed state; otherwise every partition as one object {key: state} (built-ins like $types partition
+// internally even though they are not partitioned by a field).
+Status state_answer(ReducerEngine& eng, PartitionBy by, const std::optional<std::string>& key, std::string_view name,
+                    ProjectionState* out) {
+  if (key || (by == PartitionBy::kNone && (eng.partitions() == 0 || eng.keys("", 1).front().empty()))) {
+    auto s = eng.state_json(key.value_or(""));
+    if (!s.ok()) return s.status();
+    out->found = s->has_value();
+    out->json = s->has_value() ? std::move(**s) : "null";
+    return {};
+  }
+  if (eng.partitions() > kMaxWholeStatePartitions)
+    return Status::limit_exceeded(fmt::format("projection '{}' has {} partitions; ask for one with key or list them "
+                                              "with partitions (whole states stop at {})",
+                                              name, eng.partitions(), kMaxWholeStatePartitions));
+  auto dump = project::dump_state(eng);
+  if (!dump.ok()) return dump.status();
+  // The dump's lines are [key,state]: join them into one object.
+  std::string obj = "{";
+  const std::string& lines = dump->lines;
+  size_t at = 0;
+  while (at < lines.size()) {
+    const size_t end = lines.find('\n', at);
+    size_t i = at + 2;  // inside the key's string literal: find its closing quote
+    while (lines[i] != '"') i += lines[i] == '\\' ? 2 : 1;
+    if (obj.size() > 1) obj.push_back(',');
+    obj.append(lines, at + 1, i - at);
+    obj.push_back(':');
+    obj.append(lines, i + 2, end - 1 - (i + 2));
+    at = end + 1;
+  }
+  obj.push_back('}');
+  out->found = true;
+  out->json = std::move(obj);
+  return {};
+}
+
 class ProjectionsImpl final : public Projections {
  public:
   ProjectionsImpl(Store& store, ProjectionsOptions options) : store_(store), opt_(std::move(options)) {}
@@ -52,7 +90,7 @@ class ProjectionsImpl final : public Projections {
   Result<ProjectionState> state_as_of(std::string_view name, std::optional<std::string> key, AsOf as_of,
                                       uint32_t version) override;
   Result<ProjectionDigest> digest(std::string_view name, uint32_t version) override;
-  Result<VerifyReport> verify(std::string_view name, uint32_t version, size_t max_differences) override;
+  Result<ProjectionVerifyReport> verify(std::string_view name, uint32_t version, size_t max_differences) override;
   Result<ProjectionStatus> rebuild(std::string_view name, uint32_t version) override;
   Result<ProjectionStatus> activate(std::string_view name, uint32_t version) override;
   Status drop(std::string_view name, uint32_t version) override;
@@ -438,40 +476,7 @@ Result<ProjectionState> ProjectionsImpl::state(std::string_view name, std::optio
   out.key = key;
   Status st = runner->with_state([&](ReducerEngine& eng, uint64_t pos) -> Status {
     out.position = pos;
-    if (key || by == PartitionBy::kNone) {
-      auto s = eng.state_json(key.value_or(""));
-      if (!s.ok()) return s.status();
-      out.found = s->has_value();
-      out.json = s->has_value() ? std::move(**s) : "null";
-      return {};
-    }
-    if (eng.partitions() > kMaxWholeStatePartitions)
-      return Status::limit_exceeded(fmt::format("projection '{}' has {} partitions; ask for one with ?key= or list them "
-                                                "with /partitions (whole states stop at {})",
-                                                name, eng.partitions(), kMaxWholeStatePartitions));
-    auto dump = project::dump_state(eng);
-    if (!dump.ok()) return dump.status();
-    // The dump's lines are [key, state]: make them one object.
-    std::string obj = "{";
-    size_t at = 0;
-    bool first = true;
-    const std::string& lines = dump->lines;
-    while (at < lines.size()) {
-      const size_t end = lines.find('\n', at);
-      // "[" key "," state "]": the key is a JSON string; find where it ends.
-      size_t i = at + 2;
-      while (lines[i] != '"') i += lines[i] == '\\' ? 2 : 1;
-      if (!first) obj.push_back(',');
-      first = false;
-      obj.append(lines, at + 1, i + 1 - (at + 1));
-      obj.push_back(':');
-      obj.append(lines, i + 2, end - 1 - (i + 2));
-      at = end + 1;
-    }
-    obj.push_back('}');
-    out.found = true;
-    out.json = std::move(obj);
-    return {};
+    return state_answer(eng, by, key, name, &out);
   });
   if (!st.ok()) return st;
   return out;
@@ -555,31 +560,7 @@ Result<ProjectionState> ProjectionsImpl::state_as_of(std::string_view name, std:
   out.version = spec.version;
   out.position = target;
   out.key = key;
-  if (key || by == PartitionBy::kNone) {
-    auto s = (*engine)->state_json(key.value_or(""));
-    if (!s.ok()) return s.status();
-    out.found = s->has_value();
-    out.json = s->has_value() ? std::move(**s) : "null";
-    return out;
-  }
-  if ((*engine)->partitions() > kMaxWholeStatePartitions)
-    return Status::limit_exceeded(fmt::format("projection '{}' had {} partitions then; ask for one with key", name,
-                                              (*engine)->partitions()));
-  std::string obj = "{";
-  bool first = true;
-  for (const auto& k : (*engine)->keys("", kMaxWholeStatePartitions)) {
-    auto s = (*engine)->state_json(k);
-    if (!s.ok()) return s.status();
-    if (!first) obj.push_back(',');
-    first = false;
-    json jk = k;
-    obj += jk.dump(-1, ' ', false, json::error_handler_t::replace);
-    obj.push_back(':');
-    obj += s->value_or("null");
-  }
-  obj.push_back('}');
-  out.found = true;
-  out.json = std::move(obj);
+  CAIRN_RETURN_IF_ERROR(state_answer(**engine, by, key, name, &out));
   return out;
 }
 
@@ -607,7 +588,7 @@ Result<ProjectionDigest> ProjectionsImpl::digest(std::string_view name, uint32_t
   return d;
 }
 
-Result<VerifyReport> ProjectionsImpl::verify(std::string_view name, uint32_t version, size_t max_differences) {
+Result<ProjectionVerifyReport> ProjectionsImpl::verify(std::string_view name, uint32_t version, size_t max_differences) {
   std::shared_ptr<Runner> runner;
   RunnerSpec spec;
   {
@@ -618,7 +599,7 @@ Result<VerifyReport> ProjectionsImpl::verify(std::string_view name, uint32_t ver
     if (!runner) return Status(ErrorCode::kClosed, fmt::format("projection '{}' is not running", name));
     spec = spec_for(**v, (*v)->generation);
   }
-  VerifyReport rep;
+  ProjectionVerifyReport rep;
   rep.name = std::string(name);
   rep.version = spec.version;
   project::StateDump live;

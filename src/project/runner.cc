@@ -365,7 +365,7 @@ RunnerStatus Runner::status() const {
   }
   if (faulted_) s.phase = ProjectionPhase::kFaulted;
   else if (stop_) s.phase = ProjectionPhase::kStopped;
-  else if (live_ && s.position + kFollowLag >= s.head) s.phase = ProjectionPhase::kLive;
+  else if (s.position >= s.head || (live_ && s.position + kFollowLag >= s.head)) s.phase = ProjectionPhase::kLive;
   else s.phase = ProjectionPhase::kCatchingUp;
   return s;
 }

@@ -16,9 +16,11 @@
 
 #include <boost/asio/thread_pool.hpp>
 
+#include "cairn/projection.h"
 #include "cairn/store.h"
 #include "server/http_server.h"
 #include "server/keys.h"
+#include "server/projections_api.h"
 
 namespace cairn::server {
 
@@ -31,7 +33,8 @@ struct ApiOptions {
 
 class Api {
  public:
-  Api(Store& store, KeyStore& keys, ApiOptions options);
+  // projections may be null (no /v1/projections endpoints).
+  Api(Store& store, KeyStore& keys, ApiOptions options, Projections* projections = nullptr);
   ~Api();
   void handle(Request req, Respond respond, RespondStream respond_stream);
   // New requests get 503 from now on; returns after the requests in progress were answered.
@@ -48,6 +51,7 @@ class Api {
   void cancel_subscriptions(const std::string& key_id);  // empty: all
   Store& store_;
   KeyStore& keys_;
+  std::unique_ptr<ProjectionsApi> projections_;
   ApiOptions options_;
   boost::asio::thread_pool pool_;
   std::atomic<bool> shutting_down_{false};

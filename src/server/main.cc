@@ -14,6 +14,7 @@
 
 #include <boost/asio/signal_set.hpp>
 
+#include "cairn/projection.h"
 #include "cairn/store.h"
 #include "server/api.h"
 #include "server/http_server.h"
@@ -110,8 +111,16 @@ int main(int argc, char** argv) {
     }
   }
 
+  ProjectionsOptions po;
+  po.dir = data + "/projections";
+  auto projections = open_projections(**store, po);
+  if (!projections.ok()) {
+    std::fprintf(stderr, "error: projections: %s\n", projections.status().to_string().c_str());
+    return 1;
+  }
+
   boost::asio::io_context ioc;
-  server::Api api(**store, **keys, server::ApiOptions{1000, workers, 15000, max_queued});
+  server::Api api(**store, **keys, server::ApiOptions{1000, workers, 15000, max_queued}, projections->get());
   server::HttpServer http(ioc, limits, [&api](server::Request req, server::Respond respond,
                                               server::RespondStream respond_stream) {
     api.handle(std::move(req), std::move(respond), std::move(respond_stream));
@@ -155,6 +164,8 @@ int main(int argc, char** argv) {
   ioc.run();
   for (auto& t : threads) t.join();
   if (stopper.joinable()) stopper.join();
+  if (Status pst = (*projections)->close(); !pst.ok())
+    std::fprintf(stderr, "error: closing projections: %s\n", pst.to_string().c_str());
   Status st = (*store)->close();
   if (!st.ok()) {
     std::fprintf(stderr, "error: closing the store: %s\n", st.to_string().c_str());

@@ -1,0 +1,327 @@
+#include "cli/projection_cmds.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cairn/projection.h"
+#include "server/projections_api.h"
+
+namespace cairn::cli {
+namespace {
+
+using nlohmann::json;
+using ojson = nlohmann::ordered_json;
+namespace http = boost::beast::http;
+
+// Either a running cairnd or the runtime opened in this process; both answer HTTP-shaped requests.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Result<Reply> call(std::string_view method, const std::string& target, const std::string& body) = 0;
+  // Offline: returns once the projection's position reached the head (progress on a terminal).
+  virtual void settle(const std::string&, uint32_t) {}
+};
+
+class RemoteBackend final : public Backend {
+ public:
+  explicit RemoteBackend(const RemoteFlags& r) : r_(r) {}
+  Result<Reply> call(std::string_view method, const std::string& target, const std::string& body) override {
+    return http_call(r_, method, target, body);
+  }
+
+ private:
+  const RemoteFlags& r_;
+};
+
+void draw_progress(const char* what, uint64_t pos, uint64_t target, double rate, double eta) {
+  const double frac = target ? static_cast<double>(pos) / static_cast<double>(target) : 1.0;
+  const int width = 30, filled = static_cast<int>(frac * width);
+  std::string bar(static_cast<size_t>(std::clamp(filled, 0, width)), '#');
+  bar.resize(width, '.');
+  std::fprintf(stderr, "\r%s [%s] %5.1f%%  %llu/%llu  %.0f ev/s  ETA %.0fs   ", what, bar.c_str(), frac * 100,
+               static_cast<unsigned long long>(pos), static_cast<unsigned long long>(target), rate, eta > 0 ? eta : 0);
+}
+
+class LocalBackend final : public Backend {
+ public:
+  static Result<std::unique_ptr<LocalBackend>> open(const StoreFlags& f) {
+    Options o;
+    o.dir = f.data;
+    o.durability = f.durability == "none" ? Durability::kNone : Durability::kFsync;
+    o.segment_size = f.segment_size;
+    auto store = open_store(o);
+    if (!store.ok()) {
+      if (store.status().code() == ErrorCode::kBusy)
+        return Status(ErrorCode::kBusy, store.status().message() + " (a cairnd serves it? use --url)");
+      return store.status();
+    }
+    ProjectionsOptions po;
+    po.dir = f.data + "/projections";
+    auto p = open_projections(**store, po);
+    if (!p.ok()) return p.status();
+    auto b = std::unique_ptr<LocalBackend>(new LocalBackend());
+    b->store_ = std::move(*store);
+    b->projections_ = std::move(*p);
+    b->api_ = std::make_unique<server::ProjectionsApi>(*b->projections_);
+    return b;
+  }
+  ~LocalBackend() override {
+    api_.reset();
+    if (projections_) (void)projections_->close();
+    if (store_) (void)store_->close();
+  }
+
+  Result<Reply> call(std::string_view method, const std::string& target, const std::string& body) override {
+    server::Request req{http::string_to_verb(boost::beast::string_view(method.data(), method.size())), target, 11};
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+    }
+    req.prepare_payload();
+    server::ApiKey admin;
+    admin.role = server::Role::kAdmin;
+    const server::Response res = api_->dispatch(req, server::parse_target(target), admin);
+    return Reply{res.result_int(), res.body()};
+  }
+
+  void settle(const std::string& name, uint32_t version) override {
+    const bool tty = isatty(STDERR_FILENO);
+    const auto start = std::chrono::steady_clock::now();
+    bool drew = false;
+    for (;;) {
+      auto s = projections_->status(name, version);
+      if (!s.ok() || s->phase == ProjectionPhase::kFaulted || s->position >= store_->head_position()) break;
+      if (tty && std::chrono::steady_clock::now() - start > std::chrono::milliseconds(300)) {
+        draw_progress("catching up", s->position, s->head, s->events_per_second,
+                      s->events_per_second > 0 ? static_cast<double>(s->lag) / s->events_per_second : 0);
+        drew = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (drew) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  LocalBackend() = default;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Projections> projections_;
+  std::unique_ptr<server::ProjectionsApi> api_;
+};
+
+std::string query_string(std::vector<std::pair<std::string, std::string>> params) {
+  std::string q;
+  for (const auto& [k, v] : params) {
+    q += q.empty() ? "?" : "&";
+    q += k + "=" + encode_segment(v);
+  }
+  return q;
+}
+
+Result<json> definition_body(const ProjectionArgs& a) {
+  json def = json::object();
+  if (!a.definition_file.empty()) {
+    auto text = read_input(a.definition_file);
+    if (!text.ok()) return text.status();
+    def = json::parse(*text, nullptr, false);
+    if (def.is_discarded() || !def.is_object())
+      return Status::invalid_argument(fmt::format("--definition {}: not a JSON object", a.definition_file));
+  }
+  if (!a.name.empty()) def["name"] = a.name;
+  if (a.version) def["version"] = *a.version;
+  if (!a.lua_file.empty()) {
+    auto code = read_input(a.lua_file);
+    if (!code.ok()) return code.status();
+    def["lua"] = *code;
+  }
+  if (!a.partition_by.empty() || !a.partition_field.empty())
+    def["partition"] = {{"by", a.partition_by.empty() ? "none" : a.partition_by}, {"field", a.partition_field}};
+  if (!a.types.empty() || !a.type_prefix.empty() || !a.stream_prefix.empty() || !a.category.empty())
+    def["source"] = {{"types", a.types}, {"type_prefix", a.type_prefix}, {"stream_prefix", a.stream_prefix}, {"category", a.category}};
+  if (a.snapshot_every) def["snapshot_every"] = *a.snapshot_every;
+  if (a.max_instructions || a.max_memory) {
+    json limits = json::object();
+    if (a.max_instructions) limits["instructions_per_event"] = *a.max_instructions;
+    if (a.max_memory) limits["memory_bytes"] = *a.max_memory;
+    def["limits"] = limits;
+  }
+  if (!a.description.empty()) def["description"] = a.description;
+  if (a.resume) def["resume"] = true;
+  if (!def.contains("lua")) return Status::invalid_argument("--lua FILE (or --definition FILE with a \"lua\" field) is required");
+  return def;
+}
+
+void print_status_line(const ojson& s) {
+  std::string extra;
+  if (s.value("language", "") != "lua") extra += fmt::format("  ({})", s.value("language", ""));
+  if (s.contains("fault") && !s["fault"].is_null())
+    extra += fmt::format("  FAULT at {}: {}", s["fault"].value("position", 0ull), s["fault"].value("message", ""));
+  if (s.contains("rebuild") && !s["rebuild"].is_null())
+    extra += fmt::format("  rebuilding {}/{}", s["rebuild"].value("position", 0ull), s["rebuild"].value("target", 0ull));
+  std::printf("%s\n", fmt::format("{:<24} v{:<3} {:<6} {:<11} position {:<10} lag {:<8} {:>8.0f} ev/s  {} partitions{}",
+                                  s.value("name", ""), s.value("version", 0u), s.value("active", false) ? "active" : "",
+                                  s.value("phase", ""), s.value("position", 0ull), s.value("lag", 0ull),
+                                  s.value("events_per_second", 0.0), s.value("partitions", 0ull), extra)
+                          .c_str());
+}
+
+int print_reply(const Reply& rep) {
+  std::printf("%s\n", rep.body.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int cmd_projection(const StoreFlags& flags, const RemoteFlags& remote, const ProjectionArgs& a) {
+  std::unique_ptr<Backend> backend;
+  if (!remote.url.empty()) {
+    backend = std::make_unique<RemoteBackend>(remote);
+  } else {
+    auto local = LocalBackend::open(flags);
+    if (!local.ok()) return fail_status(local.status());
+    backend = std::move(*local);
+  }
+  const std::string base = "/v1/projections";
+  const std::string one = base + "/" + encode_segment(a.name);
+  std::vector<std::pair<std::string, std::string>> vq;
+  if (a.version) vq.emplace_back("version", std::to_string(*a.version));
+  auto call = [&](std::string_view method, const std::string& target, const std::string& body = "") -> Result<Reply> {
+    return backend->call(method, target, body);
+  };
+  auto run = [&](std::string_view method, const std::string& target, const std::string& body = "") -> int {
+    auto rep = call(method, target, body);
+    if (!rep.ok()) return fail_status(rep.status());
+    if (rep->status >= 300) return fail_reply(*rep);
+    return print_reply(*rep);
+  };
+
+  if (a.action == "list") {
+    auto rep = call("GET", base);
+    if (!rep.ok()) return fail_status(rep.status());
+    if (rep->status >= 300) return fail_reply(*rep);
+    if (a.json) return print_reply(*rep);
+    const ojson j = ojson::parse(rep->body, nullptr, false);
+    for (const auto& s : j["projections"]) print_status_line(s);
+    return 0;
+  }
+  if (a.action == "create" || a.action == "deploy") {
+    auto def = definition_body(a);
+    if (!def.ok()) return fail_status(def.status());
+    auto rep = call("POST", a.action == "create" ? base : one + "/versions", def->dump());
+    if (!rep.ok()) return fail_status(rep.status());
+    if (rep->status >= 300) return fail_reply(*rep);
+    if (a.json) return print_reply(*rep);
+    const ojson s = ojson::parse(rep->body, nullptr, false);
+    std::printf("%s %s v%u%s\n", rep->status == 201 ? "registered" : "unchanged", s.value("name", "").c_str(),
+                s.value("version", 0u),
+                s.value("active", false) ? "" : " (building beside the active version; it takes over once caught up)");
+    return 0;
+  }
+  if (a.action == "show" || a.action == "versions") {
+    if (a.action == "show" && !a.json) {
+      auto rep = call("GET", one + query_string(vq));
+      if (!rep.ok()) return fail_status(rep.status());
+      if (rep->status >= 300) return fail_reply(*rep);
+      const ojson s = ojson::parse(rep->body, nullptr, false);
+      print_status_line(s);
+      for (const auto& v : s["versions"])
+        std::printf("  v%-3u %-6s %-11s position %llu\n", v.value("version", 0u), v.value("active", false) ? "active" : "",
+                    v.value("phase", "").c_str(), static_cast<unsigned long long>(v.value("position", 0ull)));
+      if (s["definition"].contains("lua")) std::printf("---- lua\n%s\n", s["definition"]["lua"].get<std::string>().c_str());
+      return 0;
+    }
+    return run("GET", a.action == "show" ? one + query_string(vq) : one + "/versions");
+  }
+  if (a.action == "state" || a.action == "partitions" || a.action == "digest") {
+    std::vector<std::pair<std::string, std::string>> q = vq;
+    if (a.action == "state") {
+      if (!a.key.empty()) q.emplace_back("key", a.key);
+      if (a.as_of) q.emplace_back("as_of", std::to_string(*a.as_of));
+      if (!a.as_of_time.empty()) q.emplace_back("as_of_time", a.as_of_time);
+      if (a.wait_for) q.emplace_back("wait_for", std::to_string(*a.wait_for));
+      if (a.timeout_ms) q.emplace_back("timeout_ms", std::to_string(*a.timeout_ms));
+    } else if (a.action == "partitions") {
+      if (!a.after.empty()) q.emplace_back("after", a.after);
+      if (a.limit) q.emplace_back("limit", std::to_string(*a.limit));
+    }
+    backend->settle(a.name, a.version.value_or(0));
+    return run("GET", one + "/" + a.action + query_string(q));
+  }
+  if (a.action == "verify") {
+    backend->settle(a.name, a.version.value_or(0));
+    auto rep = call("POST", one + "/verify" + query_string(vq));
+    if (!rep.ok()) return fail_status(rep.status());
+    if (rep->status >= 300) return fail_reply(*rep);
+    const ojson r = ojson::parse(rep->body, nullptr, false);
+    const bool equal = r.value("equal", false);
+    if (a.json) {
+      print_reply(*rep);
+    } else if (equal) {
+      std::printf("equal: %s v%u at position %llu, %llu partitions, digest %s\n", r.value("name", "").c_str(),
+                  r.value("version", 0u), static_cast<unsigned long long>(r.value("position", 0ull)),
+                  static_cast<unsigned long long>(r.value("partitions", 0ull)), r.value("live_digest", "").c_str());
+    } else {
+      std::printf("DIFFERENT: %s v%u at position %llu: live %s, rebuilt %s\n", r.value("name", "").c_str(),
+                  r.value("version", 0u), static_cast<unsigned long long>(r.value("position", 0ull)),
+                  r.value("live_digest", "").c_str(), r.value("rebuilt_digest", "").c_str());
+      for (const auto& d : r["differences"])
+        std::printf("  key %s\n    live:    %s\n    rebuilt: %s\n", d["key"].dump().c_str(), d["live"].dump().c_str(),
+                    d["rebuilt"].dump().c_str());
+    }
+    return equal ? 0 : 1;
+  }
+  if (a.action == "rebuild") {
+    auto rep = call("POST", one + "/rebuild" + query_string(vq));
+    if (!rep.ok()) return fail_status(rep.status());
+    if (rep->status >= 300) return fail_reply(*rep);
+    const bool offline = remote.url.empty();
+    if (!a.wait && !offline) {
+      std::printf("rebuild of %s started in the background; follow it with: cairn projection show %s\n", a.name.c_str(),
+                  a.name.c_str());
+      return 0;
+    }
+    const bool tty = isatty(STDERR_FILENO);
+    auto last_line = std::chrono::steady_clock::now();
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      auto st = call("GET", one + "/rebuild" + query_string(vq));
+      if (!st.ok()) return fail_status(st.status());
+      if (st->status >= 300) return fail_reply(*st);
+      const ojson j = ojson::parse(st->body, nullptr, false);
+      if (!j.value("running", false)) break;
+      const auto& p = j["rebuild"];
+      if (p.value("eta_seconds", 0.0) < 0) {
+        std::fprintf(stderr, "%serror: the rebuild faulted; see cairn projection show %s\n", tty ? "\n" : "", a.name.c_str());
+        return 1;
+      }
+      const uint64_t pos = p.value("position", 0ull), target = p.value("target", 0ull);
+      if (tty) {
+        draw_progress("rebuilding", pos, target, p.value("events_per_second", 0.0), p.value("eta_seconds", 0.0));
+      } else if (std::chrono::steady_clock::now() - last_line > std::chrono::seconds(2)) {
+        std::fprintf(stderr, "rebuilding: position %llu of %llu\n", static_cast<unsigned long long>(pos),
+                     static_cast<unsigned long long>(target));
+        last_line = std::chrono::steady_clock::now();
+      }
+    }
+    if (tty) std::fprintf(stderr, "\n");
+    std::printf("rebuilt %s; the rebuilt state now answers queries\n", a.name.c_str());
+    return 0;
+  }
+  if (a.action == "activate" || a.action == "drop") {
+    if (!a.version) {
+      std::fprintf(stderr, "error: %s needs a version\n", a.action.c_str());
+      return 2;
+    }
+    const std::string target = one + "/versions/" + std::to_string(*a.version);
+    return a.action == "activate" ? run("POST", target + "/activate") : run("DELETE", target);
+  }
+  std::fprintf(stderr, "error: unknown projection action '%s'\n", a.action.c_str());
+  return 2;
+}
+
+}  // namespace cairn::cli
