@@ -21,6 +21,9 @@ SHARED=$(cd "$(dirname "$0")/../../shared" 2>/dev/null && pwd) || {
 PG_BASE="$SHARED/bench/pg-baseline"
 case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$REPO/$BUILD_DIR" ;; esac
 BENCH="$BUILD_DIR/bench/cairn-bench"
+PBENCH="$BUILD_DIR/bench/cairn-projection-bench"
+PROJ_EVENTS=${CAIRN_BENCH_PROJ_EVENTS:-10000000}
+PROJ_STREAMS=100000
 TMP_BASE=${CAIRN_BENCH_TMP:-/tmp}
 PG_SECONDS=${CAIRN_BENCH_PG_SECONDS:-15}
 PGBIN=/usr/lib/postgresql/15/bin
@@ -56,10 +59,10 @@ if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ] && [ -n "$pg_missing" ]; then
   apt_install $(echo $pg_missing | tr ' ' '\n' | sort -u)
 fi
 
-if [ ! -x "$BENCH" ]; then
+if [ ! -x "$BENCH" ] || [ ! -x "$PBENCH" ]; then
   command -v cmake >/dev/null && command -v ninja >/dev/null || make -C "$REPO" deps
   [ -f "$BUILD_DIR/build.ninja" ] || cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  cmake --build "$BUILD_DIR" -j2 --target cairn-bench
+  cmake --build "$BUILD_DIR" -j2 --target cairn-bench cairn-projection-bench
 fi
 
 # ------------------------------------------------------------------------------------------ cleanup
@@ -183,6 +186,16 @@ cairn open --events "$OPEN_EVENTS"
 [ -n "$OPEN_NOTE" ] && emit "{\"system\":\"host\",\"workload\":\"note\",\"note\":\"$OPEN_NOTE\"}" >/dev/null
 
 cairn subscribe --rate 2000 --seconds 5
+
+# Projections: rebuild speed of three reducers over PROJ_EVENTS events, and as-of latency on 1M events.
+log "cairn-projection-bench --events $PROJ_EVENTS"
+"$PBENCH" --dir "$RUN_TMP/projections" --events "$PROJ_EVENTS" --streams "$PROJ_STREAMS" --machine "$MACHINE" |
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$OUT"
+    printf '%s\n' "$line" | cut -c1-220
+  done
+[ "${PIPESTATUS[0]}" = 0 ] || { log "cairn-projection-bench failed"; exit 1; }
+rm -rf "$RUN_TMP/projections"
 meta after-cairn
 fi
 
@@ -281,6 +294,41 @@ if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ]; then
       printf "\"query\":\"select count(*), sum(length(data::text)) from baseline_events\",\"server_version\":\"%s\",", ver
       printf "\"note\":\"psql \\\\timing, shared_buffers warm; MB_per_s counts the table and its indexes\",\"machine\":%s,\"date\":\"%s\"}", m, d }')"
   done
+
+  # Projections, the SQL way: the same events (same streams, types and data shape) in a table, and the
+  # aggregate that computes each projection's state from scratch, timed with \timing (best of 3).
+  log "PostgreSQL projection baseline: loading $PROJ_EVENTS events"
+  "${PSQL[@]}" -c "create unlogged table proj_events (position bigint primary key, stream text not null, type text not null, data jsonb not null)" \
+    -c "insert into proj_events select g, 'user-' || ((g / 100) % $PROJ_STREAMS), (array['order.placed','order.paid','order.shipped','ai.proposal.made','human.decision.made','feedback.given','skill.executed','question.asked','path.chosen','user.signed_up','user.renamed','cart.item_added','cart.item_removed','invoice.issued','invoice.paid','model.deployed','prompt.changed','tool.called','tool.failed','session.ended'])[1 + (hashint8(g) & 2147483647) % 20], jsonb_build_object('user_id', 'u' || ((g / 100) % $PROJ_STREAMS), 'amount', (hashint8(g + 1) & 2147483647) % 1000, 'model', 'm-' || (g % 4)) from generate_series(0, $PROJ_EVENTS - 1) g" \
+    -c "create index on proj_events (stream, position)" -c "vacuum analyze proj_events" >/dev/null
+  pg_time() {  # pg_time SQL: best of 3, seconds
+    "${PSQL[@]}" -At -c '\timing on' -c "$1" -c "$1" -c "$1" | awk '/^Time: / {print $2 / 1000}' | sort -g | head -1
+  }
+  for spec in "count-by-type|select type, count(*) from proj_events group by type" \
+              "per-stream|select stream, count(*), max(position) from proj_events group by stream"; do
+    name=${spec%%|*}; sql=${spec#*|}
+    t=$(pg_time "$sql")
+    emit "$(awk -v n="$name" -v t="$t" -v e="$PROJ_EVENTS" -v q="$sql" -v ver="$pg_version" -v m="$MACHINE" \
+      -v d="$(date -u +%Y-%m-%dT%H:%M:%SZ)" 'BEGIN {
+      printf "{\"system\":\"postgresql\",\"workload\":\"projection-rebuild\",\"reducer\":\"sql-%s\",\"events\":%d,", n, e
+      printf "\"seconds\":%.4f,\"events_per_s\":%.0f,\"query\":\"%s\",\"stat\":\"best of 3\",", t, e / t, q
+      printf "\"server_version\":\"%s\",\"note\":\"unlogged table, shared_buffers warm\",\"machine\":%s,\"date\":\"%s\"}", ver, m, d }')"
+  done
+  # As-of in SQL: one stream's aggregate up to a position, by index (30 random queries).
+  "${PSQL[@]}" -c "create unlogged table proj_events_1m as select * from proj_events where position < 1000000" \
+    -c "create index on proj_events_1m (stream, position)" -c "vacuum analyze proj_events_1m" >/dev/null
+  asof_file="$RUN_TMP/as-of.sql"
+  {
+    echo '\timing on'
+    for _ in $(seq 1 30); do
+      echo "select count(*), max(position), sum((data->>'amount')::int) from proj_events_1m where stream = 'user-$((RANDOM % PROJ_STREAMS))' and position <= $((RANDOM * 30 % 1000000));"
+    done
+  } >"$asof_file"
+  times=$("${PSQL[@]}" -At -f "$asof_file" | awk '/^Time: / {print $2}' | sort -g)
+  p50=$(printf '%s\n' "$times" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+  p99=$(printf '%s\n' "$times" | tail -1)
+  emit "{\"system\":\"postgresql\",\"workload\":\"projection-as-of\",\"reducer\":\"sql: count, max, sum(amount) where stream = ? and position <= ?\",\"events\":1000000,\"queries\":30,\"p50_ms\":$p50,\"p99_ms\":$p99,\"note\":\"btree index on (stream, position)\",\"server_version\":\"$pg_version\",\"machine\":$MACHINE,\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+  "${PSQL[@]}" -c "drop table proj_events" -c "drop table proj_events_1m" >/dev/null
   meta after-postgresql
 fi
 
@@ -356,6 +404,16 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
   echo "| open without index/ (full reindex), $(jget events "$c") events | — | $(jget seconds "$c") s ($(cell_rate "$c")) | — | — | — | |"
   c=$(pick cairn subscribe)
   echo "| subscribe end-to-end, $(jget events_per_s "$c") appends/s | $(jget durability "$c") | — | $(cell_lat "$c") | — | — | |"
+  for spec in "lua-count-by-type|Lua counter by type|count-by-type|2000000" "lua-per-stream|Lua per-stream state|per-stream|1000000" \
+              "cpp-count-by-type|C++ counter by type|count-by-type|10000000"; do
+    IFS='|' read -r red label sqlname goal <<<"$spec"
+    c=$(pick cairn projection-rebuild reducer="$red")
+    pg=$(pick postgresql projection-rebuild reducer="sql-$sqlname")
+    echo "| projection rebuild: $label, $(jget events "$c") events | — | $(cell_rate "$c") | — | $(cell_rate "$pg") (GROUP BY, best of 3) | — | ≥ $(fmt_rate "$goal") ev/s: $(verdict "$(jget events_per_s "$c")" '>=' "$goal") |"
+  done
+  c=$(pick cairn projection-as-of)
+  pg=$(pick postgresql projection-as-of)
+  [ -n "$c" ] && echo "| projection as-of, one partition, 1M events, snapshots every 100k (p50 / p99 of 30) | — | — | $(jget p50_ms "$c") ms / $(jget p99_ms "$c") ms | — | $(jget p50_ms "$pg") ms / $(jget p99_ms "$pg") ms (indexed SQL) | < 100 ms: $(verdict "$(jget p99_ms "$c")" '<=' 100) |"
   c=$(pick cairn fsync-probe)
   echo "| fdatasync probe (pwrite $(jget payload_bytes "$c") B + fdatasync) | fsync | $(cell_rate "$c") | $(cell_lat "$c") | — | — | |"
   echo
