@@ -47,6 +47,13 @@ if [ -n "$KEY" ]; then
        "metadata":{"correlation_id":"'"$run"'","actor":{"kind":"human","id":"agent-3"}}},
       {"type":"feedback.given","data":{"target":"p-1","name":"helpful","value":true,"source_kind":"reviewer"}}]}')"
   echo "demo workload: appended 4 events to $conv (HTTP $codes)"
+  # A projection over the demo streams: proposals made and what humans did with them (idempotent: the same
+  # definition posted again changes nothing).
+  pcode=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$URL/v1/projections" -H "Authorization: Bearer $KEY" \
+    -H 'Content-Type: application/json' -d '{"name":"demo-decisions","source":{"stream_prefix":"demo-"},
+      "description":"AI proposals and the outcomes of the human decisions on them",
+      "lua":"return function(s, e)\n  if e.type == \"ai.proposal.made\" then\n    s.proposals = (s.proposals or 0) + 1\n  elseif e.type == \"human.decision.recorded\" then\n    s.outcomes = s.outcomes or {}\n    local o = e.data.outcome or \"unknown\"\n    s.outcomes[o] = (s.outcomes[o] or 0) + 1\n  end\nend\n"}')
+  echo "demo projection: demo-decisions (HTTP $pcode)"
 fi
 
 cat <<TXT
@@ -58,6 +65,8 @@ Cairn is running.
 Try:
   curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/events?direction=backward&limit=5"
   curl -N -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/subscribe?stream_prefix=demo-"
-API reference: docs/http-api.md. Stop with Ctrl-C.
+  curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/projections/demo-decisions/state"
+  curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/projections/%24streams/state?key=$conv"
+API reference: docs/http-api.md, projections: docs/projections.md. Stop with Ctrl-C.
 TXT
 wait $PID
