@@ -507,7 +507,16 @@ local env = ...
 local function readonly(t, what)
   return setmetatable({}, {__index = t, __newindex = function(_, k) error(what .. " is read-only (cannot set '" .. tostring(k) .. "'): keep state in the state argument", 2) end, __metatable = false})
 end
-for _, lib in ipairs({"string", "table", "math", "bit", "json"}) do env[lib] = readonly(env[lib], lib) end
+local protected = {[env] = "globals"}
+for _, lib in ipairs({"string", "table", "math", "bit", "json"}) do
+  env[lib] = readonly(env[lib], lib)
+  protected[env[lib]] = lib
+end
+local rawset = rawset
+env.rawset = function(t, k, v)
+  if protected[t] then error("rawset: " .. protected[t] .. " cannot be changed (read-only): keep state in the state argument", 2) end
+  return rawset(t, k, v)
+end
 local forbidden = {io = "files", os = "the clock and the system", debug = "the debugger", require = "modules",
   package = "modules", load = "loading code", loadstring = "loading code", loadfile = "files", dofile = "files",
   module = "modules", collectgarbage = "the garbage collector", coroutine = "coroutines", print = "output",

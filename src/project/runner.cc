@@ -11,6 +11,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 // Below this lag the runner follows with a subscription; above it, it scans (no copies, much faster).
 constexpr uint64_t kFollowLag = 2048;
+constexpr size_t kMaxSnapshots = 64;
+constexpr size_t kKeepNewestSnapshots = 8;
 // Problems the runner handles itself (a damaged state file, a failed checkpoint) are reported on stderr;
 // faults are reported through status() and $projections.
 template <typename... Args>
@@ -212,7 +214,7 @@ void Runner::catch_up(uint64_t head) {
     return;
   }
   position_ = stopped ? next : head;
-  if (position_ >= next_snapshot_) {
+  if (snapshot_due()) {
     Status st = checkpoint_locked(lock, true);
     if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
   }
@@ -251,7 +253,7 @@ void Runner::follow() {
     }
   }
   position_ = sub_->cursor();
-  if (position_ >= next_snapshot_) {
+  if (snapshot_due()) {
     Status st = checkpoint_locked(lock, true);
     if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
   }
@@ -259,6 +261,7 @@ void Runner::follow() {
 }
 
 Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot) {
+  const auto started = Clock::now();
   const uint64_t pos = position_;
   auto dump = dump_state(*engine_);
   if (!dump.ok()) {
@@ -274,18 +277,37 @@ Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapsh
   if (!st.ok()) return st;
   checkpoint_position_ = pos;
   applied_since_checkpoint_ = 0;
-  last_checkpoint_ = Clock::now();
+  const auto now = Clock::now();
+  last_checkpoint_cost_ = now - started;
+  last_checkpoint_ = now;
   if (snapshot && spec_.snapshot_every) next_snapshot_ = (pos / spec_.snapshot_every + 1) * spec_.snapshot_every;
-  // Older checkpoints are superseded; snapshots stay for as-of queries.
-  for (const auto& f : list_state_files(spec_.dir))
+  // Older checkpoints are superseded; snapshots stay for as-of queries, thinned out as they accumulate:
+  // past kMaxSnapshots, every other one of the older ones goes, so old history keeps coarser snapshots.
+  auto files = list_state_files(spec_.dir);  // newest first
+  size_t snapshots = 0;
+  for (const auto& f : files) {
     if (!f.snapshot && f.position < pos) (void)fs_->remove(f.path);
+    snapshots += f.snapshot ? 1 : 0;
+  }
+  if (snapshots > kMaxSnapshots) {
+    size_t seen = 0;
+    for (const auto& f : files)
+      if (f.snapshot && ++seen > kKeepNewestSnapshots && seen % 2 == 0) (void)fs_->remove(f.path);
+  }
   return {};
+}
+
+// A snapshot is due at each snapshot_every boundary, but never sooner than ten times what the previous
+// state file took to write, so that dumping a large state costs the runner at most about a tenth of its time.
+bool Runner::snapshot_due() const {
+  return position_ >= next_snapshot_ && Clock::now() - last_checkpoint_ >= 10 * last_checkpoint_cost_;
 }
 
 void Runner::maybe_checkpoint() {
   if (position_ == checkpoint_position_) return;
   const auto since = Clock::now() - last_checkpoint_;
   if (since < spec_.checkpoint_interval && applied_since_checkpoint_ < spec_.checkpoint_events) return;
+  if (since < 10 * last_checkpoint_cost_) return;  // same budget as snapshot_due()
   std::unique_lock lock(state_mu_);
   if (faulted_) return;
   Status st = checkpoint_locked(lock, false);

@@ -98,6 +98,7 @@ class Runner {
   void on_fault(const EventView& v, const Status& st);
   Status checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot);
   void maybe_checkpoint();
+  bool snapshot_due() const;
   void update_rate();
 
   Store& store_;
@@ -116,6 +117,7 @@ class Runner {
   std::optional<ProjectionFault> fault_;
   uint64_t applied_since_checkpoint_ = 0;
   std::chrono::steady_clock::time_point last_checkpoint_;
+  std::chrono::steady_clock::duration last_checkpoint_cost_{};  // how long the last state file took
   uint64_t next_snapshot_ = 0;
 
   std::atomic<double> rate_{0};
