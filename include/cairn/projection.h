@@ -58,7 +58,7 @@ struct ProjectionDefinition {
   Partitioning partition;
   std::string lua;        // the reducer's source (Lua projections)
   ProjectionLimits limits;
-  uint64_t snapshot_every = 100'000;  // events between kept snapshots that speed up as-of queries (0: none)
+  uint64_t snapshot_every = 100'000;  // log positions between snapshots kept for as-of queries (0: none)
   std::string description;
   // Registration only, not part of the definition: start a new version from the active version's state
   // and position instead of from position 0 (for a fixed reducer whose state shape did not change).
@@ -81,6 +81,9 @@ class ReducerEngine {
   virtual size_t partitions() const = 0;
   // Sets one partition from canonical JSON written by state_json (checkpoint and snapshot restore).
   virtual Status restore(std::string_view key, std::string_view json) = 0;
+  // Checks that nothing outside the partition states changed (Lua: tables made when the code loaded).
+  // Called after every batch; an error is a fault, which the runtime traces to the first event that caused it.
+  virtual Status check_purity() { return {}; }
 };
 using EngineFactory = std::function<Result<std::unique_ptr<ReducerEngine>>()>;
 
@@ -179,6 +182,8 @@ struct ProjectionStatus {
   uint64_t checkpoint_position = 0;  // the last durable checkpoint
   std::optional<ProjectionFault> fault;
   std::optional<RebuildProgress> rebuild;  // while a rebuild of this version runs in the background
+  std::optional<ProjectionFault> rebuild_fault;  // the last background rebuild stopped on this reducer error
+  std::string detail;  // why a stopped version is not running
   int64_t registered_ns = 0;
 };
 
@@ -200,7 +205,8 @@ struct PartitionPage {
   std::optional<std::string> next;
 };
 
-// The canonical digest of a state: SHA-256 over the canonical JSON of every partition in key order.
+// The canonical digest of a state: SHA-256 over the lines [key,state]\n of every partition in key order
+// (key a JSON string, state canonical JSON), the same lines a state file holds.
 struct ProjectionDigest {
   std::string name;
   uint32_t version = 0;
@@ -268,7 +274,9 @@ class Projections {
   // Replays from position 0 to the live state's position into a fresh state and compares the digests.
   virtual Result<ProjectionVerifyReport> verify(std::string_view name, uint32_t version, size_t max_differences = 10) = 0;
   // Rebuilds from position 0 in the background; the current state keeps serving until the rebuild has
-  // caught up, then the rebuilt one replaces it atomically. Also clears a fault.
+  // caught up, then the rebuilt one replaces it atomically. A reducer error stops the rebuild
+  // (ProjectionStatus::rebuild_fault) and leaves the current state serving; since reducers are pure, a
+  // faulted version is fixed by registering a new version, not by rebuilding it.
   virtual Result<ProjectionStatus> rebuild(std::string_view name, uint32_t version) = 0;
   // Makes an existing version the active one now (e.g. to go back to an older version).
   virtual Result<ProjectionStatus> activate(std::string_view name, uint32_t version) = 0;

@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
       {"create", "register a new projection (version 1, or --version) from a Lua file"},
       {"deploy", "register the next version of a projection; it builds beside the active one, then takes over"},
       {"show", "status and definition of a projection (the active version, or --version)"},
-      {"state", "the state (or --key one partition), with the position it reflects; --as-of for the past"},
+      {"state", "the state (or --partition one partition), with the position it reflects; --as-of for the past"},
       {"partitions", "list partition keys, in order, paged"},
       {"digest", "the canonical SHA-256 digest of the state and its position"},
       {"verify", "replay from scratch to the live position and compare digests (exit 1 if they differ)"},
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
       c->add_option("--type-prefix", pa.type_prefix, "only event types starting with this");
       c->add_option("--stream-prefix", pa.stream_prefix, "only streams starting with this");
       c->add_option("--category", pa.category, "only streams of this category");
-      c->add_option("--snapshot-every", pa.snapshot_every, "events between snapshots kept for as-of queries (0: none)");
+      c->add_option("--snapshot-every", pa.snapshot_every, "log positions between snapshots kept for as-of queries (0: none)");
       c->add_option("--max-instructions", pa.max_instructions, "Lua instructions one event may take");
       c->add_option("--max-memory", pa.max_memory, "bytes of Lua heap for the whole state");
       c->add_option("--description", pa.description, "what the projection is for");
@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
       c->add_option("--limit", pa.limit, "at most this many keys");
     }
     if (an == "rebuild") c->add_flag("--wait", pa.wait, "wait until done, with a progress bar on a terminal");
+    if (an == "verify") c->add_option("--max-differences", pa.max_differences, "list at most this many differing partitions");
     if (an == "list" || an == "create" || an == "deploy" || an == "show" || an == "verify") c->add_flag("--json", pa.json, "print JSON");
   }
 

@@ -96,7 +96,9 @@ class LocalBackend final : public Backend {
     bool drew = false;
     for (;;) {
       auto s = projections_->status(name, version);
-      if (!s.ok() || s->phase == ProjectionPhase::kFaulted || s->position >= store_->head_position()) break;
+      if (!s.ok() || s->phase == ProjectionPhase::kFaulted || s->phase == ProjectionPhase::kStopped ||
+          s->position >= store_->head_position())
+        break;
       if (tty && std::chrono::steady_clock::now() - start > std::chrono::milliseconds(300)) {
         draw_progress("catching up", s->position, s->head, s->events_per_second,
                       s->events_per_second > 0 ? static_cast<double>(s->lag) / s->events_per_second : 0);
@@ -254,7 +256,9 @@ int cmd_projection(const StoreFlags& flags, const RemoteFlags& remote, const Pro
   }
   if (a.action == "verify") {
     backend->settle(a.name, a.version.value_or(0));
-    auto rep = call("POST", one + "/verify" + query_string(vq));
+    auto q = vq;
+    if (a.max_differences) q.emplace_back("max_differences", std::to_string(*a.max_differences));
+    auto rep = call("POST", one + "/verify" + query_string(q));
     if (!rep.ok()) return fail_status(rep.status());
     if (rep->status >= 300) return fail_reply(*rep);
     const ojson r = ojson::parse(rep->body, nullptr, false);
@@ -293,12 +297,16 @@ int cmd_projection(const StoreFlags& flags, const RemoteFlags& remote, const Pro
       if (!st.ok()) return fail_status(st.status());
       if (st->status >= 300) return fail_reply(*st);
       const ojson j = ojson::parse(st->body, nullptr, false);
-      if (!j.value("running", false)) break;
-      const auto& p = j["rebuild"];
-      if (p.value("eta_seconds", 0.0) < 0) {
-        std::fprintf(stderr, "%serror: the rebuild faulted; see cairn projection show %s\n", tty ? "\n" : "", a.name.c_str());
-        return 1;
+      if (!j.value("running", false)) {
+        if (j.contains("fault") && !j["fault"].is_null()) {
+          std::fprintf(stderr, "%serror: faulted: the rebuild stopped at position %llu: %s\n", tty ? "\n" : "",
+                       static_cast<unsigned long long>(j["fault"].value("position", 0ull)),
+                       j["fault"].value("message", "").c_str());
+          return 1;
+        }
+        break;
       }
+      const auto& p = j["rebuild"];
       const uint64_t pos = p.value("position", 0ull), target = p.value("target", 0ull);
       if (tty) {
         draw_progress("rebuilding", pos, target, p.value("events_per_second", 0.0), p.value("eta_seconds", 0.0));

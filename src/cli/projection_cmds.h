@@ -40,6 +40,7 @@ struct ProjectionArgs {
   std::string after;
   std::optional<uint64_t> limit;
   bool wait = false;  // rebuild: until it has finished
+  std::optional<uint64_t> max_differences;  // verify
   bool json = false;
 };
 

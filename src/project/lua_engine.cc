@@ -15,7 +15,6 @@ namespace cairn::project {
 namespace {
 
 constexpr int kHookEvery = 1000;  // instructions between two checks of the budget
-char kPayloadKey;                 // address used as the hidden key of an event's payload
 
 // The bytes of an event that Lua reads lazily, copied into one userdata so the event stays valid after the
 // callback that produced it (a reducer may keep the event table in its state).
@@ -24,6 +23,7 @@ struct Payload {
   int64_t recorded_ns;
   Uuid id;
   ContentType content_type;
+  bool payload_removed;
   uint32_t metadata_size;
   uint32_t data_size;
   char* metadata() { return reinterpret_cast<char*>(this + 1); }
@@ -50,15 +50,16 @@ class LuaEngine final : public ReducerEngine {
   }
   size_t partitions() const override { return slots_.size(); }
   Status restore(std::string_view key, std::string_view json) override;
+  Status check_purity() override;
 
  private:
+  Result<std::string> fingerprint();
   static void* alloc(void* ud, void* ptr, size_t osize, size_t nsize);
   static void count_hook(lua_State* L, lua_Debug* ar);
   static int sandbox_pcall(lua_State* L);
   static int event_index(lua_State* L);
   static int json_encode(lua_State* L);
   static int json_decode(lua_State* L);
-  static int safe_getmetatable(lua_State* L);
   static LuaEngine* self(lua_State* L) {
     void* ud = nullptr;
     lua_getallocf(L, &ud);
@@ -91,6 +92,10 @@ class LuaEngine final : public ReducerEngine {
   int states_ref_ = LUA_NOREF;
   int event_mt_ref_ = LUA_NOREF;
   int env_ref_ = LUA_NOREF;
+  int protected_ref_ = LUA_NOREF;
+  int base_ref_ = LUA_NOREF;
+  int fingerprint_ref_ = LUA_NOREF;
+  std::string fingerprint_;  // of the tables the code made at load time
   int next_slot_ = 1;
   std::map<std::string, int, std::less<>> slots_;
   simdjson::dom::parser parser_;
@@ -117,8 +122,10 @@ void LuaEngine::count_hook(lua_State* L, lua_Debug*) {
   LuaEngine* e = self(L);
   if (++e->ticks_ * kHookEvery > e->limits_.instructions_per_event) {
     e->instructions_exceeded_ = true;
-    luaL_error(L, "the reducer ran more than %d instructions on one event (the limit)",
-               static_cast<int>(std::min<uint64_t>(e->limits_.instructions_per_event, INT32_MAX)));
+    const std::string m = fmt::format("the reducer ran more than {} instructions on one event (the limit)",
+                                      e->limits_.instructions_per_event);
+    lua_pushlstring(L, m.data(), m.size());
+    lua_error(L);
   }
 }
 
@@ -130,15 +137,6 @@ int LuaEngine::sandbox_pcall(lua_State* L) {
   lua_pushboolean(L, status == 0);
   lua_insert(L, 1);
   return lua_gettop(L);
-}
-
-int LuaEngine::safe_getmetatable(lua_State* L) {
-  if (lua_type(L, 1) != LUA_TTABLE) {  // the string metatable would be shared, mutable state
-    lua_pushnil(L);
-    return 1;
-  }
-  if (!lua_getmetatable(L, 1)) lua_pushnil(L);
-  return 1;
 }
 
 int LuaEngine::json_encode(lua_State* L) {
@@ -163,11 +161,15 @@ int LuaEngine::event_index(lua_State* L) {
   size_t kn = 0;
   const char* k = lua_tolstring(L, 2, &kn);
   const std::string_view key(k, kn);
-  lua_pushlightuserdata(L, &kPayloadKey);
+  lua_pushlightuserdata(L, &kEventPayloadKey);
   lua_rawget(L, 1);
   auto* p = static_cast<Payload*>(lua_touserdata(L, -1));
   if (!p) return 0;
-  if (key == "data") {
+  if (p->payload_removed && (key == "data" || key == "metadata" || key == "data_text")) {
+    lua_pushnil(L);  // erased by a privacy purge: nothing to decode (payload_removed says so)
+  } else if (key == "payload_removed") {
+    lua_pushboolean(L, p->payload_removed);
+  } else if (key == "data") {
     if (p->content_type == ContentType::kJson) {
       Status st = push_json_text(L, self(L)->parser_, std::string_view(p->data(), p->data_size), "event.data");
       if (!st.ok()) return luaL_error(L, "%s", st.message().c_str());
@@ -231,9 +233,9 @@ Status LuaEngine::call(int nargs, int nresults, std::string_view doing) {
 }
 
 constexpr const char* kDeterministic = R"lua(
-local env = ...
-local type, tostring, error, select, rawget, sort = type, tostring, error, select, rawget, table.sort
-local getmetatable, setmetatable, format = getmetatable, setmetatable, string.format
+local env, event_mt, payload_key, lazy_fields = ...
+local type, tostring, error, select, rawget, sort, getmetatable = type, tostring, error, select, rawget, table.sort, getmetatable
+local format = string.format
 local rank = {boolean = 1, number = 2, string = 3}
 local function before(a, b)
   local ta, tb = type(a), type(b)
@@ -245,8 +247,13 @@ local function before(a, b)
   return a < b
 end
 local function sorted_keys(t)
+  if getmetatable(t) == event_mt then  -- an event: make its lazy fields so that every field is listed
+    for _, f in ipairs(lazy_fields) do local _ = t[f] end
+  end
   local keys, n = {}, 0
-  for k in next, t do n = n + 1; keys[n] = k end
+  for k in next, t do
+    if k ~= payload_key then n = n + 1; keys[n] = k end
+  end
   sort(keys, before)
   return keys, n
 end
@@ -263,26 +270,28 @@ env.pairs = function(t)
 end
 env.next = function(t, k)
   if type(t) ~= "table" then error("bad argument #1 to 'next' (table expected, got " .. type(t) .. ")", 2) end
+  if getmetatable(t) == event_mt then
+    for _, f in ipairs(lazy_fields) do local _ = t[f] end
+  end
   local best
   for key in next, t do
-    if (k == nil or before(k, key)) and (best == nil or before(key, best)) then best = key end
+    if key ~= payload_key and (k == nil or before(k, key)) and (best == nil or before(key, best)) then best = key end
   end
   if best == nil then return nil end
   return best, rawget(t, best)
 end
 local function safe_tostring(v)
   local tv = type(v)
-  if tv == "table" then
-    local mt = getmetatable(v)
-    if mt and mt.__tostring then return tostring(v) end
-    return "table"
-  elseif tv == "function" or tv == "userdata" or tv == "thread" then
+  if tv == "table" or tv == "function" or tv == "userdata" or tv == "thread" then
     return tv  -- an address would differ from run to run
   end
   return tostring(v)
 end
 env.tostring = safe_tostring
 local function safe_format(fmt, ...)
+  if type(fmt) == "string" and fmt:gsub("%%%%", ""):find("%%[-+ #0]*%d*%.?%d*p") then
+    error("string.format: %p prints an address, which differs from run to run", 2)
+  end
   for i = 1, select("#", ...) do
     local tv = type((select(i, ...)))
     if tv == "table" or tv == "function" or tv == "userdata" or tv == "thread" then
@@ -293,11 +302,79 @@ local function safe_format(fmt, ...)
 end
 env.string.format = safe_format
 string.format = safe_format  -- also reached by ("..."):format()
-env.setmetatable = function(t, mt)
-  if type(mt) == "table" and rawget(mt, "__mode") ~= nil then
-    error("setmetatable: weak tables (__mode) are not allowed: what they keep depends on the garbage collector", 2)
+)lua";
+
+// Library tables are read-only proxies; rawset refuses them and the globals. Returns the set of protected
+// tables (filled further once the code has loaded).
+constexpr const char* kLibraries = R"lua(
+local env = ...
+local protected = {}
+local function readonly(t, what)
+  return setmetatable({}, {__index = t, __newindex = function(_, k) error(what .. " is read-only (cannot set '" .. tostring(k) .. "'): keep state in the state argument", 2) end, __metatable = false})
+end
+for _, lib in ipairs({"string", "table", "math", "bit", "json"}) do
+  env[lib] = readonly(env[lib], lib)
+  protected[env[lib]] = lib
+end
+local rawset = rawset
+env.rawset = function(t, k, v)
+  if protected[t] then error("rawset: " .. protected[t] .. " cannot be changed (read-only): keep state in the state argument", 2) end
+  return rawset(t, k, v)
+end
+return protected
+)lua";
+
+// Tables the code made at load time (reachable from its globals and from the upvalues of its functions) are
+// shared by every event: if a reducer changed one, state would live outside the state argument. They cannot
+// be frozen in place (LuaJIT's # and ipairs ignore metatables), so their contents are fingerprinted once and
+// checked after every batch. Returns the fingerprint function.
+constexpr const char* kConstants = R"lua(
+local env, protected, base, reduce, init = ...
+local getupvalue, type, next, sort, concat, format = debug.getupvalue, type, next, table.sort, table.concat, string.format
+local trusted = {}
+for _, v in next, base do trusted[v] = true end
+local roots, index = {}, {}
+local function visit(v)
+  local tv = type(v)
+  if tv == "table" then
+    if index[v] or protected[v] or trusted[v] then return end
+    roots[#roots + 1] = v
+    index[v] = #roots
+    for k, x in next, v do visit(k) visit(x) end
+  elseif tv == "function" then
+    if index[v] or trusted[v] then return end
+    index[v] = 0
+    local i = 1
+    while true do
+      local name, x = getupvalue(v, i)
+      if name == nil then break end
+      visit(x)
+      i = i + 1
+    end
   end
-  return setmetatable(t, mt)
+end
+visit(reduce)
+if init then visit(init) end
+for k, v in next, env do
+  if base[k] ~= v then visit(v) end
+end
+local function atom(v)
+  local tv = type(v)
+  if tv == "table" then return "t" .. (index[v] or "?") end
+  if tv == "string" then return "s" .. #v .. ":" .. v end
+  if tv == "number" then return "n" .. format("%.17g", v) end
+  if tv == "boolean" then return v and "T" or "F" end
+  return tv
+end
+return function()
+  local parts = {}
+  for i = 1, #roots do
+    local items = {}
+    for k, v in next, roots[i] do items[#items + 1] = atom(k) .. "=" .. atom(v) end
+    sort(items)
+    parts[i] = concat(items, ",")
+  end
+  return concat(parts, ";"), #roots
 end
 )lua";
 
@@ -307,15 +384,13 @@ Status LuaEngine::build_sandbox() {
   lua_newtable(L);
   const int env = lua_gettop(L);
   static constexpr const char* kBase[] = {"assert", "error",  "ipairs",   "next",     "pairs",  "rawequal", "rawget",
-                                          "rawset", "select", "tonumber", "tostring", "type",   "unpack",   "setmetatable"};
+                                          "rawset", "select", "tonumber", "tostring", "type",   "unpack"};
   for (const char* f : kBase) {
     lua_getglobal(L, f);
     lua_setfield(L, env, f);
   }
   lua_pushcfunction(L, &LuaEngine::sandbox_pcall);
   lua_setfield(L, env, "pcall");
-  lua_pushcfunction(L, &LuaEngine::safe_getmetatable);
-  lua_setfield(L, env, "getmetatable");
   lua_pushstring(L, "_VERSION");
   lua_pushstring(L, "Lua 5.1 (LuaJIT, Cairn projection sandbox)");
   lua_rawset(L, env);
@@ -360,18 +435,42 @@ Status LuaEngine::build_sandbox() {
   lua_setfield(L, env, "json");
   lua_pushvalue(L, env);
   lua_setfield(L, env, "_G");
-  // Deterministic replacements: iteration in key order (hash order changes with a table's history, so a
-  // restored checkpoint would iterate differently), no addresses in text, no weak tables.
-  if (luaL_loadstring(L, kDeterministic) != 0) return Status::invalid_argument(lua_tostring(L, -1));
-  lua_pushvalue(L, env);
-  if (lua_pcall(L, 1, 0, 0) != 0) return Status::invalid_argument(lua_tostring(L, -1));
-  env_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
-
   // The metatable of events.
   lua_newtable(L);
   lua_pushcfunction(L, &LuaEngine::event_index);
   lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, kEventMetatableKey);
   event_mt_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  // Deterministic replacements: iteration in key order (hash order changes with a table's history, so a
+  // restored checkpoint would iterate differently), no addresses in text.
+  if (luaL_loadstring(L, kDeterministic) != 0) return Status::invalid_argument(lua_tostring(L, -1));
+  lua_pushvalue(L, env);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, event_mt_ref_);
+  lua_pushlightuserdata(L, &kEventPayloadKey);
+  lua_createtable(L, static_cast<int>(std::size(kEventLazyFields)), 0);
+  for (size_t i = 0; i < std::size(kEventLazyFields); ++i) {
+    lua_pushstring(L, kEventLazyFields[i]);
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  if (lua_pcall(L, 4, 0, 0) != 0) return Status::invalid_argument(lua_tostring(L, -1));
+  if (luaL_loadstring(L, kLibraries) != 0) return Status::invalid_argument(lua_tostring(L, -1));
+  lua_pushvalue(L, env);
+  if (lua_pcall(L, 1, 1, 0) != 0) return Status::invalid_argument(lua_tostring(L, -1));
+  protected_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  // What the environment holds before the code runs: trusted, and never fingerprinted.
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, env) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  base_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  env_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+
   lua_newtable(L);
   states_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
   return {};
@@ -501,27 +600,16 @@ Status LuaEngine::init(const std::string& code) {
     return Status::invalid_argument(
         "lua: no reducer: return a function(state, event), a table with reduce, or define a global reduce");
 
-  // Globals and libraries are read-only from now on: nothing can carry state from one event to the next.
+  // Globals are read-only from now on: nothing can carry state from one event to the next.
   constexpr const char* kFreeze = R"lua(
-local env = ...
-local function readonly(t, what)
-  return setmetatable({}, {__index = t, __newindex = function(_, k) error(what .. " is read-only (cannot set '" .. tostring(k) .. "'): keep state in the state argument", 2) end, __metatable = false})
-end
-local protected = {[env] = "globals"}
-for _, lib in ipairs({"string", "table", "math", "bit", "json"}) do
-  env[lib] = readonly(env[lib], lib)
-  protected[env[lib]] = lib
-end
-local rawset = rawset
-env.rawset = function(t, k, v)
-  if protected[t] then error("rawset: " .. protected[t] .. " cannot be changed (read-only): keep state in the state argument", 2) end
-  return rawset(t, k, v)
-end
+local env, protected = ...
+protected[env] = "globals"
 local forbidden = {io = "files", os = "the clock and the system", debug = "the debugger", require = "modules",
   package = "modules", load = "loading code", loadstring = "loading code", loadfile = "files", dofile = "files",
   module = "modules", collectgarbage = "the garbage collector", coroutine = "coroutines", print = "output",
   ffi = "foreign code", jit = "the compiler", setfenv = "environments", getfenv = "environments",
-  newproxy = "userdata", gcinfo = "the garbage collector"}
+  newproxy = "userdata", gcinfo = "the garbage collector", setmetatable = "metatables",
+  getmetatable = "metatables"}
 setmetatable(env, {
   __newindex = function(_, k) error("globals are read-only (cannot set '" .. tostring(k) .. "'): keep state in the state argument", 2) end,
   __index = function(_, k)
@@ -535,8 +623,19 @@ setmetatable(env, {
   limits_armed_ = false;
   if (luaL_loadstring(L_, kFreeze) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
   lua_rawgeti(L_, LUA_REGISTRYINDEX, env_ref_);
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, protected_ref_);
   lua_sethook(L_, nullptr, 0, 0);
-  if (lua_pcall(L_, 1, 0, 0) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
+  if (lua_pcall(L_, 2, 0, 0) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
+  if (luaL_loadstring(L_, kConstants) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
+  for (int ref : {env_ref_, protected_ref_, base_ref_, reduce_ref_, init_ref_}) {
+    if (ref == LUA_NOREF) lua_pushnil(L_);
+    else lua_rawgeti(L_, LUA_REGISTRYINDEX, ref);
+  }
+  if (lua_pcall(L_, 5, 1, 0) != 0) return Status::invalid_argument(lua_tostring(L_, -1));
+  fingerprint_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
+  auto fp = fingerprint();
+  if (!fp.ok()) return fp.status();
+  fingerprint_ = std::move(*fp);
   lua_sethook(L_, &LuaEngine::count_hook, LUA_MASKCOUNT, kHookEvery);
   limits_armed_ = true;
   // Remove the trusted libraries from the shared globals, so nothing reaches them through a metatable.
@@ -567,12 +666,13 @@ void LuaEngine::push_event(const EventView& e) {
   lua_setfield(L, -2, "position");
   lua_pushnumber(L, static_cast<double>(e.revision));
   lua_setfield(L, -2, "revision");
-  lua_pushlightuserdata(L, &kPayloadKey);
+  lua_pushlightuserdata(L, &kEventPayloadKey);
   auto* p = static_cast<Payload*>(lua_newuserdata(L, sizeof(Payload) + e.metadata.size() + e.data.size()));
   p->commit_position = e.commit_position;
   p->recorded_ns = e.recorded_ns;
   p->id = e.id;
   p->content_type = e.content_type;
+  p->payload_removed = e.payload_removed;
   p->metadata_size = static_cast<uint32_t>(e.metadata.size());
   p->data_size = static_cast<uint32_t>(e.data.size());
   if (!e.metadata.empty()) std::memcpy(p->metadata(), e.metadata.data(), e.metadata.size());
@@ -617,6 +717,37 @@ Status LuaEngine::apply(std::string_view key, const EventView& event) {
   return {};
 }
 
+Result<std::string> LuaEngine::fingerprint() {
+  const bool armed = limits_armed_;
+  limits_armed_ = false;  // the runtime's work, not the reducer's
+  lua_sethook(L_, nullptr, 0, 0);
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, fingerprint_ref_);
+  const int rc = lua_pcall(L_, 0, 1, 0);
+  std::string out;
+  if (rc == 0) {
+    size_t n = 0;
+    const char* p = lua_tolstring(L_, -1, &n);
+    out.assign(p ? p : "", p ? n : 0);
+  } else {
+    out = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "?";
+  }
+  lua_pop(L_, 1);
+  lua_sethook(L_, &LuaEngine::count_hook, LUA_MASKCOUNT, kHookEvery);
+  limits_armed_ = armed;
+  if (rc != 0) return Status::invalid_argument(fmt::format("fingerprinting the code's tables failed: {}", out));
+  return out;
+}
+
+Status LuaEngine::check_purity() {
+  auto fp = fingerprint();
+  if (!fp.ok()) return fp.status();
+  if (*fp != fingerprint_)
+    return Status::invalid_argument(
+        "a table made when the code loaded (a global or a variable declared outside the reducer) was changed; a "
+        "reducer must keep everything it remembers in the state it returns");
+  return {};
+}
+
 Result<std::optional<std::string>> LuaEngine::state_json(std::string_view key) {
   auto it = slots_.find(key);
   if (it == slots_.end()) return std::optional<std::string>();
@@ -643,7 +774,8 @@ Status LuaEngine::restore(std::string_view key, std::string_view json) {
   lua_rawgeti(L_, LUA_REGISTRYINDEX, states_ref_);
   const bool armed = limits_armed_;
   limits_armed_ = false;
-  Status st = push_json_text(L_, parser_, json, fmt::format("partition '{}'", key));
+  // A state that was nil is saved as null; it comes back as nil (json.null only stands for nested nulls).
+  Status st = json == "null" ? (lua_pushnil(L_), Status()) : push_json_text(L_, parser_, json, fmt::format("partition '{}'", key));
   limits_armed_ = armed;
   if (!st.ok()) {
     lua_settop(L_, 0);

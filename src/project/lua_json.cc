@@ -11,7 +11,30 @@
 #include "codec/event_json.h"
 
 namespace cairn::project {
+
+char kEventPayloadKey;
+
 namespace {
+
+int materialize_event(lua_State* L) {
+  for (const char* f : kEventLazyFields) {
+    lua_getfield(L, 1, f);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+bool is_event(lua_State* L, int t) {
+  if (!lua_getmetatable(L, t)) return false;
+  lua_getfield(L, LUA_REGISTRYINDEX, kEventMetatableKey);
+  const bool same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+bool is_payload_key(lua_State* L, int idx) {
+  return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == &kEventPayloadKey;
+}
 
 constexpr int kMaxDepth = 100;
 
@@ -56,11 +79,24 @@ Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int d
         return Status::invalid_argument(fmt::format("{}: nested deeper than {} levels (does the state contain a cycle?)", path, kMaxDepth));
       if (!lua_checkstack(L, 4)) return Status::limit_exceeded(fmt::format("{}: out of Lua stack", path));
       const int t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+      if (is_event(L, t)) {
+        lua_pushcfunction(L, materialize_event);
+        lua_pushvalue(L, t);
+        if (lua_pcall(L, 1, 0, 0) != 0) {
+          std::string m = lua_tostring(L, -1) ? lua_tostring(L, -1) : "?";
+          lua_pop(L, 1);
+          return Status::invalid_argument(fmt::format("{}: an event kept in the state cannot be read: {}", path, m));
+        }
+      }
       size_t count = 0;
       bool all_int = true, all_str = true;
       double max_int = 0;
       lua_pushnil(L);
       while (lua_next(L, t) != 0) {
+        if (is_payload_key(L, -2)) {
+          lua_pop(L, 1);
+          continue;
+        }
         ++count;
         if (lua_type(L, -2) == LUA_TNUMBER) {
           all_str = false;
@@ -104,6 +140,10 @@ Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int d
       keys.reserve(count);
       lua_pushnil(L);
       while (lua_next(L, t) != 0) {
+        if (is_payload_key(L, -2)) {
+          lua_pop(L, 1);
+          continue;
+        }
         size_t n = 0;
         const char* s = lua_tolstring(L, -2, &n);  // a string key: no conversion happens
         keys.emplace_back(s, n);

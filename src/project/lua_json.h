@@ -18,6 +18,15 @@
 
 namespace cairn::project {
 
+// Event tables handed to reducers make some fields on first use (see lua_engine.cc). Their metatable is
+// registered under kEventMetatableKey; their payload hides under the light userdata &kEventPayloadKey.
+// Serializing an event makes every lazy field first, so a kept event reads the same after a restore.
+inline constexpr const char* kEventMetatableKey = "cairn.event";
+inline constexpr const char* kEventLazyFields[] = {"id",       "time",      "time_ms",        "commit_position",
+                                                   "category", "content_type", "payload_removed", "data",
+                                                   "metadata", "data_text"};
+extern char kEventPayloadKey;
+
 // Appends the canonical JSON of the value at stack index idx to *out. path names the value in errors.
 Status lua_to_json(lua_State* L, int idx, std::string_view path, std::string* out);
 

@@ -32,6 +32,7 @@ int64_t now_ns() {
 
 // Whole-state answers of partitioned projections stop here; past it, ask by key or list partitions.
 constexpr size_t kMaxWholeStatePartitions = 10'000;
+constexpr size_t kMaxCodeBytes = 256 * 1024;
 
 // Fills out->found and out->json: one partition when a key is asked for or the projection has a single
 // unnamed state; otherwise every partition as one object {key: state} (built-ins like $types partition
@@ -106,6 +107,8 @@ class ProjectionsImpl final : public Projections {
     uint32_t generation = 1;
     bool pending = false;  // registered while another version serves: takes over once caught up
     bool fault_recorded = false;
+    std::string start_error;  // why the version is not running, if it could not start
+    std::optional<ProjectionFault> rebuild_fault;  // the last background rebuild stopped on this
     // A background rebuild: the next generation, built beside the current one.
     std::shared_ptr<Runner> rebuild;
     uint64_t rebuild_started_position = 0;
@@ -231,6 +234,9 @@ Status ProjectionsImpl::open() {
           if (it->second.active == version) it->second.active = 0;
           if (it->second.versions.empty()) entries_.erase(it);
         }
+      } else if (ev.type == project::kRebuiltType) {
+        auto it = entries_.find(name);
+        if (it != entries_.end() && it->second.versions.count(version)) it->second.versions[version].fault_recorded = false;
       } else if (ev.type == project::kFaultedType) {
         auto it = entries_.find(name);
         if (it != entries_.end() && it->second.versions.count(version)) it->second.versions[version].fault_recorded = true;
@@ -245,7 +251,8 @@ Status ProjectionsImpl::open() {
         const auto def = v.def;
         v.factory = [def]() { return project::make_lua_engine(def.name, def.lua, def.limits); };
       }
-      CAIRN_RETURN_IF_ERROR(start_version(v));
+      // One projection that cannot start (a damaged directory, say) must not keep the others down.
+      if (Status st = start_version(v); !st.ok()) v.start_error = st.message();
     }
   }
   if (opt_.builtins) {
@@ -284,7 +291,9 @@ Result<ProjectionsImpl::Version*> ProjectionsImpl::find(std::string_view name, u
 Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
   CAIRN_RETURN_IF_ERROR(project::validate_definition(def));
   if (def.lua.empty()) return Status::invalid_argument("lua: the reducer's code is required");
-  if (def.lua.size() > (1u << 20)) return Status::invalid_argument("lua: the code is over 1 MiB");
+  // The definition is one event in $projections: keep the code well inside one event's limit.
+  if (def.lua.size() > kMaxCodeBytes)
+    return Status::invalid_argument(fmt::format("lua: the code is {} bytes; the limit is {}", def.lua.size(), kMaxCodeBytes));
   // Compiling checks syntax, the sandbox rules and that there is a reducer.
   auto probe = project::make_lua_engine(def.name, def.lua, def.limits);
   if (!probe.ok()) return probe.status();
@@ -292,25 +301,28 @@ Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
 
   std::lock_guard g(mu_);
   if (closed_) return Status(ErrorCode::kClosed, "projections are closed");
-  Entry& e = entries_[def.name];
-  const bool first = e.versions.empty();
-  auto existing = e.versions.find(def.version);
+  // The entry is made only once the registration is recorded: a failed one leaves nothing behind.
+  static const Entry kNone;
+  auto eit = entries_.find(def.name);
+  const Entry& cur = eit == entries_.end() ? kNone : eit->second;
+  const bool first = cur.versions.empty();
+  auto existing = cur.versions.find(def.version);
   json def_json = project::definition_to_json(def, "lua");
-  if (existing != e.versions.end()) {
+  if (existing != cur.versions.end()) {
     if (project::definition_to_json(existing->second.def, existing->second.language) == def_json)
-      return status_of(def.name, e, existing->second);
+      return status_of(def.name, cur, existing->second);
     return Status::conflict(fmt::format("projection '{}' version {} exists with a different definition; register "
                                         "version {} instead",
-                                        def.name, def.version, e.versions.rbegin()->first + 1));
+                                        def.name, def.version, cur.versions.rbegin()->first + 1));
   }
-  if (!first && def.version < e.versions.rbegin()->first)
+  if (!first && def.version < cur.versions.rbegin()->first)
     return Status::conflict(fmt::format("projection '{}' already has version {}; a new version must be higher",
-                                        def.name, e.versions.rbegin()->first));
+                                        def.name, cur.versions.rbegin()->first));
   // Resume: start from the active version's state instead of position 0 (for a fixed reducer whose state
   // format did not change).
   std::optional<std::pair<uint64_t, project::StateDump>> resume_state;
-  if (def.resume && !first && e.active) {
-    auto& from = e.versions[e.active];
+  if (def.resume && !first && cur.active) {
+    const auto& from = cur.versions.at(cur.active);
     if (from.runner) {
       Status st = from.runner->with_state([&](ReducerEngine& eng, uint64_t pos) -> Status {
         auto dump = project::dump_state(eng);
@@ -324,6 +336,7 @@ Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
   json recorded = def_json;
   if (def.resume) recorded["resume"] = true;
   CAIRN_RETURN_IF_ERROR(record(project::kRegisteredType, recorded));
+  Entry& e = entries_[def.name];
   Version& v = e.versions[def.version];
   v.def = def;
   v.def.resume = false;
@@ -360,19 +373,22 @@ Result<ProjectionStatus> ProjectionsImpl::define_cpp(CppProjection cpp) {
   if (!cpp.engine) return Status::invalid_argument("engine: a factory is required");
   std::lock_guard g(mu_);
   if (closed_) return Status(ErrorCode::kClosed, "projections are closed");
-  Entry& e = entries_[def.name];
-  const bool first = e.versions.empty();
-  auto existing = e.versions.find(def.version);
-  const json def_json = project::definition_to_json(def, "c++");
-  if (existing != e.versions.end()) {
-    if (project::definition_to_json(existing->second.def, existing->second.language) != def_json)
-      return Status::conflict(fmt::format("projection '{}' version {} exists with a different definition", def.name, def.version));
-    if (existing->second.runner) return Status::conflict(fmt::format("projection '{}' version {} is already running", def.name, def.version));
-    existing->second.factory = cpp.engine;
-    CAIRN_RETURN_IF_ERROR(start_version(existing->second));
-    return status_of(def.name, e, existing->second);
+  auto eit = entries_.find(def.name);
+  if (eit != entries_.end()) {
+    auto existing = eit->second.versions.find(def.version);
+    if (existing != eit->second.versions.end()) {
+      if (project::definition_to_json(existing->second.def, existing->second.language) !=
+          project::definition_to_json(def, "c++"))
+        return Status::conflict(fmt::format("projection '{}' version {} exists with a different definition", def.name, def.version));
+      if (existing->second.runner) return Status::conflict(fmt::format("projection '{}' version {} is already running", def.name, def.version));
+      existing->second.factory = cpp.engine;
+      CAIRN_RETURN_IF_ERROR(start_version(existing->second));
+      return status_of(def.name, eit->second, existing->second);
+    }
   }
-  CAIRN_RETURN_IF_ERROR(record(project::kRegisteredType, def_json));
+  const bool first = eit == entries_.end() || eit->second.versions.empty();
+  CAIRN_RETURN_IF_ERROR(record(project::kRegisteredType, project::definition_to_json(def, "c++")));
+  Entry& e = entries_[def.name];
   Version& v = e.versions[def.version];
   v.def = def;
   v.language = "c++";
@@ -396,12 +412,12 @@ ProjectionStatus ProjectionsImpl::status_of(const std::string& name, const Entry
   s.definition = v.def;
   s.registered_ns = v.registered_ns;
   s.head = store_.head_position();
+  s.rebuild_fault = v.rebuild_fault;
   if (!v.runner) {
     s.phase = ProjectionPhase::kStopped;
-    if (!v.factory) {
-      s.fault = ProjectionFault{0, Uuid{}, "", "",
-                                "a C++ projection: waiting for the program to register its reducer (define_cpp)", 0};
-    }
+    s.detail = !v.start_error.empty() ? "could not start: " + v.start_error
+               : !v.factory           ? "a C++ projection: waiting for the program to register its reducer (define_cpp)"
+                                      : "not running";
     s.lag = s.head;
     return s;
   }
@@ -469,7 +485,21 @@ Result<ProjectionState> ProjectionsImpl::state(std::string_view name, std::optio
     by = (*v)->def.partition.by;
     if (!runner) return Status(ErrorCode::kClosed, fmt::format("projection '{}' v{} is not running", name, number));
   }
-  if (wait_for) CAIRN_RETURN_IF_ERROR(runner->wait_past(*wait_for, timeout));
+  if (wait_for) {
+    // A rebuild that finishes swaps the runner: wait on the new one for the rest of the time.
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      Status st = runner->wait_past(*wait_for, std::max(left, std::chrono::milliseconds(0)));
+      if (st.ok()) break;
+      if (st.code() != ErrorCode::kClosed || Clock::now() >= deadline) return st;
+      std::lock_guard g(mu_);
+      auto v = find(name, version);
+      if (!v.ok()) return v.status();
+      if (!(*v)->runner || (*v)->runner == runner) return st;
+      runner = (*v)->runner;
+    }
+  }
   ProjectionState out;
   out.name = std::string(name);
   out.version = number;
@@ -525,7 +555,7 @@ Result<ProjectionState> ProjectionsImpl::state_as_of(std::string_view name, std:
   uint64_t target = 0;  // the state reflects the events below target
   if (as_of.position) {
     if (*as_of.position >= head)
-      return Status::not_found(fmt::format("as_of: position {} does not exist yet (the head is {})", *as_of.position, head));
+      return Status::invalid_argument(fmt::format("as_of: position {} does not exist yet (the head is {})", *as_of.position, head));
     target = *as_of.position + 1;
   } else if (as_of.time_ns) {
     // Times never decrease along the log: the first event after the time, by bisection.
@@ -681,6 +711,7 @@ Result<ProjectionStatus> ProjectionsImpl::rebuild(std::string_view name, uint32_
   auto runner = std::make_shared<Runner>(store_, fs_, spec);
   CAIRN_RETURN_IF_ERROR(runner->start());
   ver.rebuild = std::move(runner);
+  ver.rebuild_fault.reset();
   ver.rebuild_started = Clock::now();
   ver.rebuild_started_position = 0;
   return status_of(std::string(name), *e, ver);
@@ -747,6 +778,11 @@ void ProjectionsImpl::step() {
                                                      {"message", st.fault->message}});
             v.fault_recorded = true;
           }
+        }
+        if (v.rebuild && v.rebuild->faulted()) {
+          v.rebuild_fault = v.rebuild->status().fault;
+          retired.push_back(std::move(v.rebuild));
+          v.rebuild.reset();
         }
         if (v.rebuild && !v.rebuild->faulted()) {
           const uint64_t served = v.runner ? v.runner->position() : 0;

@@ -38,7 +38,11 @@ std::optional<std::string_view> KeyExtractor::key(const EventView& e) {
   switch (p_.by) {
     case PartitionBy::kNone: return std::string_view();
     case PartitionBy::kStream: return e.stream;
-    case PartitionBy::kCategory: return stream_category(e.stream);
+    case PartitionBy::kCategory: {
+      const std::string_view c = stream_category(e.stream);  // "" for a stream named "-..."
+      if (c.empty()) return std::nullopt;
+      return c;
+    }
     case PartitionBy::kMetadata:
     case PartitionBy::kData: break;
   }
@@ -129,6 +133,10 @@ void Runner::stop(bool checkpoint) {
   final_checkpoint_ = checkpoint;
   stop_ = true;
   {
+    std::lock_guard g(state_mu_);
+    position_cv_.notify_all();  // a waiting query re-resolves the version (a rebuild may have replaced it)
+  }
+  {
     std::lock_guard g(sub_mu_);
     if (sub_) sub_->cancel();
   }
@@ -157,6 +165,7 @@ void Runner::on_fault(const EventView& v, const Status& st) {
   ProjectionFault f{v.position, v.id, std::string(v.stream), std::string(v.type), st.message(), now_ns()};
   report("projection {} v{} faulted at position {}: {}", spec_.name, spec_.version, v.position, st.message());
   // The engine may hold a half-applied event: go back to the last checkpoint and replay up to the fault.
+  const uint64_t applied_before = applied_.load();
   Status restored = [&]() -> Status {
     engine_.reset();
     const uint64_t target = v.position;
@@ -171,10 +180,58 @@ void Runner::on_fault(const EventView& v, const Status& st) {
     position_ = target;
     return {};
   }();
+  applied_ = applied_before;  // the replay re-applied events that were counted already
   if (!restored.ok()) {
     f.message += fmt::format(" (and restoring the state before it failed: {})", restored.message());
     position_ = checkpoint_position_.load();
   }
+  fault_ = std::move(f);
+  faulted_ = true;
+  position_cv_.notify_all();
+}
+
+// A problem found after the fact (a state that cannot be saved, a purity check that fails) belongs to some
+// event since the last checkpoint: replay from there, checking after each event, and fault at the first one
+// that shows it. If none does, the reducer is not deterministic: fault where it was found.
+void Runner::locate_fault(const Status& detected) {
+  const uint64_t end = position_;
+  const uint64_t applied_before = applied_.load();
+  engine_.reset();
+  Status st = load();
+  std::optional<RecordedEvent> culprit;
+  Status why;
+  if (st.ok()) {
+    KeyExtractor keys(spec_.partition);
+    st = store_.scan_all(position_, spec_.source, [&](const EventView& v) {
+      if (v.position >= end) return false;
+      Status fault;
+      if (!process(v, &fault)) {
+        culprit = v.to_owned();
+        why = fault;
+        return false;
+      }
+      if (!spec_.include_reserved && !v.stream.empty() && v.stream[0] == '$') return true;
+      auto key = keys.key(v);
+      if (!key) return true;
+      if (auto s = engine_->state_json(*key); !s.ok()) why = s.status();
+      else if (Status p = engine_->check_purity(); !p.ok()) why = p;
+      if (why.ok()) return true;
+      culprit = v.to_owned();
+      return false;
+    });
+  }
+  applied_ = applied_before;
+  if (culprit) {
+    on_fault(culprit->view(), why);
+    return;
+  }
+  ProjectionFault f{end, Uuid{}, "", "",
+                    fmt::format("{} (found after the events below position {}; replaying them one by one did not "
+                                "reproduce it: the reducer is not deterministic{})",
+                                detected.message(), end, st.ok() ? "" : ", or the replay failed: " + st.message()),
+                    now_ns()};
+  report("projection {} v{} faulted: {}", spec_.name, spec_.version, f.message);
+  position_ = checkpoint_position_.load();
   fault_ = std::move(f);
   faulted_ = true;
   position_cv_.notify_all();
@@ -214,6 +271,10 @@ void Runner::catch_up(uint64_t head) {
     return;
   }
   position_ = stopped ? next : head;
+  if (Status pure = engine_->check_purity(); !pure.ok()) {
+    locate_fault(pure);
+    return;
+  }
   if (snapshot_due()) {
     Status st = checkpoint_locked(lock, true);
     if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
@@ -253,6 +314,12 @@ void Runner::follow() {
     }
   }
   position_ = sub_->cursor();
+  if (Status pure = engine_->check_purity(); !pure.ok()) {
+    locate_fault(pure);
+    std::lock_guard g(sub_mu_);
+    sub_.reset();
+    return;
+  }
   if (snapshot_due()) {
     Status st = checkpoint_locked(lock, true);
     if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
@@ -265,10 +332,8 @@ Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapsh
   const uint64_t pos = position_;
   auto dump = dump_state(*engine_);
   if (!dump.ok()) {
-    // The state cannot be saved (e.g. a function in it): that is the reducer's fault, at this position.
-    ProjectionFault f{pos, Uuid{}, "", "", fmt::format("the state cannot be saved: {}", dump.status().message()), now_ns()};
-    fault_ = std::move(f);
-    faulted_ = true;
+    // The state cannot be saved (e.g. a function in it): the reducer's fault, at the event that did it.
+    locate_fault(Status::invalid_argument(fmt::format("the state cannot be saved: {}", dump.status().message())));
     return dump.status();
   }
   lock.unlock();
@@ -365,6 +430,7 @@ Status Runner::wait_past(uint64_t position, std::chrono::milliseconds timeout) {
   std::unique_lock lock(state_mu_);
   const bool ok = position_cv_.wait_for(lock, timeout, [&] { return position_ > position || faulted_ || stop_; });
   if (position_ > position) return {};
+  if (stop_) return Status(ErrorCode::kClosed, fmt::format("projection {} v{} stopped", spec_.name, spec_.version));
   if (faulted_ && fault_)
     return Status(ErrorCode::kFaulted, fmt::format("projection {} v{} is faulted at position {}: {}", spec_.name,
                                                 spec_.version, fault_->position, fault_->message));

@@ -81,7 +81,8 @@ class Runner {
 
   // Calls f with the engine and the position its state reflects, under the state lock.
   Status with_state(const std::function<Status(ReducerEngine&, uint64_t position)>& f);
-  // Waits until the state reflects `position` (position_ > it) or the runner faulted; kTimeout otherwise.
+  // Waits until the state reflects `position` (position_ > it): kFaulted if the runner faulted first,
+  // kClosed if it was stopped, kTimeout otherwise.
   Status wait_past(uint64_t position, std::chrono::milliseconds timeout);
   RunnerStatus status() const;
   uint64_t position() const { return position_.load(); }
@@ -96,6 +97,7 @@ class Runner {
   void catch_up(uint64_t head);
   void follow();
   void on_fault(const EventView& v, const Status& st);
+  void locate_fault(const Status& detected);
   Status checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot);
   void maybe_checkpoint();
   bool snapshot_due() const;

@@ -46,6 +46,8 @@ json status_json(const ProjectionStatus& s, bool with_code) {
          {"fault", fault_json(s.fault)},
          {"definition", def}};
   j["registered_at"] = s.registered_ns ? json(format_rfc3339_ns(s.registered_ns)) : json(nullptr);
+  j["rebuild_fault"] = fault_json(s.rebuild_fault);
+  j["detail"] = s.detail.empty() ? json(nullptr) : json(s.detail);
   if (s.rebuild)
     j["rebuild"] = {{"position", s.rebuild->position},
                     {"target", s.rebuild->target},
@@ -75,9 +77,12 @@ Result<uint32_t> version_param(const Target& t) {
   return static_cast<uint32_t>(v->value_or(0));
 }
 
-Result<json> json_body(const Request& req) {
+bool json_content(const Request& req) {
   const std::string_view ct(req[http::field::content_type].data(), req[http::field::content_type].size());
-  if (!ct.starts_with("application/json")) return Status::invalid_argument("send Content-Type: application/json");
+  return ct.starts_with("application/json");
+}
+
+Result<json> json_body(const Request& req) {
   json j = json::parse(req.body(), nullptr, false);
   if (j.is_discarded()) return Status::invalid_argument("the body is not valid JSON");
   if (!j.is_object()) return Status::invalid_argument("the body must be a JSON object");
@@ -97,6 +102,10 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
     return error_response(req, http::status::forbidden, "forbidden",
                           fmt::format("this endpoint needs the {} role; the key has {}", role_name(r), role_name(key.role)));
   };
+  auto unsupported = [&] {
+    return error_response(req, http::status::unsupported_media_type, "unsupported_media_type",
+                          "send Content-Type: application/json");
+  };
   auto method_not_allowed = [&](std::string_view allowed) {
     Response r = error_response(req, http::status::method_not_allowed, "method_not_allowed", fmt::format("use {}", allowed));
     r.set(http::field::allow, std::string(allowed));
@@ -115,6 +124,7 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
     }
     if (method == http::verb::post) {
       if (auto r = need(Role::kAdmin)) return *r;
+      if (!json_content(req)) return unsupported();
       auto body = json_body(req);
       if (!body.ok()) return status_response(req, body.status());
       auto def = project::definition_from_json(*body, false);
@@ -148,9 +158,11 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
     if (method != http::verb::get) return method_not_allowed("GET");
     if (auto r = need(Role::kReader)) return *r;
     std::optional<std::string> k = t.param("key");
+    if (k && k->empty()) k.reset();  // an empty parameter is an absent one, as everywhere in the API
     auto as_of = uint_param(t, "as_of");
     if (!as_of.ok()) return status_response(req, as_of.status());
-    const auto as_of_time = t.param("as_of_time");
+    auto as_of_time = t.param("as_of_time");
+    if (as_of_time && as_of_time->empty()) as_of_time.reset();
     if (*as_of || as_of_time) {
       if (*as_of && as_of_time) return status_response(req, Status::invalid_argument("give as_of or as_of_time, not both"));
       AsOf a;
@@ -232,7 +244,9 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
       auto s = p_.status(name, *version);
       if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
       json j{{"name", s->name}, {"version", s->version}, {"running", s->rebuild.has_value()}};
-      j["rebuild"] = status_json(*s, false)["rebuild"];
+      const json full = status_json(*s, false);
+      j["rebuild"] = full["rebuild"];
+      j["fault"] = full["rebuild_fault"];
       return json_response(req, http::status::ok, dump(j));
     }
     return method_not_allowed("GET, POST");
@@ -249,6 +263,7 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
       }
       if (method == http::verb::post) {
         if (auto r = need(Role::kAdmin)) return *r;
+        if (!json_content(req)) return unsupported();
         auto body = json_body(req);
         if (!body.ok()) return status_response(req, body.status());
         if (body->contains("name") && (*body)["name"] != name)
@@ -262,15 +277,17 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
         }
         auto def = project::definition_from_json(*body, true);
         if (!def.ok()) return status_response(req, def.status());
+        const bool existed = p_.status(def->name, def->version).ok();
         auto s = p_.define(*def);
         if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-        return json_response(req, http::status::created, dump(status_json(*s, true)));
+        return json_response(req, existed ? http::status::ok : http::status::created, dump(status_json(*s, true)));
       }
       return method_not_allowed("GET, POST");
     }
     uint64_t v = 0;
     const std::string& vs = seg[4];
-    if (vs.empty() || vs.size() > 9 || vs.find_first_not_of("0123456789") != std::string::npos || (v = std::stoull(vs)) == 0)
+    if (vs.empty() || vs.size() > 10 || vs.find_first_not_of("0123456789") != std::string::npos ||
+        (v = std::stoull(vs)) == 0 || v > UINT32_MAX)
       return status_response(req, Status::invalid_argument(fmt::format("version '{}' in the URL is not a number from 1", vs.substr(0, 20))));
     if (seg.size() == 5) {
       if (method == http::verb::get) {
