@@ -222,6 +222,11 @@ Result<int64_t> parse_rfc3339_ns(std::string_view text) {
   tm.tm_min = m;
   tm.tm_sec = s;
   const int64_t secs = static_cast<int64_t>(timegm(&tm)) - offset_s;
+  // Nanoseconds since the epoch fit in int64 from 1677-09-21 to 2262-04-11 only.
+  constexpr int64_t kMaxSecs = INT64_MAX / 1'000'000'000 - 1;
+  if (secs > kMaxSecs || secs < -kMaxSecs)
+    return Status::invalid_argument(
+        fmt::format("'{}' is outside the times Cairn can represent (1677-09-22 to 2262-04-11 UTC)", text.substr(0, 64)));
   return secs * 1'000'000'000 + frac;
 }
 

@@ -4,9 +4,7 @@
 // there after a restart.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sys/socket.h>
@@ -27,119 +25,14 @@
 #include <nlohmann/json.hpp>
 
 #include "cairn/store.h"
+#include "harness.h"
 #include "testing/temp_dir.h"
 
 namespace {
 
+using namespace cairn::server_test;
 namespace beast = boost::beast;
-namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
-using nlohmann::json;
-
-struct Reply {
-  int status = 0;  // 0: no answer (connection failed or closed)
-  std::string body;
-  json j() const { return json::parse(body, nullptr, false); }
-};
-
-Reply call(int port, http::verb method, const std::string& target, const std::string& key = "",
-           const std::string& body = "", const std::string& content_type = "application/json") {
-  try {
-    boost::asio::io_context ioc;
-    beast::tcp_stream stream(ioc);
-    stream.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!key.empty()) req.set(http::field::authorization, "Bearer " + key);
-    if (!body.empty() || method == http::verb::post) {
-      req.set(http::field::content_type, content_type);
-      req.body() = body;
-    }
-    req.prepare_payload();
-    http::write(stream, req);
-    beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    http::read(stream, buf, res);
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return {static_cast<int>(res.result_int()), res.body()};
-  } catch (const std::exception&) {
-    return {};
-  }
-}
-
-std::pair<int, std::string> cli_raw(const std::string& cmd_line);
-
-// A cairnd child process.
-class Cairnd {
- public:
-  explicit Cairnd(const std::string& dir, std::vector<std::string> extra = {}) {
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that crashed (it would hold CTest's pipes)
-      ::dup2(out[1], 1);
-      ::close(out[0]);
-      std::vector<std::string> args{CAIRND, "--data", dir, "--http", "127.0.0.1:0"};
-      args.insert(args.end(), extra.begin(), extra.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(CAIRND, argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = ::fdopen(out[0], "r");
-    char line[512];
-    while (std::fgets(line, sizeof line, out_)) {
-      std::string s = line;
-      if (auto p = s.find("cairn_"); p != std::string::npos && s.starts_with("admin key")) {
-        key_ = s.substr(p, s.find_first_of(" \n", p) - p);
-      }
-      if (auto p = s.find("://127.0.0.1:"); p != std::string::npos) {
-        port_ = std::atoi(s.c_str() + p + 13);
-        break;
-      }
-    }
-    if (port_ == 0) throw std::runtime_error("cairnd did not start");
-  }
-  ~Cairnd() {
-    if (pid_ > 0) stop(SIGKILL);
-    if (out_) std::fclose(out_);
-  }
-  int port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  const std::string& key() const { return key_; }
-  // Sends sig and returns the exit code (or 128 + signal).
-  int stop(int sig) {
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
- private:
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
-  int port_ = 0;
-  std::string key_;
-};
-
-std::string one_event(const std::string& expected, const std::string& type, const std::string& data,
-                      const std::string& id = "") {
-  json ev = {{"type", type}, {"data", json::parse(data)}};
-  if (!id.empty()) ev["id"] = id;
-  json body = {{"events", json::array({ev})}};
-  if (expected.empty()) {
-  } else if (std::isdigit(static_cast<unsigned char>(expected[0]))) {
-    body["expected_revision"] = std::stoull(expected);
-  } else {
-    body["expected_revision"] = expected;
-  }
-  return body.dump();
-}
 
 TEST(Server, AppendReadAndErrorBodies) {
   cairn::testing::TempDir dir;
@@ -548,18 +441,6 @@ TEST(Server, Https) {
   r = cli_raw("curl -sS --cacert " + cert + " " + base + "/health");
   EXPECT_NE(r.second.find("\"head_position\":1"), std::string::npos) << r.second;
 }
-
-// The cairn CLI pointed at cairnd with --url/--key: same commands, same output as offline.
-std::pair<int, std::string> cli_raw(const std::string& cmd_line) {
-  const std::string cmd = cmd_line + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-std::pair<int, std::string> cli(const std::string& args) { return cli_raw(std::string(CAIRN_CLI) + " " + args); }
 
 TEST(Server, ConfigFile) {
   cairn::testing::TempDir dir;
