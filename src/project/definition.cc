@@ -57,6 +57,10 @@ Status validate_projection_name(std::string_view name, std::string_view what) {
 Status validate_definition(const ProjectionDefinition& def) {
   CAIRN_RETURN_IF_ERROR(validate_projection_name(def.name, "name"));
   if (def.version == 0) return Status::invalid_argument("version: versions start at 1");
+  if (static_cast<uint8_t>(def.partition.by) > static_cast<uint8_t>(PartitionBy::kData))
+    return Status::invalid_argument(fmt::format("partition.by: {} is not a kind of partitioning (none, stream, "
+                                                "category, metadata, data)",
+                                                static_cast<int>(def.partition.by)));
   if ((def.partition.by == PartitionBy::kMetadata || def.partition.by == PartitionBy::kData)) {
     if (def.partition.field.empty())
       return Status::invalid_argument(fmt::format("partition.field: required when partition.by is {}",

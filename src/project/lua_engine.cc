@@ -58,6 +58,14 @@ class LuaEngine final : public ReducerEngine {
   static void count_hook(lua_State* L, lua_Debug* ar);
   static int sandbox_pcall(lua_State* L);
   static int event_index(lua_State* L);
+  struct ApplyCall {
+    LuaEngine* engine;
+    int slot;
+    bool fresh;  // a new partition: its state comes from init()
+    const EventView* event;
+    const char* stage;
+  };
+  static int apply_protected(lua_State* L);
   static int json_encode(lua_State* L);
   static int json_decode(lua_State* L);
   static LuaEngine* self(lua_State* L) {
@@ -95,6 +103,7 @@ class LuaEngine final : public ReducerEngine {
   int protected_ref_ = LUA_NOREF;
   int base_ref_ = LUA_NOREF;
   int fingerprint_ref_ = LUA_NOREF;
+  int apply_ref_ = LUA_NOREF;  // apply_protected, made once so that calling it allocates nothing
   std::string fingerprint_;  // of the tables the code made at load time
   int next_slot_ = 1;
   std::map<std::string, int, std::less<>> slots_;
@@ -229,12 +238,13 @@ Status LuaEngine::call(int nargs, int nresults, std::string_view doing) {
   }
   lua_pop(L_, 1);
   if (message.size() > 2000) message.resize(2000);
-  return Status::invalid_argument(fmt::format("{}: {}", doing, message));
+  return Status::invalid_argument(doing.empty() ? ": " + message : fmt::format("{}: {}", doing, message));
 }
 
 constexpr const char* kDeterministic = R"lua(
 local env, event_mt, payload_key, lazy_fields = ...
-local type, tostring, error, select, rawget, sort, getmetatable = type, tostring, error, select, rawget, table.sort, getmetatable
+-- debug.getmetatable: the event metatable hides itself from getmetatable (__metatable = false)
+local type, tostring, error, select, rawget, sort, getmetatable = type, tostring, error, select, rawget, table.sort, debug.getmetatable
 local format = string.format
 local rank = {boolean = 1, number = 2, string = 3}
 local function before(a, b)
@@ -473,6 +483,8 @@ Status LuaEngine::build_sandbox() {
 
   lua_newtable(L);
   states_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, &LuaEngine::apply_protected);
+  apply_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
   return {};
 }
 
@@ -682,35 +694,52 @@ void LuaEngine::push_event(const EventView& e) {
   lua_setmetatable(L, -2);
 }
 
-Status LuaEngine::apply(std::string_view key, const EventView& event) {
-  lua_State* L = L_;
+// Everything an event does in Lua runs inside one protected call: with the memory limit armed, any
+// allocation may fail, and a failure outside a protected call would end the process.
+int LuaEngine::apply_protected(lua_State* L) {
+  auto* a = static_cast<ApplyCall*>(lua_touserdata(L, 1));
+  LuaEngine* e = a->engine;
   lua_settop(L, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, states_ref_);  // 1: states
-  auto it = slots_.find(key);
-  int slot;
-  if (it == slots_.end()) {
-    slot = next_slot_;
-    if (init_ref_ != LUA_NOREF) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, init_ref_);
-      Status st = call(0, 1, fmt::format("init() for partition '{}'", key));
-      if (!st.ok()) return st;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->states_ref_);  // 1: states
+  if (a->fresh) {
+    a->stage = "init";
+    if (e->init_ref_ != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, e->init_ref_);
+      lua_call(L, 0, 1);
     } else {
       lua_newtable(L);
     }
   } else {
-    slot = it->second;
-    lua_rawgeti(L, 1, slot);
+    lua_rawgeti(L, 1, a->slot);
   }
-  // 2: the state given; 3..: the call
-  lua_rawgeti(L, LUA_REGISTRYINDEX, reduce_ref_);
+  // 2: the state given; 3: the reducer's answer
+  a->stage = "reduce";
+  lua_rawgeti(L, LUA_REGISTRYINDEX, e->reduce_ref_);
   lua_pushvalue(L, 2);
-  push_event(event);
-  Status st = call(2, 1, "reduce");
-  if (!st.ok()) return st;
+  e->push_event(*a->event);
+  lua_call(L, 2, 1);
   if (lua_isnil(L, 3)) lua_pushvalue(L, 2);
-  lua_rawseti(L, 1, slot);
-  if (it == slots_.end()) {
-    slots_.emplace(std::string(key), slot);
+  lua_rawseti(L, 1, a->slot);
+  return 0;
+}
+
+Status LuaEngine::apply(std::string_view key, const EventView& event) {
+  lua_State* L = L_;
+  lua_settop(L, 0);
+  auto it = slots_.find(key);
+  ApplyCall a{this, it == slots_.end() ? next_slot_ : it->second, it == slots_.end(), &event, "reduce"};
+  lua_rawgeti(L, LUA_REGISTRYINDEX, apply_ref_);
+  lua_pushlightuserdata(L, &a);
+  Status st = call(1, 0, "");
+  if (!st.ok()) {
+    lua_settop(L, 0);
+    return Status::invalid_argument(fmt::format("{}{}", a.stage == std::string_view("init")
+                                                             ? fmt::format("init() for partition '{}'", key)
+                                                             : std::string("reduce"),
+                                                st.message()));
+  }
+  if (a.fresh) {
+    slots_.emplace(std::string(key), a.slot);
     ++next_slot_;
   }
   lua_settop(L, 0);

@@ -309,8 +309,16 @@ Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
   auto existing = cur.versions.find(def.version);
   json def_json = project::definition_to_json(def, "lua");
   if (existing != cur.versions.end()) {
-    if (project::definition_to_json(existing->second.def, existing->second.language) == def_json)
+    if (project::definition_to_json(existing->second.def, existing->second.language) == def_json) {
+      // Registered before but not running (it failed to start): a retry tries again.
+      if (!existing->second.runner && existing->second.factory) {
+        Version& again = entries_.find(def.name)->second.versions.find(def.version)->second;
+        Status st = start_version(again);
+        again.start_error = st.ok() ? "" : st.message();
+        CAIRN_RETURN_IF_ERROR(st);
+      }
       return status_of(def.name, cur, existing->second);
+    }
     return Status::conflict(fmt::format("projection '{}' version {} exists with a different definition; register "
                                         "version {} instead",
                                         def.name, def.version, cur.versions.rbegin()->first + 1));
@@ -357,7 +365,10 @@ Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
     CAIRN_RETURN_IF_ERROR(project::write_state_file(fs_, vdir + "/g1", def.name, def.version, resume_state->first,
                                                     false, resume_state->second));
   }
-  CAIRN_RETURN_IF_ERROR(start_version(v));
+  if (Status st = start_version(v); !st.ok()) {
+    v.start_error = st.message();  // recorded, not running: a retry of the same definition starts it
+    return st;
+  }
   return status_of(def.name, e, v);
 }
 
@@ -494,7 +505,7 @@ Result<ProjectionState> ProjectionsImpl::state(std::string_view name, std::optio
       if (st.ok()) break;
       if (st.code() != ErrorCode::kClosed || Clock::now() >= deadline) return st;
       std::lock_guard g(mu_);
-      auto v = find(name, version);
+      auto v = find(name, number);  // the version this request is answered from, even if another became active
       if (!v.ok()) return v.status();
       if (!(*v)->runner || (*v)->runner == runner) return st;
       runner = (*v)->runner;

@@ -82,7 +82,10 @@ Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine,
     return false;
   });
   if (!fault.ok()) return fault;
-  return scan;
+  CAIRN_RETURN_IF_ERROR(scan);
+  if (Status pure = engine.check_purity(); !pure.ok())
+    return Status(ErrorCode::kFaulted, fmt::format("replaying the events below position {}: {}", to, pure.message()));
+  return {};
 }
 
 Runner::Runner(Store& store, log::FileSystem* fs, RunnerSpec spec)
@@ -183,7 +186,13 @@ void Runner::on_fault(const EventView& v, const Status& st) {
   applied_ = applied_before;  // the replay re-applied events that were counted already
   if (!restored.ok()) {
     f.message += fmt::format(" (and restoring the state before it failed: {})", restored.message());
-    position_ = checkpoint_position_.load();
+    // Serve the last checkpoint as it is, so that state and position agree.
+    engine_.reset();
+    if (!load().ok()) {
+      auto fresh = spec_.factory();
+      engine_ = fresh.ok() ? std::move(*fresh) : nullptr;
+      position_ = 0;
+    }
   }
   fault_ = std::move(f);
   faulted_ = true;
@@ -231,7 +240,16 @@ void Runner::locate_fault(const Status& detected) {
                                 detected.message(), end, st.ok() ? "" : ", or the replay failed: " + st.message()),
                     now_ns()};
   report("projection {} v{} faulted: {}", spec_.name, spec_.version, f.message);
-  position_ = checkpoint_position_.load();
+  if (st.ok()) {
+    position_ = end;  // the replay applied everything below end: state and position agree
+  } else {
+    engine_.reset();
+    if (!load().ok()) {
+      auto fresh = spec_.factory();
+      engine_ = fresh.ok() ? std::move(*fresh) : nullptr;
+      position_ = 0;
+    }
+  }
   fault_ = std::move(f);
   faulted_ = true;
   position_cv_.notify_all();

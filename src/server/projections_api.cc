@@ -127,6 +127,9 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
       if (!json_content(req)) return unsupported();
       auto body = json_body(req);
       if (!body.ok()) return status_response(req, body.status());
+      if (body->contains("language") && (*body)["language"] != "lua")
+        return status_response(req, Status::invalid_argument("language: only lua projections can be defined over HTTP (C++ "
+                                                             "projections are registered by the program that embeds Cairn)"));
       auto def = project::definition_from_json(*body, false);
       if (!def.ok()) return status_response(req, def.status());
       const bool existed = p_.status(def->name, def->version).ok();
@@ -275,6 +278,8 @@ Response ProjectionsApi::dispatch(const Request& req, const Target& t, const Api
           if (vs.empty()) return status_response(req, Status::not_found(fmt::format("no projection is named '{}'; create it with POST /v1/projections", name.substr(0, 100))), "projection_not_found");
           (*body)["version"] = vs.back().version + 1;
         }
+        if (body->contains("language") && (*body)["language"] != "lua")
+          return status_response(req, Status::invalid_argument("language: only lua projections can be defined over HTTP"));
         auto def = project::definition_from_json(*body, true);
         if (!def.ok()) return status_response(req, def.status());
         const bool existed = p_.status(def->name, def->version).ok();
