@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -48,7 +49,11 @@ std::string key_path(std::string_view path, std::string_view key) {
   return fmt::format("{}.{}", path, key);
 }
 
-Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int depth) {
+// Tables met so far in one serialization, with where: a state is a tree, and a table met twice would be
+// saved twice and restored as two tables (changes through one would stop showing through the other).
+using Seen = std::unordered_map<const void*, std::string>;
+
+Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int depth, Seen& seen) {
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
       out->append("null");
@@ -79,6 +84,11 @@ Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int d
         return Status::invalid_argument(fmt::format("{}: nested deeper than {} levels (does the state contain a cycle?)", path, kMaxDepth));
       if (!lua_checkstack(L, 4)) return Status::limit_exceeded(fmt::format("{}: out of Lua stack", path));
       const int t = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+      if (auto [it, fresh] = seen.emplace(lua_topointer(L, t), path); !fresh)
+        return Status::invalid_argument(fmt::format(
+            "{}: the same table as {} (a state must be a tree: a table in two places would come back from a "
+            "checkpoint as two tables; copy it)",
+            path, it->second));
       if (is_event(L, t)) {
         lua_pushcfunction(L, materialize_event);
         lua_pushvalue(L, t);
@@ -123,7 +133,7 @@ Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int d
           if (i > 1) out->push_back(',');
           lua_rawgeti(L, t, static_cast<int>(i));
           path.append(fmt::format("[{}]", i));
-          Status st = to_json(L, -1, path, out, depth + 1);
+          Status st = to_json(L, -1, path, out, depth + 1, seen);
           path.resize(base);
           lua_pop(L, 1);
           if (!st.ok()) return st;
@@ -162,7 +172,7 @@ Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int d
         lua_pushlstring(L, k.data(), k.size());
         lua_rawget(L, t);
         path = key_path(path.substr(0, base), k);
-        Status st = to_json(L, -1, path, out, depth + 1);
+        Status st = to_json(L, -1, path, out, depth + 1, seen);
         path.resize(base);
         lua_pop(L, 1);
         if (!st.ok()) return st;
@@ -194,7 +204,8 @@ bool append_json_number(std::string* out, double d) {
 
 Status lua_to_json(lua_State* L, int idx, std::string_view path, std::string* out) {
   std::string p(path);
-  return to_json(L, idx, p, out, 0);
+  Seen seen;
+  return to_json(L, idx, p, out, 0, seen);
 }
 
 Status json_to_lua(lua_State* L, simdjson::dom::element e) {
