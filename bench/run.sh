@@ -411,9 +411,12 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
     pg=$(pick postgresql projection-rebuild reducer="sql-$sqlname")
     echo "| projection rebuild: $label, $(jget events "$c") events | — | $(cell_rate "$c") | — | $(cell_rate "$pg") (GROUP BY, best of 3) | — | ≥ $(fmt_rate "$goal") ev/s: $(verdict "$(jget events_per_s "$c")" '>=' "$goal") |"
   done
-  c=$(pick cairn projection-as-of)
   pg=$(pick postgresql projection-as-of)
-  [ -n "$c" ] && echo "| projection as-of, one partition, 1M events, snapshots every 100k (p50 / p99 of 30) | — | — | $(jget p50_ms "$c") ms / $(jget p99_ms "$c") ms | — | $(jget p50_ms "$pg") ms / $(jget p99_ms "$pg") ms (indexed SQL) | < 100 ms: $(verdict "$(jget p99_ms "$c")" '<=' 100) |"
+  for red in "lua-per-stream (data.amount), one partition" "lua-count-by-type, whole state"; do
+    c=$(pick cairn projection-as-of reducer="$red")
+    pgcell="—"; [ "${red%%,*}" != "$red" ] && [ "$red" != "${red%one partition}" ] && pgcell="$(jget p50_ms "$pg") ms / $(jget p99_ms "$pg") ms (indexed SQL)"
+    [ -n "$c" ] && echo "| projection as-of, $red, 1M events, snapshots every 100k (p50 / p99 of 30) | — | — | $(jget p50_ms "$c") ms / $(jget p99_ms "$c") ms | — | $pgcell | < 100 ms: $(verdict "$(jget p99_ms "$c")" '<=' 100) |"
+  done
   c=$(pick cairn fsync-probe)
   echo "| fdatasync probe (pwrite $(jget payload_bytes "$c") B + fdatasync) | fsync | $(cell_rate "$c") | $(cell_lat "$c") | — | — | |"
   echo

@@ -2,7 +2,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <map>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <lua.hpp>
@@ -42,10 +44,15 @@ class LuaEngine final : public ReducerEngine {
   Status apply(std::string_view key, const EventView& event) override;
   Result<std::optional<std::string>> state_json(std::string_view key) override;
   std::vector<std::string> keys(std::string_view after, size_t limit) const override {
+    if (sorted_.size() != slots_.size()) {  // keys were added since the last listing
+      sorted_.clear();
+      sorted_.reserve(slots_.size());
+      for (const auto& [k, slot] : slots_) sorted_.push_back(k);
+      std::sort(sorted_.begin(), sorted_.end());
+    }
+    auto it = after.empty() ? sorted_.begin() : std::upper_bound(sorted_.begin(), sorted_.end(), after);
     std::vector<std::string> out;
-    for (auto it = after.empty() ? slots_.begin() : slots_.upper_bound(after); it != slots_.end() && out.size() < limit;
-         ++it)
-      out.push_back(it->first);
+    for (; it != sorted_.end() && out.size() < limit; ++it) out.push_back(*it);
     return out;
   }
   size_t partitions() const override { return slots_.size(); }
@@ -106,23 +113,32 @@ class LuaEngine final : public ReducerEngine {
   int apply_ref_ = LUA_NOREF;  // apply_protected, made once so that calling it allocates nothing
   std::string fingerprint_;  // of the tables the code made at load time
   int next_slot_ = 1;
-  std::map<std::string, int, std::less<>> slots_;
+  // Partition key -> slot in the states table. Hashed, because this lookup is on every event; listings
+  // sort the keys when new ones came since the last listing (keys are never removed).
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, int, KeyHash, std::equal_to<>> slots_;
+  mutable std::vector<std::string> sorted_;
+  lua_Alloc base_alloc_ = nullptr;  // LuaJIT's own allocator, which alloc() wraps with the accounting
+  void* base_ud_ = nullptr;
   simdjson::dom::parser parser_;
 };
 
+// LuaJIT's own allocator (much faster than malloc for its many small objects), with the heap counted.
 void* LuaEngine::alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   auto* e = static_cast<LuaEngine*>(ud);
   const size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    std::free(ptr);
     e->used_ -= old;
-    return nullptr;
+    return e->base_alloc_(e->base_ud_, ptr, osize, 0);
   }
   if (e->limits_armed_ && nsize > old && e->used_ + (nsize - old) > e->limits_.memory_bytes) {
     e->memory_exceeded_ = true;
     return nullptr;
   }
-  void* p = std::realloc(ptr, nsize);
+  void* p = e->base_alloc_(e->base_ud_, ptr, osize, nsize);
   if (p) e->used_ = e->used_ - old + nsize;
   return p;
 }
@@ -557,8 +573,11 @@ Status LuaEngine::check_upvalue_assignments() {
 }
 
 Status LuaEngine::init(const std::string& code) {
-  L_ = lua_newstate(&LuaEngine::alloc, this);
+  L_ = luaL_newstate();
   if (!L_) return Status::io_error("could not create a Lua state");
+  base_alloc_ = lua_getallocf(L_, &base_ud_);
+  used_ = static_cast<size_t>(lua_gc(L_, LUA_GCCOUNT, 0)) * 1024 + static_cast<size_t>(lua_gc(L_, LUA_GCCOUNTB, 0));
+  lua_setallocf(L_, &LuaEngine::alloc, this);
   luaL_openlibs(L_);  // the trusted side needs jit.util for the checks; the sandbox gets a curated copy
   luaJIT_setmode(L_, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   CAIRN_RETURN_IF_ERROR(build_sandbox());

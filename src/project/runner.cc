@@ -67,14 +67,15 @@ std::optional<std::string_view> KeyExtractor::key(const EventView& e) {
   return std::string_view(scratch_);
 }
 
-Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to) {
+Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to,
+                    std::optional<std::string_view> only_key) {
   KeyExtractor keys(spec.partition);
   Status fault;
   Status scan = store.scan_all(from, spec.source, [&](const EventView& v) {
     if (v.position >= to) return false;
     if (!spec.include_reserved && !v.stream.empty() && v.stream[0] == '$') return true;
     auto key = keys.key(v);
-    if (!key) return true;
+    if (!key || (only_key && *key != *only_key)) return true;
     Status st = engine.apply(*key, v);
     if (st.ok()) return true;
     fault = Status(ErrorCode::kFaulted, fmt::format("the reducer fails on the event at position {} (stream '{}', type "

@@ -65,7 +65,9 @@ class KeyExtractor {
 
 // Applies the events in [from, to) that spec passes to engine, as a runner would (for as-of, verify and
 // restores). A reducer error is returned as kFaulted naming the event.
-Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to);
+// With only_key, applies only the events of that partition (partitions are independent of each other).
+Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to,
+                    std::optional<std::string_view> only_key = std::nullopt);
 
 class Runner {
  public:

@@ -65,7 +65,13 @@ std::vector<StateFileInfo> list_state_files(const std::string& dir) {
 }
 
 Result<uint64_t> load_state_file(const std::string& path, const std::string& name, uint32_t version,
-                                 ReducerEngine* engine) {
+                                 ReducerEngine* engine, std::optional<std::string_view> only_key) {
+  std::string wanted;  // the line prefix of only_key's partition: [ "key" ,
+  if (only_key) {
+    wanted = "[";
+    codec::append_json_string(wanted, *only_key);
+    wanted += ",";
+  }
   auto text = log::read_whole_file(path);
   if (!text.ok()) return text.status();
   const std::string_view all(*text);
@@ -94,6 +100,11 @@ Result<uint64_t> load_state_file(const std::string& path, const std::string& nam
   while (at < body.size()) {
     size_t end = body.find('\n', at);
     if (end == std::string_view::npos) return Status::corruption(fmt::format("{}: the last line is cut", path));
+    if (only_key && !body.substr(at, end - at).starts_with(wanted)) {
+      ++count;
+      at = end + 1;
+      continue;
+    }
     simdjson::dom::element line;
     simdjson::dom::array pair;
     if (parser.parse(body.data() + at, end - at).get(line) || line.get(pair) || pair.size() != 2)

@@ -9,7 +9,9 @@
 // Stateless and thread-safe; one writer per directory.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cairn/projection.h"
@@ -38,7 +40,8 @@ Status write_state_file(log::FileSystem* fs, const std::string& dir, const std::
 // State files in dir, highest position first.
 std::vector<StateFileInfo> list_state_files(const std::string& dir);
 // Reads a file into a fresh engine; checks the header, the digest and that name and version match.
+// With only_key, restores that one partition (if the file has it) and skips the others unparsed.
 Result<uint64_t> load_state_file(const std::string& path, const std::string& name, uint32_t version,
-                                 ReducerEngine* engine);
+                                 ReducerEngine* engine, std::optional<std::string_view> only_key = std::nullopt);
 
 }  // namespace cairn::project
