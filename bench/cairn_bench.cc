@@ -368,7 +368,7 @@ std::string make_payload(size_t size, std::string_view prefix = {}) {
   return head + filler(size > fixed ? size - fixed : 0) + tail;
 }
 
-constexpr const char* kEventType = "ai.proposal.made";
+constexpr const char* kEventType = "bench.proposal.made";  // not the ledger type: no vocabulary rules
 
 std::unique_ptr<cairn::Store> open_or_die(const std::string& dir, Durability d) {
   cairn::Options o;

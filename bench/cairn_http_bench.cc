@@ -104,7 +104,7 @@ std::string event_body(int batch, int payload, int64_t sent_ns) {
   std::string events;
   for (int i = 0; i < batch; ++i) {
     if (i) events += ',';
-    events += fmt::format(R"({{"type":"ai.proposal.made","data":{{"model":"m-1","prompt_version":"v3","sent_ns":{},"output":"{}"}}}})",
+    events += fmt::format(R"({{"type":"bench.proposal.made","data":{{"model":"m-1","prompt_version":"v3","sent_ns":{},"output":"{}"}}}})",
                           sent_ns, filler);
   }
   return R"({"expected_revision":"any","events":[)" + events + "]}";

@@ -51,8 +51,8 @@ struct Args {
   uint64_t as_of_events = 1'000'000;
 };
 
-const char* kTypes[] = {"order.placed",      "order.paid",        "order.shipped",      "ai.proposal.made",
-                        "human.decision.made", "feedback.given",  "skill.executed",     "question.asked",
+const char* kTypes[] = {"order.placed",      "order.paid",        "order.shipped",      "proposal.made",
+                        "human.decision.made", "feedback.left",  "skill.executed",     "question.asked",
                         "path.chosen",       "user.signed_up",    "user.renamed",       "cart.item_added",
                         "cart.item_removed", "invoice.issued",    "invoice.paid",       "model.deployed",
                         "prompt.changed",    "tool.called",       "tool.failed",        "session.ended"};

@@ -14,11 +14,11 @@ echo "== Cairn demo: embedded store in $CAIRN_DATA (durability: fsync)"
   '{"question":"Which refund policy applies to order 1042?"}' \
   --metadata "{\"correlation_id\":\"$corr\",\"actor\":{\"kind\":\"human\",\"id\":\"user-7\"}}" --expected no_stream
 "$CAIRN" append "$conv" ai.proposal.made \
-  '{"proposal_id":"p-1","kind":"answer","gen_ai.request.model":"m-1","proposed_value":"Full refund within 30 days"}' \
+  "{\"proposal_id\":\"p-$run\",\"proposal_kind\":\"draft\",\"skill\":\"refund_policy_answer\",\"gen_ai.request.model\":\"m-1\",\"input\":{\"question\":\"Which refund policy applies to order 1042?\"},\"proposed_value\":\"Full refund within 30 days\"}" \
   --metadata "{\"correlation_id\":\"$corr\",\"actor\":{\"kind\":\"ai_agent\",\"id\":\"support-bot\"}}" --expected 0
 printf '%s\n' \
-  '{"type":"human.decision.recorded","data":{"proposal_id":"p-1","outcome":"edited","final_value":"Refund within 30 days, minus shipping"},"metadata":{"actor":{"kind":"human","id":"agent-3"}}}' \
-  '{"type":"feedback.given","data":{"target":"p-1","name":"helpful","value":true,"source_kind":"reviewer"}}' |
+  "{\"type\":\"human.decision.recorded\",\"data\":{\"proposal_id\":\"p-$run\",\"outcome\":\"edited\",\"final_value\":\"Refund within 30 days, minus shipping\"},\"metadata\":{\"actor\":{\"kind\":\"human\",\"id\":\"agent-3\"}}}" \
+  "{\"type\":\"feedback.given\",\"data\":{\"target\":\"p-$run\",\"name\":\"helpful\",\"value\":true,\"source_kind\":\"reviewer\"}}" |
   "$CAIRN" append "$conv" --events - --expected 1
 
 echo

@@ -17,9 +17,11 @@ int main(int argc, char** argv) {
   // Append two events to a new stream; no_stream makes a second run of this example fail the check.
   cairn::StreamAppend a{"conversation-42", cairn::ExpectedRevision::no_stream(), {}};
   a.events.push_back({std::nullopt, "ai.question.asked", cairn::ContentType::kJson,
-                      R"({"actor":{"kind":"human","id":"u-7"}})", R"({"text":"What is our refund policy?"})"});
+                      R"({"actor":{"kind":"human","id":"u-7"}})", R"({"question":"What is our refund policy?"})"});
   a.events.push_back({std::nullopt, "ai.proposal.made", cairn::ContentType::kJson, "",
-                      R"({"proposed_value":"30 days, no questions asked"})"});
+                      R"({"proposal_id":"p-42","proposal_kind":"draft","skill":"policy_answer",)"
+                      R"("gen_ai.request.model":"m-1","input":{"question":"What is our refund policy?"},)"
+                      R"("proposed_value":"30 days, no questions asked"})"});
   auto r = s.append(std::move(a));
   if (!r.ok()) {
     std::printf("append: %s\n", r.status().to_string().c_str());

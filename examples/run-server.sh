@@ -40,12 +40,12 @@ if [ -n "$KEY" ]; then
   codes=$(post "$conv" '{"expected_revision":"no_stream","events":[
       {"type":"ai.question.asked","data":{"question":"Which refund policy applies to order 1042?"},
        "metadata":{"correlation_id":"'"$run"'","actor":{"kind":"human","id":"user-7"}}},
-      {"type":"ai.proposal.made","data":{"proposal_id":"p-1","gen_ai.request.model":"m-1","proposed_value":"Full refund within 30 days"},
+      {"type":"ai.proposal.made","data":{"proposal_id":"p-'"$run"'","proposal_kind":"draft","skill":"refund_policy_answer","gen_ai.request.model":"m-1","input":{"question":"Which refund policy applies to order 1042?"},"proposed_value":"Full refund within 30 days"},
        "metadata":{"correlation_id":"'"$run"'","actor":{"kind":"ai_agent","id":"support-bot"}}}]}')
   codes="$codes $(post "$conv" '{"expected_revision":1,"events":[
-      {"type":"human.decision.recorded","data":{"proposal_id":"p-1","outcome":"edited","final_value":"Refund within 30 days, minus shipping"},
+      {"type":"human.decision.recorded","data":{"proposal_id":"p-'"$run"'","outcome":"edited","final_value":"Refund within 30 days, minus shipping"},
        "metadata":{"correlation_id":"'"$run"'","actor":{"kind":"human","id":"agent-3"}}},
-      {"type":"feedback.given","data":{"target":"p-1","name":"helpful","value":true,"source_kind":"reviewer"}}]}')"
+      {"type":"feedback.given","data":{"target":"p-'"$run"'","name":"helpful","value":true,"source_kind":"reviewer"}}]}')"
   echo "demo workload: appended 4 events to $conv (HTTP $codes)"
   # A projection over the demo streams: proposals made and what humans did with them (idempotent: the same
   # definition posted again changes nothing).

@@ -20,7 +20,7 @@ namespace {
 int fail(const Status& st) {
   std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
   const auto c = st.code();
-  return (c == ErrorCode::kInvalidArgument || c == ErrorCode::kLimitExceeded) ? 2 : 1;
+  return (c == ErrorCode::kInvalidArgument || c == ErrorCode::kLimitExceeded || c == ErrorCode::kInvalidEvent) ? 2 : 1;
 }
 
 bool terminal(FILE* f) { return ::isatty(::fileno(f)) == 1; }

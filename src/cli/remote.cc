@@ -119,12 +119,12 @@ int fail_reply(const Reply& rep) {
     message = j["error"].value("message", message);
   }
   std::fprintf(stderr, "error: %s: %s\n", code.c_str(), message.c_str());
-  return rep.status == 400 || rep.status == 413 || rep.status == 415 ? 2 : 1;
+  return rep.status == 400 || rep.status == 413 || rep.status == 415 || rep.status == 422 ? 2 : 1;
 }
 
 int fail_status(const Status& st) {
   std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
-  return st.code() == ErrorCode::kInvalidArgument ? 2 : 1;
+  return st.code() == ErrorCode::kInvalidArgument || st.code() == ErrorCode::kInvalidEvent ? 2 : 1;
 }
 
 

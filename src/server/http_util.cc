@@ -48,6 +48,8 @@ Response status_response(const Request& req, const Status& st, std::string_view 
     case ErrorCode::kTimeout: return error_response(req, http::status::gateway_timeout, "timeout", st.message(), details);
     case ErrorCode::kConflict: return error_response(req, http::status::conflict, "conflict", st.message(), details);
     case ErrorCode::kFaulted: return error_response(req, http::status::conflict, "faulted", st.message(), details);
+    case ErrorCode::kInvalidEvent:
+      return error_response(req, http::status::unprocessable_entity, "invalid_event", st.message(), details);
     case ErrorCode::kCorruption:
     case ErrorCode::kIoError:
     case ErrorCode::kOk: break;

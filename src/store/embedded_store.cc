@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "ledger/references.h"
+#include "ledger/vocabulary.h"
 #include "store/validate.h"
 #include "subscribe/subscription.h"
 
@@ -85,12 +87,31 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   }
   s->reader_ = std::make_unique<LogReader>(*s->log_, *s->index_);
   CAIRN_RETURN_IF_ERROR(s->replay_index(replay_progress));
+  CAIRN_RETURN_IF_ERROR(s->load_ledger_references());
   if (!options.read_only)
     s->writer_ = std::make_unique<Writer>(*s->log_, *s->index_, *s->reader_, [p = s.get()] { p->notifier_.publish(); });
   return s;
 }
 
 EmbeddedStore::~EmbeddedStore() { (void)close(); }
+
+// The proposals made and decided so far, found through the type index (derived from the log).
+Status EmbeddedStore::load_ledger_references() {
+  Filter f;
+  f.types = {"ai.proposal.made", "human.decision.recorded"};
+  std::optional<uint64_t> from = 0;
+  while (from) {
+    ReadPage page;
+    CAIRN_RETURN_IF_ERROR(read_all_by_type(*from, reader_->durable_end(), Direction::kForward, 10'000, f, &page));
+    for (const auto& e : page.events) {
+      EventData d{e.id, e.type, e.content_type, e.metadata, e.data};
+      auto refs = ledger::check_event(d, "event");
+      if (refs.ok()) references_.record(e.id, *refs);  // events from before the rules: not references
+    }
+    from = page.next;
+  }
+  return {};
+}
 
 // Indexes the log from the index's checkpoint to the end: the only part of history an open reads.
 Status EmbeddedStore::replay_index(const ProgressFn& progress) {
@@ -178,6 +199,17 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
           return Status::invalid_argument(fmt::format("appends[{}].events[{}].id: {} appears twice in the same append", i, j,
                                                       requests[i].events[j].id->to_string()));
   }
+  // The AI ledger's vocabulary: each type's rules, and what its events refer to.
+  std::vector<ledger::PendingEvent> ledger_events;
+  bool has_references = false;
+  for (size_t i = 0; i < requests.size(); ++i)
+    for (size_t j = 0; j < requests[i].events.size(); ++j) {
+      const std::string what = multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
+      auto refs = ledger::check_event(requests[i].events[j], what);
+      if (!refs.ok()) return refs.status();
+      has_references = has_references || refs->any() || refs->type == ledger::LedgerType::kProposalMade;
+      ledger_events.push_back({Uuid{}, std::move(*refs), what});
+    }
   if (total > options_.limits.max_append_bytes)
     return Status::limit_exceeded(
         fmt::format("the append is {} bytes, the limit is {}", total, options_.limits.max_append_bytes));
@@ -212,7 +244,17 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
       p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, e.data);
     }
   }
-  return writer_->submit(std::move(prepared));
+  if (!has_references) return writer_->submit(std::move(prepared));
+  size_t n = 0;
+  for (const auto& p : prepared)
+    for (const auto& e : p.append.events) ledger_events[n++].id = *e.id;
+  CAIRN_RETURN_IF_ERROR(references_.check_and_reserve(ledger_events, [this](const Uuid& id) {
+    auto found = reader_->find_by_id(id, reader_->durable_end());
+    return found.ok() && found->has_value();
+  }));
+  auto result = writer_->submit(std::move(prepared));
+  references_.finish(ledger_events, result.ok());
+  return result;
 }
 
 Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
@@ -238,7 +280,17 @@ Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
   }
   if (total > options_.limits.max_append_bytes)
     return Status::limit_exceeded(fmt::format("the commit is {} bytes, the limit is {}", total, options_.limits.max_append_bytes));
-  return writer_->import(std::move(events));
+  // Imports restore history as it was written: its ledger events are recorded, not judged again.
+  std::vector<ledger::PendingEvent> ledger_events;
+  for (const auto& e : events) {
+    const ledger::LedgerType t = ledger::ledger_type(e.type);
+    if (t != ledger::LedgerType::kProposalMade && t != ledger::LedgerType::kDecisionRecorded) continue;
+    auto refs = ledger::check_event(EventData{e.id, e.type, e.content_type, e.metadata, e.data}, "event");
+    if (refs.ok()) ledger_events.push_back({e.id, std::move(*refs), ""});
+  }
+  auto first = writer_->import(std::move(events));
+  if (first.ok()) references_.finish(ledger_events, true);
+  return first;
 }
 
 Result<ReadPage> EmbeddedStore::read_stream(std::string_view stream, std::optional<uint64_t> from_revision,

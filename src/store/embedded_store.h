@@ -11,6 +11,7 @@
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
 #include "index/index.h"
+#include "ledger/references.h"
 #include "log/file.h"
 #include "log/log.h"
 #include "store/reader.h"
@@ -48,6 +49,7 @@ class EmbeddedStore final : public Store {
  private:
   EmbeddedStore() = default;
   Status replay_index(const ProgressFn& progress);
+  Status load_ledger_references();
   Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi, bool reserved);
   Status writable() const;
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,
@@ -61,6 +63,7 @@ class EmbeddedStore final : public Store {
   std::unique_ptr<LogReader> reader_;
   subscribe::Notifier notifier_;
   std::unique_ptr<Writer> writer_;
+  ledger::ReferenceIndex references_;  // the AI ledger's proposals and decisions, for the reference rules
   std::atomic<bool> closed_{false};
 };
 

@@ -18,6 +18,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kTimeout: return "timeout";
     case ErrorCode::kConflict: return "conflict";
     case ErrorCode::kFaulted: return "faulted";
+    case ErrorCode::kInvalidEvent: return "invalid_event";
   }
   return "unknown";
 }

@@ -30,9 +30,9 @@ CliRun run(const std::string& args) {
 TEST(Cli, AppendReadVerifyAndErrors) {
   cairn::testing::TempDir dir;
   const std::string d = "--data " + dir.path();
-  auto r = run("append " + d + " conv-1 ai.question.asked '{\"q\":1}' --expected no_stream");
+  auto r = run("append " + d + " conv-1 test.question.asked '{\"q\":1}' --expected no_stream");
   ASSERT_EQ(r.code, 0) << r.out;
-  r = run("append " + d + " conv-1 ai.question.asked '{\"q\":2}' --expected no_stream");
+  r = run("append " + d + " conv-1 test.question.asked '{\"q\":2}' --expected no_stream");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("wrong_expected_revision"), std::string::npos) << r.out;
   r = run("append " + d + " conv-1 t '{broken'");

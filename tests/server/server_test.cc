@@ -42,7 +42,7 @@ TEST(Server, AppendReadAndErrorBodies) {
   ASSERT_FALSE(k.empty());
   EXPECT_EQ(call(p, http::verb::get, "/health").status, 200);
 
-  auto r = call(p, http::verb::post, "/v1/streams/conv-1", k, one_event("no_stream", "ai.question.asked", R"({"q": "hi"})"));
+  auto r = call(p, http::verb::post, "/v1/streams/conv-1", k, one_event("no_stream", "test.question.asked", R"({"q": "hi"})"));
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(r.j()["first_position"], 0);
   EXPECT_EQ(r.j()["last_revision"], 0);
@@ -59,7 +59,7 @@ TEST(Server, AppendReadAndErrorBodies) {
   ASSERT_EQ(r.status, 200) << r.body;
   ASSERT_EQ(r.j()["events"].size(), 1u);
   EXPECT_EQ(r.j()["events"][0]["data"]["q"], "hi");
-  EXPECT_EQ(r.j()["events"][0]["type"], "ai.question.asked");
+  EXPECT_EQ(r.j()["events"][0]["type"], "test.question.asked");
   EXPECT_TRUE(r.j()["next"].is_null());
   const std::string id = r.j()["events"][0]["id"];
   r = call(p, http::verb::get, "/v1/events/" + id, k);
@@ -460,7 +460,7 @@ TEST(Server, RemoteCli) {
   cairn::testing::TempDir dir;
   Cairnd d(dir.path());
   const std::string url = "--url http://127.0.0.1:" + std::to_string(d.port()) + " --key " + d.key();
-  auto r = cli("append conv-1 ai.question.asked '{\"q\":1}' --expected no_stream " + url);
+  auto r = cli("append conv-1 test.question.asked '{\"q\":1}' --expected no_stream " + url);
   ASSERT_EQ(r.first, 0) << r.second;
   EXPECT_NE(r.second.find("positions 0..0"), std::string::npos) << r.second;
   r = cli("append conv-1 t '{}' --expected no_stream " + url);

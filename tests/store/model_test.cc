@@ -84,7 +84,7 @@ void run_model(uint32_t seed, int steps) {
   auto store = std::move(*open_store(opts));
   Model model;
   const std::vector<std::string> streams{"acct-1", "acct-2", "order-1", "order-2", "order-3", "user-9"};
-  const std::vector<std::string> types{"ai.proposal.made", "human.decision.recorded", "feedback.given"};
+  const std::vector<std::string> types{"test.proposal.made", "test.decision.recorded", "test.feedback.given"};
   struct Past {
     std::vector<StreamAppend> req;
     AppendResult result;

@@ -199,7 +199,7 @@ TEST(Store, ReadAllFiltersPagingAndDirections) {
   auto s = open_ok(small_options(dir.path()));
   for (int i = 0; i < 300; ++i) {
     const std::string stream = (i % 3 == 0 ? "order-" : i % 3 == 1 ? "user-" : "orderline-") + std::to_string(i % 7);
-    const std::string type = i % 2 ? "ai.proposal.made" : "human.decision.recorded";
+    const std::string type = i % 2 ? "test.proposal.made" : "test.decision.recorded";
     ASSERT_TRUE(s->append(one(stream, ExpectedRevision::any(), {json_event(type, "{\"i\":" + std::to_string(i) + "}")})).ok());
   }
   // Forward paging over everything.
@@ -243,12 +243,12 @@ TEST(Store, ReadAllFiltersPagingAndDirections) {
     return n;
   };
   for (Direction d : {Direction::kForward, Direction::kBackward}) {
-    EXPECT_EQ(count(Filter{{"ai.proposal.made"}, "", "", ""}, d), 150u);
-    EXPECT_EQ(count(Filter{{"ai.proposal.made", "human.decision.recorded"}, "", "", ""}, d), 300u);
-    EXPECT_EQ(count(Filter{{}, "human.", "", ""}, d), 150u);
+    EXPECT_EQ(count(Filter{{"test.proposal.made"}, "", "", ""}, d), 150u);
+    EXPECT_EQ(count(Filter{{"test.proposal.made", "test.decision.recorded"}, "", "", ""}, d), 300u);
+    EXPECT_EQ(count(Filter{{}, "test.decision", "", ""}, d), 150u);
     EXPECT_EQ(count(Filter{{}, "", "order", ""}, d), 200u);
     EXPECT_EQ(count(Filter{{}, "", "", "order"}, d), 100u);
-    EXPECT_EQ(count(Filter{{"ai.proposal.made"}, "", "", "user"}, d), 50u);
+    EXPECT_EQ(count(Filter{{"test.proposal.made"}, "", "", "user"}, d), 50u);
     EXPECT_EQ(count(Filter{{"no.such.type"}, "", "", ""}, d), 0u);
   }
   // Zero-copy scan with a filter.

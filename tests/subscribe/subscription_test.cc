@@ -51,11 +51,11 @@ TEST(Subscription, CatchUpThenLiveWithoutGapsOrDuplicates) {
 TEST(Subscription, FiltersAndStreamSubscriptions) {
   testing::TempDir dir;
   auto s = *open_store(testing::small_options(dir.path()));
-  auto by_type = *s->subscribe_all(0, Filter{{}, "ai.", "", ""});
+  auto by_type = *s->subscribe_all(0, Filter{{}, "test.proposal", "", ""});
   auto by_stream = *s->subscribe_stream("conv-7", 2);
   for (int i = 0; i < 30; ++i) {
     ASSERT_TRUE(s->append(one("conv-" + std::to_string(i % 10), ExpectedRevision::any(),
-                              {json_event(i % 2 ? "ai.proposal.made" : "human.decision.recorded", std::to_string(i))}))
+                              {json_event(i % 2 ? "test.proposal.made" : "test.decision.recorded", std::to_string(i))}))
                     .ok());
   }
   std::vector<RecordedEvent> got;
@@ -65,7 +65,7 @@ TEST(Subscription, FiltersAndStreamSubscriptions) {
     ASSERT_FALSE(b->empty());
     got.insert(got.end(), b->begin(), b->end());
   }
-  for (const auto& e : got) EXPECT_EQ(e.type, "ai.proposal.made");
+  for (const auto& e : got) EXPECT_EQ(e.type, "test.proposal.made");
   EXPECT_EQ(got.size(), 15u);
   auto b = by_stream->next(100, 2000ms);
   ASSERT_TRUE(b.ok());

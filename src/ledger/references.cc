@@ -1,0 +1,92 @@
+#include "ledger/references.h"
+
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+namespace cairn::ledger {
+
+void ReferenceIndex::record(const Uuid& id, const References& refs) {
+  if (refs.type == LedgerType::kProposalMade) {
+    proposals_.try_emplace(refs.proposal_id, Proposal{id, false, Uuid{}});
+  } else if (refs.type == LedgerType::kDecisionRecorded) {
+    auto it = proposals_.find(refs.proposal_id);
+    if (it != proposals_.end() && !it->second.decided) {
+      it->second.decided = true;
+      it->second.decided_by = id;
+    }
+  }
+}
+
+size_t ReferenceIndex::proposals() const {
+  std::lock_guard g(mu_);
+  return proposals_.size();
+}
+
+Status ReferenceIndex::check_and_reserve(const std::vector<PendingEvent>& events,
+                                         const std::function<bool(const Uuid&)>& exists) {
+  std::lock_guard g(mu_);
+  std::unordered_set<Uuid, UuidHash> earlier_ids;
+  std::unordered_map<std::string, Uuid> made_here, decided_here;
+  auto known_event = [&](const Uuid& id) { return earlier_ids.count(id) > 0 || exists(id); };
+  auto proposal_known = [&](const std::string& p) { return made_here.count(p) > 0 || proposals_.count(p) > 0; };
+
+  for (const auto& e : events) {
+    const References& r = e.refs;
+    if (r.causation && !known_event(*r.causation))
+      return Status::invalid_event(fmt::format("{}.metadata.causation_id: no earlier event has id {} (a causation id "
+                                               "in UUID form names an event of this store)",
+                                               e.what, r.causation->to_string()));
+    if (r.corrects && !known_event(*r.corrects))
+      return Status::invalid_event(fmt::format("{}.data.corrects_event_id: no earlier event has id {}", e.what,
+                                               r.corrects->to_string()));
+    if (r.feedback_event && !known_event(*r.feedback_event))
+      return Status::invalid_event(fmt::format("{}.data.target: no earlier event has id {}", e.what,
+                                               r.feedback_event->to_string()));
+    if (!r.feedback_proposal_id.empty() && !proposal_known(r.feedback_proposal_id))
+      return Status::invalid_event(fmt::format("{}.data.target: no proposal '{}' was made before (give target_kind "
+                                               "event or conversation for other targets)",
+                                               e.what, r.feedback_proposal_id));
+    if (r.type == LedgerType::kProposalMade) {
+      const std::string& p = r.proposal_id;
+      auto it = proposals_.find(p);
+      const bool retry = it != proposals_.end() && it->second.made_by == e.id;
+      if (!retry && (it != proposals_.end() || made_here.count(p) || making_.count(p)))
+        return Status::invalid_event(fmt::format("{}.data.proposal_id: proposal '{}' was made already; a proposal is "
+                                                 "made once",
+                                                 e.what, p));
+      if (!retry) made_here.emplace(p, e.id);
+    } else if (r.type == LedgerType::kDecisionRecorded) {
+      const std::string& p = r.proposal_id;
+      auto it = proposals_.find(p);
+      if (it == proposals_.end() && !made_here.count(p))
+        return Status::invalid_event(fmt::format("{}.data.proposal_id: no proposal '{}' was made before this decision{}",
+                                                 e.what, p, making_.count(p) ? " (its append is still in flight)" : ""));
+      const bool retry = it != proposals_.end() && it->second.decided && it->second.decided_by == e.id;
+      if (!retry && ((it != proposals_.end() && it->second.decided) || decided_here.count(p) || deciding_.count(p)))
+        return Status::invalid_event(fmt::format("{}.data.proposal_id: proposal '{}' is decided already; a change of "
+                                                 "mind is a correction.recorded naming the decision",
+                                                 e.what, p));
+      if (!retry) decided_here.emplace(p, e.id);
+    }
+    earlier_ids.insert(e.id);
+  }
+  for (auto& [p, id] : made_here) making_.emplace(p, id);
+  for (auto& [p, id] : decided_here) deciding_.emplace(p, id);
+  return {};
+}
+
+void ReferenceIndex::finish(const std::vector<PendingEvent>& events, bool durable) {
+  std::lock_guard g(mu_);
+  for (const auto& e : events) {
+    const References& r = e.refs;
+    if (r.type == LedgerType::kProposalMade) {
+      if (auto it = making_.find(r.proposal_id); it != making_.end() && it->second == e.id) making_.erase(it);
+    } else if (r.type == LedgerType::kDecisionRecorded) {
+      if (auto it = deciding_.find(r.proposal_id); it != deciding_.end() && it->second == e.id) deciding_.erase(it);
+    }
+    if (durable) record(e.id, r);
+  }
+}
+
+}  // namespace cairn::ledger
