@@ -32,6 +32,7 @@ enum class ErrorCode : uint8_t {
   kTimeout,                // a wait ran out
   kConflict,               // the request contradicts what exists (e.g. a projection version with another definition)
   kFaulted,                // a projection stopped on a reducer error; the message names the event
+  kInvalidEvent,           // an AI ledger event breaks its type's rules or names what does not exist (HTTP 422)
 };
 
 // Stable snake_case name of a code, as used in CLI output and (later) the HTTP API.
@@ -46,6 +47,7 @@ class Status {
   static Status invalid_argument(std::string m) { return {ErrorCode::kInvalidArgument, std::move(m)}; }
   static Status not_found(std::string m) { return {ErrorCode::kNotFound, std::move(m)}; }
   static Status conflict(std::string m) { return {ErrorCode::kConflict, std::move(m)}; }
+  static Status invalid_event(std::string m) { return {ErrorCode::kInvalidEvent, std::move(m)}; }
   static Status limit_exceeded(std::string m) { return {ErrorCode::kLimitExceeded, std::move(m)}; }
   static Status corruption(std::string m) { return {ErrorCode::kCorruption, std::move(m)}; }
   static Status io_error(std::string m) { return {ErrorCode::kIoError, std::move(m)}; }
