@@ -36,7 +36,7 @@ class ReferenceIndex {
   void record(const Uuid& id, const References& refs);
 
   // Checks an append's events in order; on success, holds what they make until finish().
-  // exists(id) tells whether a durable event has that id.
+  // exists(id) tells whether a durable event has that id; it is called before the index's lock is taken.
   Status check_and_reserve(const std::vector<PendingEvent>& events, const std::function<bool(const Uuid&)>& exists);
   // The append of these (reserved) events ended: durable (record them) or not (release them).
   void finish(const std::vector<PendingEvent>& events, bool durable);
@@ -51,8 +51,14 @@ class ReferenceIndex {
   };
   mutable std::mutex mu_;
   std::unordered_map<std::string, Proposal> proposals_;
-  std::unordered_map<std::string, Uuid> making_;    // proposal id -> event of an append in flight
-  std::unordered_map<std::string, Uuid> deciding_;  // proposal id -> decision of an append in flight
+  // Proposal id -> the event of an append in flight, and how many appends carry it (a retry sent while the
+  // first attempt is still in flight carries the same event: the writer answers it as a replay).
+  struct InFlight {
+    Uuid id;
+    int appends = 0;
+  };
+  std::unordered_map<std::string, InFlight> making_;
+  std::unordered_map<std::string, InFlight> deciding_;
 };
 
 }  // namespace cairn::ledger

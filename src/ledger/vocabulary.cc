@@ -234,7 +234,7 @@ Result<References> check_event(const EventData& e, std::string_view what) {
   thread_local simdjson::dom::parser parser;
   object data;
   if (parser.parse(e.data).get(data))
-    return Status::invalid_event(fmt::format("{}.data: a {} event's data is a JSON object", what, e.type));
+    return Status::invalid_event(fmt::format("{}.data: must be a JSON object (the data of {} events)", what, e.type));
   const Fields f(data, fmt::format("{}.data", what));
   switch (r.type) {
     case LedgerType::kQuestionAsked:

@@ -87,7 +87,6 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   }
   s->reader_ = std::make_unique<LogReader>(*s->log_, *s->index_);
   CAIRN_RETURN_IF_ERROR(s->replay_index(replay_progress));
-  CAIRN_RETURN_IF_ERROR(s->load_ledger_references());
   if (!options.read_only)
     s->writer_ = std::make_unique<Writer>(*s->log_, *s->index_, *s->reader_, [p = s.get()] { p->notifier_.publish(); });
   return s;
@@ -245,6 +244,14 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
     }
   }
   if (!has_references) return writer_->submit(std::move(prepared));
+  // The ledger's index is loaded on the first append that needs it, so that opening never reads history.
+  {
+    std::lock_guard g(references_mu_);
+    if (!references_loaded_) {
+      CAIRN_RETURN_IF_ERROR(load_ledger_references());
+      references_loaded_ = true;
+    }
+  }
   size_t n = 0;
   for (const auto& p : prepared)
     for (const auto& e : p.append.events) ledger_events[n++].id = *e.id;
@@ -289,7 +296,9 @@ Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
     if (refs.ok()) ledger_events.push_back({e.id, std::move(*refs), ""});
   }
   auto first = writer_->import(std::move(events));
-  if (first.ok()) references_.finish(ledger_events, true);
+  // Before the index is loaded, the load will read these from the log.
+  std::lock_guard g(references_mu_);
+  if (first.ok() && references_loaded_) references_.finish(ledger_events, true);
   return first;
 }
 

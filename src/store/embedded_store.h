@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
@@ -64,6 +65,8 @@ class EmbeddedStore final : public Store {
   subscribe::Notifier notifier_;
   std::unique_ptr<Writer> writer_;
   ledger::ReferenceIndex references_;  // the AI ledger's proposals and decisions, for the reference rules
+  std::mutex references_mu_;           // guards references_loaded_ (the load happens once, on first need)
+  bool references_loaded_ = false;
   std::atomic<bool> closed_{false};
 };
 
