@@ -39,8 +39,11 @@ Status ReferenceIndex::check_and_reserve(const std::vector<PendingEvent>& events
   std::unordered_set<Uuid, UuidHash> earlier_ids;
   std::unordered_map<std::string, Uuid> made_here, decided_here;
   std::vector<std::pair<std::unordered_map<std::string, InFlight>*, std::string>> retries_in_flight;
+  std::unordered_set<std::string> retried_here;  // proposals this append makes again while the first attempt flies
   auto known_event = [&](const Uuid& id) { return earlier_ids.count(id) > 0 || durable.count(id) > 0; };
-  auto proposal_known = [&](const std::string& p) { return made_here.count(p) > 0 || proposals_.count(p) > 0; };
+  auto proposal_known = [&](const std::string& p) {
+    return made_here.count(p) > 0 || retried_here.count(p) > 0 || proposals_.count(p) > 0;
+  };
 
   for (const auto& e : events) {
     const References& r = e.refs;
@@ -68,12 +71,16 @@ Status ReferenceIndex::check_and_reserve(const std::vector<PendingEvent>& events
         return Status::invalid_event(fmt::format("{}.data.proposal_id: proposal '{}' was made already; a proposal is "
                                                  "made once",
                                                  e.what, cut(p)));
-      if (retry_in_flight) retries_in_flight.emplace_back(&making_, p);
-      else if (!retry) made_here.emplace(p, e.id);
+      if (retry_in_flight) {
+        retries_in_flight.emplace_back(&making_, p);
+        retried_here.insert(p);
+      } else if (!retry) {
+        made_here.emplace(p, e.id);
+      }
     } else if (r.type == LedgerType::kDecisionRecorded) {
       const std::string& p = r.proposal_id;
       auto it = proposals_.find(p);
-      if (it == proposals_.end() && !made_here.count(p))
+      if (it == proposals_.end() && !made_here.count(p) && !retried_here.count(p))
         return Status::invalid_event(fmt::format("{}.data.proposal_id: no proposal '{}' was made before this decision{}",
                                                  e.what, cut(p), making_.count(p) ? " (its append is still in flight)" : ""));
       const bool retry = it != proposals_.end() && it->second.decided && it->second.decided_by == e.id;
