@@ -191,7 +191,10 @@ Status check_correction(const Fields& f, References* r) {
   CAIRN_RETURN_IF_ERROR(f.uuid("corrects_event_id", true, &r->corrects));
   std::string kind;
   CAIRN_RETURN_IF_ERROR(f.one_of("kind", true, {"retract", "amend"}, &kind));
-  if (kind == "amend") CAIRN_RETURN_IF_ERROR(f.is("replacement", element_type::OBJECT, "an object (the amended data)", true));
+  if (kind == "amend") {
+    CAIRN_RETURN_IF_ERROR(f.is("replacement", element_type::OBJECT, "an object (the amended data)", true));
+    r->replacement = simdjson::minify(*f.get("replacement"));
+  }
   if (kind == "retract" && f.get("replacement"))
     return Status::invalid_event(fmt::format("{}: a retraction has no replacement", f.at("replacement")));
   for (const char* k : {"reason_code", "reason_text"}) CAIRN_RETURN_IF_ERROR(f.string(k, false));
@@ -200,43 +203,16 @@ Status check_correction(const Fields& f, References* r) {
   return {};
 }
 
-}  // namespace
-
-LedgerType ledger_type(std::string_view t) {
-  if (t == "ai.question.asked") return LedgerType::kQuestionAsked;
-  if (t == "ai.skill.executed") return LedgerType::kSkillExecuted;
-  if (t == "ai.proposal.made") return LedgerType::kProposalMade;
-  if (t == "human.decision.recorded") return LedgerType::kDecisionRecorded;
-  if (t == "feedback.given") return LedgerType::kFeedbackGiven;
-  if (t == "ai.path.chosen") return LedgerType::kPathChosen;
-  if (t == "correction.recorded") return LedgerType::kCorrectionRecorded;
-  return LedgerType::kNone;
-}
-
-Result<References> check_event(const EventData& e, std::string_view what) {
-  References r;
-  r.type = ledger_type(e.type);
-  thread_local simdjson::dom::parser meta_parser;
-  object meta_obj;
-  const std::string meta_text = e.metadata.empty() ? std::string("{}") : e.metadata;
-  if (meta_parser.parse(meta_text).get(meta_obj))  // validated before: only an object gets here
-    return Status::invalid_event(fmt::format("{}.metadata: must be a JSON object", what));
-  Fields meta(meta_obj, fmt::format("{}.metadata", what));
-  // A causation id in UUID form names an event: it must exist (checked by the store).
-  std::string causation;
-  if (meta.get("causation_id")) (void)meta.string("causation_id", false, &causation);
-  if (!causation.empty())
-    if (auto id = Uuid::parse(causation); id.ok()) r.causation = *id;
-  if (r.type == LedgerType::kNone) return r;
-
-  if (e.content_type != ContentType::kJson)
-    return Status::invalid_event(fmt::format("{}.content_type: {} events are JSON", what, e.type));
+// The rules of one type's data (the metadata is needed by rules on the actor).
+Status check_data(LedgerType t, std::string_view type_name, const std::string& data_text, std::string_view data_path,
+                  const Fields& meta, References* out) {
   thread_local simdjson::dom::parser parser;
   object data;
-  if (parser.parse(e.data).get(data))
-    return Status::invalid_event(fmt::format("{}.data: must be a JSON object (the data of {} events)", what, e.type));
-  const Fields f(data, fmt::format("{}.data", what));
-  switch (r.type) {
+  if (parser.parse(data_text).get(data))
+    return Status::invalid_event(fmt::format("{}: must be a JSON object (the data of {} events)", data_path, type_name));
+  const Fields f(data, std::string(data_path));
+  References& r = *out;
+  switch (t) {
     case LedgerType::kQuestionAsked:
       CAIRN_RETURN_IF_ERROR(f.string("question", true));
       for (const char* k : {"question_id", "channel"}) CAIRN_RETURN_IF_ERROR(f.string(k, false));
@@ -272,7 +248,65 @@ Result<References> check_event(const EventData& e, std::string_view what) {
     case LedgerType::kCorrectionRecorded: CAIRN_RETURN_IF_ERROR(check_correction(f, &r)); break;
     case LedgerType::kNone: break;
   }
+  return {};
+}
+
+}  // namespace
+
+LedgerType ledger_type(std::string_view t) {
+  if (t == "ai.question.asked") return LedgerType::kQuestionAsked;
+  if (t == "ai.skill.executed") return LedgerType::kSkillExecuted;
+  if (t == "ai.proposal.made") return LedgerType::kProposalMade;
+  if (t == "human.decision.recorded") return LedgerType::kDecisionRecorded;
+  if (t == "feedback.given") return LedgerType::kFeedbackGiven;
+  if (t == "ai.path.chosen") return LedgerType::kPathChosen;
+  if (t == "correction.recorded") return LedgerType::kCorrectionRecorded;
+  return LedgerType::kNone;
+}
+
+Result<References> check_event(const EventData& e, std::string_view what) {
+  References r;
+  r.type = ledger_type(e.type);
+  thread_local simdjson::dom::parser meta_parser;
+  object meta_obj;
+  const std::string meta_text = e.metadata.empty() ? std::string("{}") : e.metadata;
+  if (meta_parser.parse(meta_text).get(meta_obj))  // validated before: only an object gets here
+    return Status::invalid_event(fmt::format("{}.metadata: must be a JSON object", what));
+  Fields meta(meta_obj, fmt::format("{}.metadata", what));
+  // A causation id in UUID form names an event: it must exist (checked by the store).
+  std::string causation;
+  if (meta.get("causation_id")) (void)meta.string("causation_id", false, &causation);
+  if (!causation.empty())
+    if (auto id = Uuid::parse(causation); id.ok()) r.causation = *id;
+  if (r.type == LedgerType::kNone) return r;
+
+  if (e.content_type != ContentType::kJson)
+    return Status::invalid_event(fmt::format("{}.content_type: {} events are JSON", what, e.type));
+  CAIRN_RETURN_IF_ERROR(check_data(r.type, e.type, e.data, fmt::format("{}.data", what), meta, &r));
   return r;
+}
+
+Status check_amendment(const References& correction, std::string_view corrected_type, std::string_view corrected_data,
+                       std::string_view correction_metadata, std::string_view what) {
+  const LedgerType t = ledger_type(corrected_type);
+  if (t == LedgerType::kNone || correction.replacement.empty()) return {};
+  thread_local simdjson::dom::parser meta_parser;
+  object meta_obj;
+  const std::string meta_text = correction_metadata.empty() ? std::string("{}") : std::string(correction_metadata);
+  if (meta_parser.parse(meta_text).get(meta_obj))
+    return Status::invalid_event(fmt::format("{}.metadata: must be a JSON object", what));
+  const Fields meta(meta_obj, fmt::format("{}.metadata", what));
+  References replaced, original;
+  CAIRN_RETURN_IF_ERROR(check_data(t, corrected_type, correction.replacement, fmt::format("{}.data.replacement", what),
+                                   meta, &replaced));
+  if ((t == LedgerType::kProposalMade || t == LedgerType::kDecisionRecorded) &&
+      check_data(t, corrected_type, std::string(corrected_data), "corrected", meta, &original).ok() &&
+      original.proposal_id != replaced.proposal_id)
+    return Status::invalid_event(fmt::format("{}.data.replacement.proposal_id: an amendment keeps the corrected {}'s "
+                                             "proposal ('{}'); it cannot move it to another",
+                                             what, t == LedgerType::kProposalMade ? "proposal" : "decision",
+                                             original.proposal_id.substr(0, 64)));
+  return {};
 }
 
 }  // namespace cairn::ledger

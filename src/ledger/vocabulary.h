@@ -40,6 +40,7 @@ struct References {
   std::optional<Uuid> causation;        // metadata.causation_id, when it is a UUID (then it names an event)
   std::string feedback_proposal_id;     // feedback.given on a proposal
   std::optional<Uuid> feedback_event;   // feedback.given on an event
+  std::string replacement;              // correction.recorded with kind amend: the replacement data (JSON)
   bool any() const {
     return !proposal_id.empty() || corrects || causation || !feedback_proposal_id.empty() || feedback_event;
   }
@@ -48,5 +49,10 @@ struct References {
 // Checks a ledger type's data and metadata rules and returns its references. For other types, returns
 // only the metadata's causation reference. `what` names the event in errors ("events[2]").
 Result<References> check_event(const EventData& e, std::string_view what);
+
+// An amendment's replacement must be valid data of the corrected event's type, and keep a corrected proposal's
+// or decision's proposal_id. `what` names the correction event.
+Status check_amendment(const References& correction, std::string_view corrected_type, std::string_view corrected_data,
+                       std::string_view correction_metadata, std::string_view what);
 
 }  // namespace cairn::ledger

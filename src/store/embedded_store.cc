@@ -94,6 +94,21 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
 
 EmbeddedStore::~EmbeddedStore() { (void)close(); }
 
+// An amendment's replacement is checked as data of the corrected event's type: the corrected event is
+// durable or comes earlier in the same append (if it is neither, the reference check says so).
+Status EmbeddedStore::check_amendment(const std::vector<StreamAppend>& requests, size_t i, size_t j,
+                                      const ledger::References& refs, const std::string& what) {
+  const EventData& correction = requests[i].events[j];
+  for (size_t a = 0; a <= i; ++a)
+    for (size_t b = 0; b < (a == i ? j : requests[a].events.size()); ++b)
+      if (const EventData& e = requests[a].events[b]; e.id && *e.id == *refs.corrects)
+        return ledger::check_amendment(refs, e.type, e.data, correction.metadata, what);
+  auto found = reader_->find_by_id(*refs.corrects, reader_->durable_end());
+  if (!found.ok()) return found.status();
+  if (!*found) return {};
+  return ledger::check_amendment(refs, (*found)->type, (*found)->data, correction.metadata, what);
+}
+
 // The proposals made and decided so far, found through the type index (derived from the log).
 Status EmbeddedStore::load_ledger_references() {
   Filter f;
@@ -207,6 +222,8 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
       auto refs = ledger::check_event(requests[i].events[j], what);
       if (!refs.ok()) return refs.status();
       has_references = has_references || refs->any() || refs->type == ledger::LedgerType::kProposalMade;
+      if (refs->corrects && !refs->replacement.empty())
+        CAIRN_RETURN_IF_ERROR(check_amendment(requests, i, j, *refs, what));
       ledger_events.push_back({Uuid{}, std::move(*refs), what});
     }
   if (total > options_.limits.max_append_bytes)

@@ -51,6 +51,8 @@ class EmbeddedStore final : public Store {
   EmbeddedStore() = default;
   Status replay_index(const ProgressFn& progress);
   Status load_ledger_references();
+  Status check_amendment(const std::vector<StreamAppend>& requests, size_t i, size_t j, const ledger::References& refs,
+                         const std::string& what);
   Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi, bool reserved);
   Status writable() const;
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,

@@ -52,7 +52,10 @@ EventData decision(const std::string& proposal_id, std::optional<Uuid> event_id 
   return e;
 }
 EventData correction(const Uuid& corrects) {
-  json d = {{"corrects_event_id", corrects.to_string()}, {"kind", "amend"}, {"replacement", {{"outcome", "rejected"}}},
+  // An amendment carries the whole new data of the corrected event (here: a decision on p-1).
+  json d = {{"corrects_event_id", corrects.to_string()},
+            {"kind", "amend"},
+            {"replacement", {{"proposal_id", "p-1"}, {"outcome", "rejected"}}},
             {"reason_text", "changed my mind"}};
   return json_event("correction.recorded", d.dump());
 }
@@ -173,6 +176,33 @@ TEST_F(References, AProposalIsDecidedOnce) {
   // The change of mind is a correction naming the decision: that passes.
   auto r = add("d-1", {correction(last_id(*s_, "d-1"))});
   ASSERT_TRUE(r.ok()) << r.status().to_string();
+}
+
+// An amendment's replacement is valid data of the corrected event's type, and keeps its proposal.
+TEST_F(References, AnAmendmentIsValidDataOfTheCorrectedType) {
+  ASSERT_TRUE(add("p-1", {proposal("p-1")}).ok());
+  ASSERT_TRUE(add("p-2", {proposal("p-2")}).ok());
+  ASSERT_TRUE(add("d-1", {decision("p-1")}).ok());
+  const Uuid d1 = last_id(*s_, "d-1");
+  auto amend = [&](json replacement) {
+    json d = {{"corrects_event_id", d1.to_string()}, {"kind", "amend"}, {"replacement", replacement},
+              {"reason_text", "changed my mind"}};
+    return json_event("correction.recorded", d.dump());
+  };
+  expect_refused(*s_, add("d-1", {amend({{"proposal_id", "p-1"}})}), 3, "events[0].data.replacement.outcome");
+  expect_refused(*s_, add("d-1", {amend({{"proposal_id", "p-1"}, {"outcome", "edited"}})}), 3,
+                 "events[0].data.replacement.final_value");
+  expect_refused(*s_, add("d-1", {amend({{"proposal_id", "p-2"}, {"outcome", "rejected"}})}), 3,
+                 "events[0].data.replacement.proposal_id", "'p-1'");
+  auto r = add("d-1", {amend({{"proposal_id", "p-1"}, {"outcome", "edited"}, {"final_value", "better"}})});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  // The corrected decision earlier in the same append is found there.
+  const Uuid d3 = Uuid::generate_v7();
+  ASSERT_TRUE(add("p-3", {proposal("p-3")}).ok());
+  json bad = {{"corrects_event_id", d3.to_string()}, {"kind", "amend"}, {"replacement", {{"proposal_id", "p-3"}}},
+              {"reason_text", "x"}};
+  expect_refused(*s_, add("d-3", {with_id(decision("p-3"), d3), json_event("correction.recorded", bad.dump())}), 5,
+                 "events[1].data.replacement.outcome");
 }
 
 TEST_F(References, ARetryIsAReplay) {
