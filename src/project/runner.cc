@@ -187,14 +187,22 @@ void Runner::on_fault(const EventView& v, const Status& st) {
   applied_ = applied_before;  // the replay re-applied events that were counted already
   if (!restored.ok()) {
     f.message += fmt::format(" (and restoring the state before it failed: {})", restored.message());
-    // Serve the last checkpoint as it is, so that state and position agree.
-    engine_.reset();
-    if (!load().ok()) {
-      auto fresh = spec_.factory();
-      engine_ = fresh.ok() ? std::move(*fresh) : nullptr;
-      position_ = 0;
-    }
+    serve_checkpoint();
   }
+  set_fault(std::move(f));
+}
+
+// Back to the last checkpoint as it is (or to the empty state), so that state and position agree.
+void Runner::serve_checkpoint() {
+  engine_.reset();
+  if (!load().ok()) {
+    auto fresh = spec_.factory();
+    engine_ = fresh.ok() ? std::move(*fresh) : nullptr;
+    position_ = 0;
+  }
+}
+
+void Runner::set_fault(ProjectionFault f) {
   fault_ = std::move(f);
   faulted_ = true;
   position_cv_.notify_all();
@@ -241,19 +249,9 @@ void Runner::locate_fault(const Status& detected) {
                                 detected.message(), end, st.ok() ? "" : ", or the replay failed: " + st.message()),
                     now_ns()};
   report("projection {} v{} faulted: {}", spec_.name, spec_.version, f.message);
-  if (st.ok()) {
-    position_ = end;  // the replay applied everything below end: state and position agree
-  } else {
-    engine_.reset();
-    if (!load().ok()) {
-      auto fresh = spec_.factory();
-      engine_ = fresh.ok() ? std::move(*fresh) : nullptr;
-      position_ = 0;
-    }
-  }
-  fault_ = std::move(f);
-  faulted_ = true;
-  position_cv_.notify_all();
+  if (st.ok()) position_ = end;  // the replay applied everything below end: state and position agree
+  else serve_checkpoint();
+  set_fault(std::move(f));
 }
 
 void Runner::catch_up(uint64_t head) {

@@ -100,6 +100,8 @@ class Runner {
   void follow();
   void on_fault(const EventView& v, const Status& st);
   void locate_fault(const Status& detected);
+  void serve_checkpoint();
+  void set_fault(ProjectionFault f);
   Status checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot);
   void maybe_checkpoint();
   bool snapshot_due() const;
