@@ -87,6 +87,15 @@ class ReducerEngine {
 };
 using EngineFactory = std::function<Result<std::unique_ptr<ReducerEngine>>()>;
 
+// ReducerEngine::keys for an engine whose partitions are a sorted map keyed by string (with std::less<>).
+template <typename Map>
+std::vector<std::string> map_keys_after(const Map& parts, std::string_view after, size_t limit) {
+  std::vector<std::string> out;
+  for (auto it = after.empty() ? parts.begin() : parts.upper_bound(after); it != parts.end() && out.size() < limit; ++it)
+    out.push_back(it->first);
+  return out;
+}
+
 // A C++ reducer over a typed state. apply must be pure: the same events always give the same state.
 template <typename State>
 struct CppReducer {
@@ -111,11 +120,7 @@ class CppReducerEngine final : public ReducerEngine {
     return std::optional<std::string>(r_.to_json(it->second));
   }
   std::vector<std::string> keys(std::string_view after, size_t limit) const override {
-    std::vector<std::string> out;
-    for (auto it = after.empty() ? parts_.begin() : parts_.upper_bound(after); it != parts_.end() && out.size() < limit;
-         ++it)
-      out.push_back(it->first);
-    return out;
+    return map_keys_after(parts_, after, limit);
   }
   size_t partitions() const override { return parts_.size(); }
   Status restore(std::string_view key, std::string_view json) override {

@@ -84,10 +84,7 @@ class TypesEngine final : public ReducerEngine {
   }
 
   std::vector<std::string> keys(std::string_view after, size_t limit) const override {
-    std::vector<std::string> out;
-    for (auto it = after.empty() ? parts_.begin() : parts_.upper_bound(after); it != parts_.end() && out.size() < limit; ++it)
-      out.push_back(it->first);
-    return out;
+    return map_keys_after(parts_, after, limit);
   }
   size_t partitions() const override { return parts_.size(); }
 

@@ -13,6 +13,7 @@
 #include "cairn/projection.h"
 #include "log/file.h"
 #include "project/builtins.h"
+#include "ledger/ai_projections.h"
 #include "project/definition.h"
 #include "project/lua_engine.h"
 #include "project/runner.h"
@@ -256,19 +257,34 @@ Status ProjectionsImpl::open() {
     }
   }
   if (opt_.builtins) {
-    for (auto [name, factory] : {std::pair{project::kStreamsProjection, project::streams_engine_factory()},
-                                 std::pair{project::kTypesProjection, project::types_engine_factory()}}) {
-      Entry& e = entries_[std::string(name)];
+    struct Builtin {
+      std::string_view name;
+      EngineFactory factory;
+      PartitionBy by;
+      Filter source;
+      const char* description;
+    };
+    const Builtin builtins[] = {
+        {project::kStreamsProjection, project::streams_engine_factory(), PartitionBy::kStream, {},
+         "every stream: revision, count, first and last position and time"},
+        {project::kTypesProjection, project::types_engine_factory(), PartitionBy::kNone, {},
+         "event counts by type and by stream category, per hour and per day"},
+        {ledger::kDecisionsProjection, ledger::decisions_engine_factory(), PartitionBy::kNone, ledger::decisions_source(),
+         "the AI ledger: each proposal with its decision, corrections and delta, and the counts behind the rates"},
+        {ledger::kLineageProjection, ledger::lineage_engine_factory(), PartitionBy::kNone, {},
+         "the AI ledger's lineage: events by correlation id, corrections by corrected event, proposals by id"},
+    };
+    for (const Builtin& b : builtins) {
+      Entry& e = entries_[std::string(b.name)];
       Version& v = e.versions[1];
-      v.def.name = std::string(name);
+      v.def.name = std::string(b.name);
       v.def.version = 1;
-      v.def.partition.by = name == project::kStreamsProjection ? PartitionBy::kStream : PartitionBy::kNone;
+      v.def.partition.by = b.by;
+      v.def.source = b.source;
       v.def.snapshot_every = 1'000'000;
-      v.def.description = name == project::kStreamsProjection
-                              ? "every stream: revision, count, first and last position and time"
-                              : "event counts by type and by stream category, per hour and per day";
+      v.def.description = b.description;
       v.language = "builtin";
-      v.factory = factory;
+      v.factory = b.factory;
       e.active = 1;
       CAIRN_RETURN_IF_ERROR(start_version(v));
     }

@@ -1,0 +1,124 @@
+// Pairs each AI proposal with its human decision and the corrections of either, in log order
+// (docs/ai-ledger.md#deltas): the one piece of logic behind the $ai.decisions projection, the rates, the
+// training exports and the as-of view of a correlation, so that all of them agree.
+//
+// Corrections (correction.recorded) apply in log order: an amendment replaces the corrected event's data, a
+// retraction voids it; a later amendment after a retraction brings it back with the new data. A correction
+// may itself be amended (its kind and replacement change) or retracted (it stops applying). A retracted
+// proposal drops out entirely; a retracted decision leaves its proposal undecided.
+// Values (proposed_value, final_value, input) are kept as the minified JSON text the log holds.
+//
+// apply() must see events in log order. Not thread-safe: one fold per thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "cairn/event.h"
+#include "cairn/status.h"
+#include "ledger/delta.h"
+
+namespace cairn::ledger {
+
+// The parts of an ai.proposal.made a decision record needs. Strings are empty when absent; *_json fields
+// hold minified JSON text.
+struct ProposalData {
+  std::string kind, skill, request_model, response_model, provider, model_version, template_id, template_version;
+  std::string proposed_value_json;
+  std::string input_json;         // kept only by folds made with keep_inputs
+  std::string input_ref;
+  std::string alternatives_json;  // kept only by folds made with keep_inputs
+  // Slicing: the model that answered (gen_ai.response.model), else the one asked for.
+  const std::string& model() const { return response_model.empty() ? request_model : response_model; }
+  // "template_id@template_version", "template_id", or "" without a template.
+  std::string prompt_version() const;
+};
+
+struct DecisionData {
+  std::string outcome;           // accepted, edited, rejected, expired
+  std::string final_value_json;  // empty for rejected and expired
+  std::optional<int64_t> presented_ns;
+  std::string reason_code, reason_text;
+};
+
+struct CorrectionData {
+  Uuid corrects;
+  bool retract = false;
+  std::string replacement_json;  // amend: the replacement data (an object)
+};
+
+template <typename Data>
+struct Source {
+  Uuid id;
+  uint64_t position = 0;
+  int64_t recorded_ns = 0;
+  Data data;
+};
+
+// What holds now, after every correction seen.
+struct Effective {
+  bool proposal_retracted = false;
+  bool decided = false;             // a decision stands (not retracted)
+  bool decision_retracted = false;  // a decision was made and then retracted
+  ProposalData proposal;
+  DecisionData decision;            // when decided
+  std::vector<Uuid> applied;        // the corrections that apply, in log order
+  std::optional<Delta> delta;       // accepted and edited decisions, when the fold computes deltas
+};
+
+struct DecisionRecord {
+  std::string proposal_id;
+  Source<ProposalData> proposal;
+  std::optional<Source<DecisionData>> decision;
+  std::vector<Source<CorrectionData>> corrections;  // of the proposal, the decision or these corrections
+  Effective effective;
+  // Time to decision in milliseconds: the decision's recorded_at minus presented_at, or minus the
+  // proposal's recorded_at when presented_at is absent. Only for a standing decision.
+  std::optional<int64_t> decision_ms() const;
+};
+
+struct FoldOptions {
+  bool keep_inputs = false;     // keep input and alternatives (training exports)
+  bool compute_deltas = false;  // compute the delta of accepted and edited decisions ($ai.decisions)
+};
+
+class DecisionFold {
+ public:
+  explicit DecisionFold(FoldOptions options = {}) : opt_(options) {}
+
+  // Folds one event in; events of other types are ignored. Returns the id of the proposal whose record
+  // changed, or "" if none did. Data that breaks the vocabulary (events written before the rules, or
+  // imported) is skipped, not an error: the fold is a view of the log, and the log is what it is.
+  std::string apply(const EventView& e);
+
+  const DecisionRecord* find(std::string_view proposal_id) const;
+  const std::map<std::string, DecisionRecord, std::less<>>& records() const { return records_; }
+  size_t size() const { return records_.size(); }
+
+  // Canonical JSON of one record (its sources and what holds now), and the inverse, for checkpoints.
+  static std::string record_json(const DecisionRecord& r);
+  Status restore(std::string_view json);
+
+ private:
+  void refresh(DecisionRecord& r);
+  std::optional<CorrectionData> effective_correction(const DecisionRecord& r, size_t index, int depth) const;
+  FoldOptions opt_;
+  simdjson::dom::parser parser_;
+  std::map<std::string, DecisionRecord, std::less<>> records_;
+  std::unordered_map<Uuid, std::string, UuidHash> owner_;  // event id -> the proposal whose record it is in
+};
+
+// Parsers of one event's data into the parts above (exposed for tests and amendments).
+Result<ProposalData> parse_proposal(simdjson::dom::parser& p, std::string_view json, bool keep_inputs);
+Result<DecisionData> parse_decision(simdjson::dom::parser& p, std::string_view json);
+Result<CorrectionData> parse_correction(simdjson::dom::parser& p, std::string_view json);
+
+}  // namespace cairn::ledger
