@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "cli/ai_cmds.h"
 #include "cli/commands.h"
 #include "cli/projection_cmds.h"
 #include "cli/remote.h"
@@ -186,6 +187,44 @@ int main(int argc, char** argv) {
     if (an == "list" || an == "create" || an == "deploy" || an == "show" || an == "verify") c->add_flag("--json", pa.json, "print JSON");
   }
 
+  AiArgs ai;
+  auto* why = app.add_subcommand("why", "why did we do it this way? the causal chain of an event back to its root, its flow and corrections");
+  add_store_flags(why, true);
+  add_remote_flags(why);
+  why->add_option("event_id", ai.event_id, "the event's id (a UUID)")->required();
+  why->add_flag("--json", ai.json, "print the JSON of GET /v1/why/{id}");
+  auto* corr = app.add_subcommand("correlation", "every event of a flow (metadata.correlation_id), as known at a position or time");
+  add_store_flags(corr, true);
+  add_remote_flags(corr);
+  corr->add_option("correlation_id", ai.correlation_id, "the correlation id")->required();
+  corr->add_option("--as-of", ai.as_of, "a position or an RFC 3339 time (default: now)");
+  corr->add_flag("--json", ai.json, "print JSON");
+  auto* aicmd = app.add_subcommand("ai", "the AI decision ledger: rates, training exports, a demo history (see docs/ai-ledger.md)");
+  aicmd->require_subcommand(1);
+  auto* rates = aicmd->add_subcommand("rates", "accepted / edited / rejected / expired shares, edit distance and time to decision");
+  auto* aexp = aicmd->add_subcommand("export", "training data (JSONL) as of a position, with a manifest (counts, SHA-256)");
+  auto* demo = aicmd->add_subcommand("demo", "write a deterministic AI-product history (conversations, proposals, decisions, ...)");
+  for (auto* c : {rates, aexp, demo}) {
+    add_store_flags(c, true);
+    add_remote_flags(c);
+    c->add_flag("--json", ai.json, "print JSON");
+  }
+  for (auto* c : {rates, aexp}) {
+    c->add_option("--since", ai.since, "decisions on or after this day (YYYY-MM-DD; export: or an RFC 3339 time)");
+    c->add_option("--until", ai.until, "decisions on or before this day (YYYY-MM-DD; export: or an RFC 3339 time)");
+    c->add_option("--model", ai.model, "one model (gen_ai.response.model, else gen_ai.request.model)");
+    c->add_option("--skill", ai.skill, "one skill");
+    c->add_option("--prompt-version", ai.prompt_version, "one prompt template version (template_id@version)");
+  }
+  rates->add_option("--by", ai.by, "group by model, prompt_version, skill and/or day (comma-separated)")->delimiter(',');
+  aexp->add_option("--format", ai.format, "sft, sft-prompt-completion, preference, kto, openai-sft or openai-preference")->required();
+  aexp->add_option("--out", ai.out, "the file to write")->required();
+  aexp->add_option("--manifest", ai.manifest, "where the manifest goes (default: OUT.manifest.json)");
+  aexp->add_option("--as-of", ai.as_of, "the last log position reflected (default: the head now)");
+  demo->add_option("--seed", ai.seed, "the same seed (and clock) gives the same history")->capture_default_str();
+  demo->add_option("--conversations", ai.conversations, "how many conversations")->capture_default_str();
+  demo->add_option("--clock", ai.clock, "RFC 3339 time the review times count back from (default: now)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -204,6 +243,11 @@ int main(int argc, char** argv) {
       if (*krevoke) return remote_keys_revoke(remote, ka);
     }
     if (*proj) return cmd_projection(flags, remote, pa);
+    if (*why) return cmd_why(flags, remote, ai);
+    if (*corr) return cmd_correlation(flags, remote, ai);
+    if (*rates) return cmd_ai_rates(flags, remote, ai);
+    if (*aexp) return cmd_ai_export(flags, remote, ai);
+    if (*demo) return cmd_ai_demo(flags, remote, ai);
     if (*append) return online ? remote_append(remote, aa) : cmd_append(flags, aa);
     if (*read) return online ? remote_read(remote, ra) : cmd_read(flags, ra);
     if (*tail) return online ? remote_tail(remote, ra) : cmd_tail(flags, ra);

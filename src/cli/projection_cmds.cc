@@ -10,111 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "cairn/projection.h"
-#include "server/projections_api.h"
+#include "cli/backend.h"
 
 namespace cairn::cli {
 namespace {
 
 using nlohmann::json;
 using ojson = nlohmann::ordered_json;
-namespace http = boost::beast::http;
-
-// Either a running cairnd or the runtime opened in this process; both answer HTTP-shaped requests.
-class Backend {
- public:
-  virtual ~Backend() = default;
-  virtual Result<Reply> call(std::string_view method, const std::string& target, const std::string& body) = 0;
-  // Offline: returns once the projection's position reached the head (progress on a terminal).
-  virtual void settle(const std::string&, uint32_t) {}
-};
-
-class RemoteBackend final : public Backend {
- public:
-  explicit RemoteBackend(const RemoteFlags& r) : r_(r) {}
-  Result<Reply> call(std::string_view method, const std::string& target, const std::string& body) override {
-    return http_call(r_, method, target, body);
-  }
-
- private:
-  const RemoteFlags& r_;
-};
-
-void draw_progress(const char* what, uint64_t pos, uint64_t target, double rate, double eta) {
-  const double frac = target ? static_cast<double>(pos) / static_cast<double>(target) : 1.0;
-  const int width = 30, filled = static_cast<int>(frac * width);
-  std::string bar(static_cast<size_t>(std::clamp(filled, 0, width)), '#');
-  bar.resize(width, '.');
-  std::fprintf(stderr, "\r%s [%s] %5.1f%%  %llu/%llu  %.0f ev/s  ETA %.0fs   ", what, bar.c_str(), frac * 100,
-               static_cast<unsigned long long>(pos), static_cast<unsigned long long>(target), rate, eta > 0 ? eta : 0);
-}
-
-class LocalBackend final : public Backend {
- public:
-  static Result<std::unique_ptr<LocalBackend>> open(const StoreFlags& f) {
-    Options o;
-    o.dir = f.data;
-    o.durability = f.durability == "none" ? Durability::kNone : Durability::kFsync;
-    o.segment_size = f.segment_size;
-    auto store = open_store(o);
-    if (!store.ok()) {
-      if (store.status().code() == ErrorCode::kBusy)
-        return Status(ErrorCode::kBusy, store.status().message() + " (a cairnd serves it? use --url)");
-      return store.status();
-    }
-    ProjectionsOptions po;
-    po.dir = f.data + "/projections";
-    auto p = open_projections(**store, po);
-    if (!p.ok()) return p.status();
-    auto b = std::unique_ptr<LocalBackend>(new LocalBackend());
-    b->store_ = std::move(*store);
-    b->projections_ = std::move(*p);
-    b->api_ = std::make_unique<server::ProjectionsApi>(*b->projections_);
-    return b;
-  }
-  ~LocalBackend() override {
-    api_.reset();
-    if (projections_) (void)projections_->close();
-    if (store_) (void)store_->close();
-  }
-
-  Result<Reply> call(std::string_view method, const std::string& target, const std::string& body) override {
-    server::Request req{http::string_to_verb(boost::beast::string_view(method.data(), method.size())), target, 11};
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = body;
-    }
-    req.prepare_payload();
-    server::ApiKey admin;
-    admin.role = server::Role::kAdmin;
-    const server::Response res = api_->dispatch(req, server::parse_target(target), admin);
-    return Reply{res.result_int(), res.body()};
-  }
-
-  void settle(const std::string& name, uint32_t version) override {
-    const bool tty = isatty(STDERR_FILENO);
-    const auto start = std::chrono::steady_clock::now();
-    bool drew = false;
-    for (;;) {
-      auto s = projections_->status(name, version);
-      if (!s.ok() || s->phase == ProjectionPhase::kFaulted || s->phase == ProjectionPhase::kStopped ||
-          s->position >= store_->head_position())
-        break;
-      if (tty && std::chrono::steady_clock::now() - start > std::chrono::milliseconds(300)) {
-        draw_progress("catching up", s->position, s->head, s->events_per_second,
-                      s->events_per_second > 0 ? static_cast<double>(s->lag) / s->events_per_second : 0);
-        drew = true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    if (drew) std::fprintf(stderr, "\n");
-  }
-
- private:
-  LocalBackend() = default;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<Projections> projections_;
-  std::unique_ptr<server::ProjectionsApi> api_;
-};
 
 std::string query_string(std::vector<std::pair<std::string, std::string>> params) {
   std::string q;
@@ -180,14 +82,9 @@ int print_reply(const Reply& rep) {
 }  // namespace
 
 int cmd_projection(const StoreFlags& flags, const RemoteFlags& remote, const ProjectionArgs& a) {
-  std::unique_ptr<Backend> backend;
-  if (!remote.url.empty()) {
-    backend = std::make_unique<RemoteBackend>(remote);
-  } else {
-    auto local = LocalBackend::open(flags);
-    if (!local.ok()) return fail_status(local.status());
-    backend = std::move(*local);
-  }
+  auto opened = open_backend(flags, remote);
+  if (!opened.ok()) return fail_status(opened.status());
+  std::unique_ptr<Backend> backend = std::move(*opened);
   const std::string base = "/v1/projections";
   const std::string one = base + "/" + encode_segment(a.name);
   std::vector<std::pair<std::string, std::string>> vq;

@@ -175,7 +175,10 @@ bool immutable_method(http::verb m) { return m == http::verb::put || m == http::
 
 Api::Api(Store& store, KeyStore& keys, ApiOptions options, Projections* projections)
     : store_(store), keys_(keys), options_(options), pool_(options.workers) {
-  if (projections) projections_ = std::make_unique<ProjectionsApi>(*projections);
+  if (projections) {
+    projections_ = std::make_unique<ProjectionsApi>(*projections);
+    ledger_ = std::make_unique<LedgerApi>(store, *projections);
+  }
 }
 
 Api::~Api() { begin_shutdown(); }
@@ -220,6 +223,17 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
                                 (t.segments.size() == 2 || (t.segments.size() == 4 && t.segments[1] == "streams"));
       if (is_subscribe) {
         auto err = subscribe(req, respond_stream);
+        if (!err) {  // streaming
+          std::lock_guard g(counts_mu_);
+          ++by_status_[200];
+          return;
+        }
+        res = std::move(*err);
+      } else if (t.ok && ledger_ && LedgerApi::is_export_stream(t)) {
+        auto key = authenticate(req);
+        std::optional<Response> err;
+        if (auto* r = std::get_if<Response>(&key)) err = std::move(*r);
+        else err = ledger_->export_stream(req, t, std::get<ApiKey>(key), respond_stream);
         if (!err) {  // streaming
           std::lock_guard g(counts_mu_);
           ++by_status_[200];
@@ -328,14 +342,21 @@ void Api::cancel_subscriptions(const std::string& key_id) {
     if (key_id.empty() || k == key_id) s.sub->cancel();
 }
 
-std::optional<Response> Api::subscribe(const Request& req, const RespondStream& respond_stream) {
-  const Target t = parse_target(sv(req.target()));
-  if (req.method() != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+std::variant<ApiKey, Response> Api::authenticate(const Request& req) {
   const std::string_view auth = sv(req[http::field::authorization]);
   if (!auth.starts_with("Bearer ") || auth.size() <= 7)
     return error_response(req, http::status::unauthorized, "unauthorized", "an API key is required: Authorization: Bearer <key>");
   const auto key = keys_.authenticate(auth.substr(7));
   if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "unknown or revoked API key");
+  return *key;
+}
+
+std::optional<Response> Api::subscribe(const Request& req, const RespondStream& respond_stream) {
+  const Target t = parse_target(sv(req.target()));
+  if (req.method() != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+  auto authenticated = authenticate(req);
+  if (auto* r = std::get_if<Response>(&authenticated)) return std::move(*r);
+  const std::optional<ApiKey> key = std::get<ApiKey>(std::move(authenticated));
   auto from = uint_param(t, "from");
   if (!from.ok()) return status_response(req, from.status());
   // A browser's EventSource resumes with the id of the last event it got: a position.
@@ -429,12 +450,9 @@ Response Api::dispatch(const Request& req) {
     return error_response(req, http::status::not_found, "not_found", fmt::format("no such endpoint: {}", std::string(sv(req.target())).substr(0, 200)));
 
   // Every /v1 endpoint needs a key.
-  const std::string_view auth = sv(req[http::field::authorization]);
-  if (!auth.starts_with("Bearer ") || auth.size() <= 7)
-    return error_response(req, http::status::unauthorized, "unauthorized",
-                          "an API key is required: Authorization: Bearer <key>");
-  const auto key = keys_.authenticate(auth.substr(7));
-  if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "unknown or revoked API key");
+  auto authenticated = authenticate(req);
+  if (auto* r = std::get_if<Response>(&authenticated)) return std::move(*r);
+  const std::optional<ApiKey> key = std::get<ApiKey>(std::move(authenticated));
   auto need = [&](Role r) -> std::optional<Response> {
     if (key->allows(r)) return std::nullopt;
     return error_response(req, http::status::forbidden, "forbidden",
@@ -451,6 +469,12 @@ Response Api::dispatch(const Request& req) {
     if (!projections_)
       return error_response(req, http::status::not_found, "not_found", "projections are not enabled on this server");
     return projections_->dispatch(req, t, *key);
+  }
+
+  // ---- /v1/why, /v1/correlations, /v1/ai
+  if (LedgerApi::handles(t)) {
+    if (!ledger_) return error_response(req, http::status::not_found, "not_found", "the AI ledger's queries need projections, which are not enabled on this server");
+    return ledger_->dispatch(req, t, *key);
   }
 
   // ---- /v1/streams (the catalog)

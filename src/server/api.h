@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <variant>
 
 #include <boost/asio/thread_pool.hpp>
 
@@ -20,6 +21,7 @@
 #include "cairn/store.h"
 #include "server/http_server.h"
 #include "server/keys.h"
+#include "server/ledger_api.h"
 #include "server/projections_api.h"
 
 namespace cairn::server {
@@ -52,6 +54,9 @@ class Api {
   Store& store_;
   KeyStore& keys_;
   std::unique_ptr<ProjectionsApi> projections_;
+  std::unique_ptr<LedgerApi> ledger_;  // with projections only: the ledger's queries read them
+  // The key of a request's Authorization header, or the 401 answer.
+  std::variant<ApiKey, Response> authenticate(const Request& req);
   ApiOptions options_;
   boost::asio::thread_pool pool_;
   std::atomic<bool> shutting_down_{false};

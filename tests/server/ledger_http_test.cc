@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <string>
 
 #include "harness.h"
@@ -152,6 +154,133 @@ TEST(LedgerHttp, OfflineCliAppendOfAnInvalidLedgerEventExits2) {
   // A valid one passes.
   r = cli_split("append conv-1 ai.question.asked " + shell_quote(R"({"question":"q"})") + data);
   EXPECT_EQ(r.code, 0) << r.out << r.err;
+}
+
+}  // namespace
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return "";
+  std::string s;
+  char buf[65536];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) s.append(buf, n);
+  std::fclose(f);
+  return s;
+}
+
+// The ledger's queries over HTTP: why, correlations, rates and the streamed export (whose bytes match its
+// manifest and the offline CLI's file), the roles and scopes they need, and their errors.
+TEST(LedgerHttp, WhyRatesCorrelationsAndExportsOverHttpAndTheCli) {
+  cairn::testing::TempDir dir;
+  const std::string data = dir.sub("data");
+  // The demo history, written offline before the server starts.
+  auto demo = cli_split("ai demo --seed 3 --conversations 60 --clock 2026-11-01T12:00:00Z --durability none --json --data " + data);
+  ASSERT_EQ(demo.code, 0) << demo.err;
+  const json summary = json::parse(demo.out);
+  EXPECT_EQ(summary["conversations"], 60);
+  Cairnd d(data, {"--durability", "none"});
+  const int p = d.port();
+  const std::string& k = d.key();
+
+  // Rates: every decision counted once, by model.
+  auto r = call(p, http::verb::get, "/v1/ai/rates?by=model&since=2000-01-01", k);
+  ASSERT_EQ(r.status, 200) << r.body;
+  uint64_t decided = 0;
+  for (const auto& g : r.field("groups")) decided += g["decided"].get<uint64_t>();
+  EXPECT_EQ(decided, summary["decisions"].get<uint64_t>() - summary["retractions"].get<uint64_t>());
+  EXPECT_EQ(r.field("groups").size(), 2u);
+  r = call(p, http::verb::get, "/v1/ai/rates?by=colour", k);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("by: 'colour'"), std::string::npos) << r.body;
+
+  // Export: streamed rows hash to what the manifest says, at the manifest's position.
+  r = call(p, http::verb::get, "/v1/ai/export/manifest?format=kto", k);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json manifest = r.j();
+  const std::string as_of = std::to_string(manifest["as_of_position"].get<uint64_t>());
+  auto rows = call(p, http::verb::get, "/v1/ai/export?format=kto&as_of=" + as_of, k);
+  ASSERT_EQ(rows.status, 200);
+  EXPECT_EQ(rows.body.size(), manifest["bytes"].get<uint64_t>());
+  EXPECT_EQ(std::count(rows.body.begin(), rows.body.end(), '\n'), manifest["rows"].get<int64_t>());
+  for (const auto& [q, field] : std::vector<std::pair<std::string, std::string>>{
+           {"format=nope", "format"}, {"", "format"}, {"format=sft&as_of=999999999", "as_of"}, {"format=sft&since=yesterday", "since"},
+           {"format=sft&colour=red", "colour"}}) {
+    auto bad = call(p, http::verb::get, "/v1/ai/export?" + q, k);
+    EXPECT_EQ(bad.status, 400) << q << " " << bad.body;
+    EXPECT_NE(bad.body.find(field + ":"), std::string::npos) << q << " " << bad.body;
+  }
+
+  // The CLI against the server and offline give the same file; new events do not change it at that position.
+  const std::string remote_out = dir.sub("remote.jsonl");
+  auto e = cli_split("ai export --format kto --out " + remote_out + " --url http://127.0.0.1:" + std::to_string(p) + " --key " + k);
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(read_file(remote_out), rows.body);
+  EXPECT_EQ(json::parse(read_file(remote_out + ".manifest.json")), manifest);
+  auto more = call(p, http::verb::post, "/v1/streams/late", k, body({event("ai.question.asked", {{"question", "one more"}})}));
+  ASSERT_EQ(more.status, 201) << more.body;
+
+  // why: the last decision of conversation 0, with its chain back to the question.
+  auto ev = call(p, http::verb::get, "/v1/streams/conv-3-0?direction=backward&limit=20", k);
+  ASSERT_EQ(ev.status, 200);
+  std::string decision_id;
+  for (const auto& x : ev.field("events"))
+    if (x["type"] == "human.decision.recorded" && decision_id.empty()) decision_id = x["id"];
+  ASSERT_FALSE(decision_id.empty());
+  r = call(p, http::verb::get, "/v1/why/" + decision_id, k);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.field("chain")[0]["type"], "ai.question.asked");
+  EXPECT_EQ(r.field("chain").back()["id"], decision_id);
+  EXPECT_EQ(r.field("correlation")["id"], "conv-3-0");
+  EXPECT_EQ(call(p, http::verb::get, "/v1/why/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", k).status, 404);
+  EXPECT_EQ(call(p, http::verb::get, "/v1/why/not-a-uuid", k).status, 400);
+  EXPECT_EQ(call(p, http::verb::post, "/v1/why/" + decision_id, k, "{}").status, 405);
+  auto tree = cli_split("why " + decision_id + " --url http://127.0.0.1:" + std::to_string(p) + " --key " + k);
+  ASSERT_EQ(tree.code, 0) << tree.err;
+  EXPECT_TRUE(contains(tree.out, "ai.question.asked")) << tree.out;
+  EXPECT_TRUE(contains(tree.out, "<= this event")) << tree.out;
+  EXPECT_TRUE(contains(tree.out, "correlation conv-3-0")) << tree.out;
+
+  // Correlations as of a position and a time.
+  r = call(p, http::verb::get, "/v1/correlations/conv-3-0?as_of=0", k);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.field("count"), 1);
+  r = call(p, http::verb::get, "/v1/correlations/conv-3-0?as_of=2000-01-01T00:00:00Z", k);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.field("count"), 0);
+  EXPECT_EQ(call(p, http::verb::get, "/v1/correlations/conv-3-0?as_of=soon", k).status, 400);
+  EXPECT_EQ(call(p, http::verb::get, "/v1/correlations/nobody", k).status, 404);
+
+  // Roles and scopes: a reader may ask, a key scoped to streams may not (the answers span streams).
+  auto make_key = [&](const std::string& b) {
+    auto kr = call(p, http::verb::post, "/v1/keys", k, b);
+    EXPECT_EQ(kr.status, 201) << kr.body;
+    return kr.j().value("key", std::string());
+  };
+  const std::string reader = make_key(R"({"role":"reader"})");
+  const std::string scoped = make_key(R"({"role":"admin","streams":["conv-"]})");
+  EXPECT_EQ(call(p, http::verb::get, "/v1/ai/rates", reader).status, 200);
+  for (const std::string& t : std::vector<std::string>{"/v1/ai/rates", "/v1/why/" + decision_id, "/v1/correlations/conv-3-0", "/v1/ai/export?format=sft",
+                              "/v1/ai/export/manifest?format=sft"}) {
+    auto s = call(p, http::verb::get, t, scoped);
+    EXPECT_EQ(s.status, 403) << t << " " << s.body;
+    EXPECT_EQ(call(p, http::verb::get, t).status, 401) << t;
+  }
+  ASSERT_EQ(d.stop(SIGTERM), 0);
+
+  // Offline, at the same position: the same bytes.
+  const std::string local_out = dir.sub("local.jsonl");
+  e = cli_split("ai export --format kto --as-of " + as_of + " --out " + local_out + " --data " + data);
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(read_file(local_out), rows.body);
+  auto rates = cli_split("ai rates --by model,prompt_version --data " + data);
+  ASSERT_EQ(rates.code, 0) << rates.err;
+  EXPECT_TRUE(contains(rates.out, "acme-large-2026-10-01")) << rates.out;
+  EXPECT_TRUE(contains(rates.out, "total")) << rates.out;
+  auto bad = cli_split("ai export --format sft --out " + local_out + " --as-of 99999999 --data " + data);
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "as_of")) << bad.err;
 }
 
 }  // namespace

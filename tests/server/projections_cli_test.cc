@@ -116,7 +116,7 @@ TEST(ProjectionsCli, AgainstARunningServer) {
   EXPECT_TRUE(contains(r.out, "active")) << describe(r);
   r = cli_split("projection list --json" + url);
   ASSERT_EQ(r.code, 0) << describe(r);
-  EXPECT_EQ(parse(r)["projections"].size(), 5u) << describe(r);
+  EXPECT_EQ(parse(r)["projections"].size(), 7u) << describe(r);
 
   r = cli_split("projection show counter" + url);
   ASSERT_EQ(r.code, 0) << describe(r);

@@ -193,7 +193,7 @@ TEST(ProjectionsHttp, CreateEchoesTheDefinitionAndValidatesBodies) {
     names.push_back(p["name"]);
     EXPECT_FALSE(p["definition"].contains("lua")) << p.dump();
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"$streams", "$types", "counter"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"$ai.decisions", "$ai.lineage", "$streams", "$types", "counter"}));
   r = c.get("/v1/projections/nope");
   EXPECT_EQ(r.status, 404) << r.body;
   EXPECT_EQ(r.j()["error"]["code"], "projection_not_found") << r.body;

@@ -1,0 +1,164 @@
+#include "server/ledger_api.h"
+
+#include <fmt/format.h>
+
+namespace cairn::server {
+namespace {
+
+namespace http = boost::beast::http;
+
+Result<std::optional<int64_t>> time_param(const Target& t, std::string_view name, bool end_of_day) {
+  auto v = t.param(name);
+  if (!v) return std::optional<int64_t>();
+  // A day means its start (since) or its end (until).
+  if (v->size() == 10) {
+    auto d = parse_rfc3339_ns(*v + "T00:00:00Z");
+    if (!d.ok()) return Status::invalid_argument(fmt::format("{}: '{}' is not a day (YYYY-MM-DD) or an RFC 3339 time", name, v->substr(0, 64)));
+    return std::optional<int64_t>(end_of_day ? *d + 86'400'000'000'000 - 1 : *d);
+  }
+  auto ns = parse_rfc3339_ns(*v);
+  if (!ns.ok()) return Status::invalid_argument(fmt::format("{}: '{}' is not an RFC 3339 time or a day", name, v->substr(0, 64)));
+  return std::optional<int64_t>(*ns);
+}
+
+Response json_ok(const Request& req, std::string body) { return json_response(req, http::status::ok, std::move(body)); }
+
+}  // namespace
+
+bool LedgerApi::handles(const Target& t) {
+  const auto& s = t.segments;
+  return s.size() >= 2 && s[0] == "v1" && (s[1] == "why" || s[1] == "correlations" || s[1] == "ai");
+}
+
+bool LedgerApi::is_export_stream(const Target& t) {
+  const auto& s = t.segments;
+  return s.size() == 3 && s[0] == "v1" && s[1] == "ai" && s[2] == "export";
+}
+
+std::optional<Response> LedgerApi::refuse(const Request& req, const ApiKey& key) {
+  if (req.method() != http::verb::get)
+    return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+  if (!key.allows(Role::kReader))
+    return error_response(req, http::status::forbidden, "forbidden",
+                          fmt::format("this endpoint needs the reader role; the key has {}", role_name(key.role)));
+  if (key.scoped())
+    return error_response(req, http::status::forbidden, "forbidden",
+                          "the AI ledger's queries read across streams: they need a key without stream scopes");
+  return std::nullopt;
+}
+
+Result<ExportQuery> export_query(const Target& t, uint64_t head) {
+  ExportQuery q;
+  auto fmt_name = t.param("format");
+  if (!fmt_name) return Status::invalid_argument("format: required, one of sft, sft-prompt-completion, preference, kto, openai-sft, openai-preference");
+  auto f = parse_export_format(*fmt_name);
+  if (!f.ok()) return f.status();
+  q.format = *f;
+  auto as_of = uint_param(t, "as_of");
+  if (!as_of.ok()) return as_of.status();
+  if (*as_of && **as_of >= head)
+    return Status::invalid_argument(fmt::format("as_of: position {} is not in the log yet (the head is {})", **as_of, head));
+  q.as_of = *as_of;
+  if (!q.as_of && head > 0) q.as_of = head - 1;
+  q.model = t.param("model");
+  q.skill = t.param("skill");
+  q.prompt_version = t.param("prompt_version");
+  auto since = time_param(t, "since", false);
+  if (!since.ok()) return since.status();
+  auto until = time_param(t, "until", true);
+  if (!until.ok()) return until.status();
+  q.since_ns = *since;
+  q.until_ns = *until;
+  if (q.since_ns && q.until_ns && *q.since_ns > *q.until_ns) return Status::invalid_argument("since: after until");
+  for (const auto& [k, v] : t.query)
+    if (k != "format" && k != "as_of" && k != "model" && k != "skill" && k != "prompt_version" && k != "since" && k != "until")
+      return Status::invalid_argument(fmt::format("{}: not a parameter of the export", k.substr(0, 64)));
+  return q;
+}
+
+Response LedgerApi::dispatch(const Request& req, const Target& t, const ApiKey& key) {
+  if (auto r = refuse(req, key)) return *r;
+  const auto& s = t.segments;
+  if (s[1] == "why") {
+    if (s.size() != 3) return error_response(req, http::status::not_found, "not_found", "use /v1/why/{event_id}");
+    auto id = Uuid::parse(s[2]);
+    if (!id.ok()) return status_response(req, Status::invalid_argument(fmt::format("event id: '{}' is not a UUID", s[2].substr(0, 64))));
+    auto out = ledger_why(store_, p_, *id);
+    if (!out.ok()) return status_response(req, out.status(), "event_not_found");
+    return json_ok(req, std::move(*out));
+  }
+  if (s[1] == "correlations") {
+    if (s.size() != 3) return error_response(req, http::status::not_found, "not_found", "use /v1/correlations/{correlation_id}");
+    AsOf as_of;
+    if (auto v = t.param("as_of")) {
+      if (!v->empty() && std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        auto p = uint_param(t, "as_of");
+        if (!p.ok()) return status_response(req, p.status());
+        as_of.position = **p;
+      } else {
+        auto ns = parse_rfc3339_ns(*v);
+        if (!ns.ok())
+          return status_response(req, Status::invalid_argument(fmt::format("as_of: '{}' is neither a position nor an RFC 3339 time", v->substr(0, 64))));
+        as_of.time_ns = *ns;
+      }
+    }
+    auto out = ledger_correlation(store_, p_, s[2], as_of);
+    if (!out.ok()) return status_response(req, out.status(), "correlation_not_found");
+    return json_ok(req, std::move(*out));
+  }
+  // /v1/ai/...
+  if (s.size() == 3 && s[2] == "rates") {
+    RatesQuery q;
+    for (const auto& b : t.params("by")) {
+      size_t start = 0;
+      while (start <= b.size()) {
+        size_t comma = b.find(',', start);
+        if (comma == std::string::npos) comma = b.size();
+        if (comma > start) q.by.push_back(b.substr(start, comma - start));
+        start = comma + 1;
+      }
+    }
+    q.since = t.param("since");
+    q.until = t.param("until");
+    q.model = t.param("model");
+    q.skill = t.param("skill");
+    q.prompt_version = t.param("prompt_version");
+    auto out = ledger_rates(p_, q);
+    if (!out.ok()) return status_response(req, out.status());
+    return json_ok(req, std::move(*out));
+  }
+  if (s.size() == 4 && s[2] == "export" && s[3] == "manifest") {
+    auto q = export_query(t, store_.head_position());
+    if (!q.ok()) return status_response(req, q.status());
+    auto m = ledger_export(store_, *q, [](std::string_view) { return true; });
+    if (!m.ok()) return status_response(req, m.status());
+    return json_ok(req, m->to_json());
+  }
+  if (is_export_stream(t))  // reached only through dispatch() without a stream (tests of the routing)
+    return error_response(req, http::status::not_found, "not_found", "the export is streamed: use GET /v1/ai/export over HTTP");
+  return error_response(req, http::status::not_found, "not_found",
+                        fmt::format("no such endpoint: {}", std::string(req.target()).substr(0, 200)));
+}
+
+std::optional<Response> LedgerApi::export_stream(const Request& req, const Target& t, const ApiKey& key,
+                                                 const RespondStream& respond_stream) {
+  if (auto r = refuse(req, key)) return *r;
+  auto q = export_query(t, store_.head_position());
+  if (!q.ok()) return status_response(req, q.status());
+  StreamingResponse sr;
+  sr.headers = {{"Content-Type", "application/x-ndjson"},
+                {"Cache-Control", "no-cache"},
+                {"Cairn-Export-Format", std::string(export_format_name(q->format))},
+                {"Cairn-As-Of-Position", q->as_of ? std::to_string(*q->as_of) : "none"}};
+  sr.producer = [this, query = *q](StreamSink& sink) {
+    // The head is sent already: a failure from here on can only end the stream early. The manifest's
+    // SHA-256 and byte count tell a client that it got all of it.
+    auto m = ledger_export(store_, query, [&](std::string_view chunk) { return sink.write(std::string(chunk)); });
+    if (!m.ok() && m.status().code() != ErrorCode::kClosed)
+      fmt::print(stderr, "cairnd: an export (format {}) stopped early: {}\n", export_format_name(query.format), m.status().to_string());
+  };
+  respond_stream(std::move(sr));
+  return std::nullopt;
+}
+
+}  // namespace cairn::server
