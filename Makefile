@@ -42,7 +42,7 @@ build-asan: deps $(ASAN_DIR)/build.ninja
 # The main job: cairnd serving ./data, with a small demo workload loaded; Ctrl-C stops it cleanly.
 run: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target cairnd cairn_cli
-	@bash examples/run-server.sh "$(CAIRND)" "$(DATA)"
+	@CAIRN="$(CAIRN)" bash examples/run-server.sh "$(CAIRND)" "$(DATA)"
 
 # The same demo offline, with the CLI on the embedded store (no server).
 demo-cli: deps $(BUILD_DIR)/build.ninja

@@ -28,6 +28,12 @@ echo
 echo "== the last events of \$all"
 "$CAIRN" tail -n 6
 echo
+echo "== the AI ledger: a generated history, its rates, one decision's lineage and a training export"
+"$CAIRN" ai demo --seed "$(date -u +%s)" --conversations 100
+"$CAIRN" ai rates --by model,prompt_version
+"$CAIRN" why "$("$CAIRN" read --json --backward --limit 40 | grep -m1 '"type":"human.decision.recorded"' | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)"
+"$CAIRN" ai export --format sft --out "${TMPDIR:-/tmp}/cairn-demo-sft.jsonl"
+echo
 echo "== integrity"
 "$CAIRN" verify
 echo

@@ -8,6 +8,7 @@
 # (mode 600, git-ignored, outside the data directory) so that later runs can show it again.
 set -euo pipefail
 CAIRND=${1:?usage: run-server.sh CAIRND [DATA_DIR] [ADDR:PORT]}
+CAIRN=${CAIRN:-$(dirname "$CAIRND")/../cli/cairn}
 DATA=${2:-./data}
 HTTP=${3:-${CAIRN_HTTP:-127.0.0.1:2114}}
 KEY_FILE=.cairn-dev-key
@@ -54,6 +55,12 @@ if [ -n "$KEY" ]; then
       "description":"AI proposals and the outcomes of the human decisions on them",
       "lua":"return function(s, e)\n  if e.type == \"ai.proposal.made\" then\n    s.proposals = (s.proposals or 0) + 1\n  elseif e.type == \"human.decision.recorded\" then\n    s.outcomes = s.outcomes or {}\n    local o = e.data.outcome or \"unknown\"\n    s.outcomes[o] = (s.outcomes[o] or 0) + 1\n  end\nend\n"}')
   echo "demo projection: demo-decisions (HTTP $pcode)"
+  # The AI ledger's demo history: support conversations with proposals from two models and two prompt
+  # versions, human decisions, feedback and late corrections. The same seed always writes the same history.
+  seed=$(date -u +%s)
+  "$CAIRN" ai demo --url "$URL" --key "$KEY" --seed "$seed" --conversations 200
+  decision=$(curl -sS -H "Authorization: Bearer $KEY" \
+    "$URL/v1/events?type=human.decision.recorded&direction=backward&limit=1" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
 fi
 
 cat <<TXT
@@ -67,6 +74,11 @@ Try:
   curl -N -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/subscribe?stream_prefix=demo-"
   curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/projections/demo-decisions/state"
   curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/projections/%24streams/state?key=$conv"
-API reference: docs/http-api.md, projections: docs/projections.md. Stop with Ctrl-C.
+  curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/ai/rates?by=model,prompt_version"
+  $CAIRN ai rates --by model,prompt_version,skill --url $URL --key ${KEY:-KEY}
+  $CAIRN why ${decision:-EVENT_ID} --url $URL --key ${KEY:-KEY}
+  $CAIRN ai export --format preference --out prefs.jsonl --url $URL --key ${KEY:-KEY}
+API reference: docs/http-api.md, projections: docs/projections.md, the AI ledger: docs/ai-ledger.md.
+Stop with Ctrl-C.
 TXT
 wait $PID

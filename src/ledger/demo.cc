@@ -44,7 +44,8 @@ constexpr const char* kHumanAdditions[] = {
     "As a thank-you for your patience we have added a 10% voucher to your account.",
     "If it is urgent, reply to this e-mail and it will come straight to me.",
 };
-constexpr const char* kRejectReasons[] = {"wrong_queue", "wrong_tone", "wrong_fact", "not_needed"};
+constexpr const char* kTriageRejectReasons[] = {"wrong_queue", "not_needed"};
+constexpr const char* kReplyRejectReasons[] = {"wrong_tone", "wrong_fact"};
 
 struct Model {
   const char* provider;
@@ -218,7 +219,7 @@ StreamAppend DemoGenerator::conversation(uint64_t n) {
       }
       d["reason_text"] = "adjusted before sending";
     } else if (outcome == "rejected") {
-      d["reason_code"] = kRejectReasons[roll(4)];
+      d["reason_code"] = triage ? kTriageRejectReasons[roll(2)] : kReplyRejectReasons[roll(2)];
     }
     if (!final_value.is_null()) d["final_value"] = final_value;
     if (triage && !final_value.is_null()) decided_queue = final_value["queue"].get<std::string>();
