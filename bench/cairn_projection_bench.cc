@@ -20,27 +20,18 @@
 
 #include <fmt/format.h>
 
+#include "bench_util.h"
+
 #include "cairn/projection.h"
 #include "cairn/store.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using cairn::bench::Clock;
 using namespace std::chrono_literals;
 
-[[noreturn]] void fail(const std::string& m) {
-  std::fprintf(stderr, "cairn-projection-bench: %s\n", m.c_str());
-  std::exit(1);
-}
-
-double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-std::string today() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
+using cairn::bench::fail;
+using cairn::bench::secs;
 
 struct Args {
   std::string dir;
@@ -139,7 +130,7 @@ void emit(const Args& a, const std::string& workload, const std::string& reducer
       "\"events_per_s\":%.0f,\"durability\":\"none (store build); rebuild reads the page cache\"%s,"
       "\"machine\":%s,\"date\":\"%s\"}\n",
       workload.c_str(), reducer.c_str(), static_cast<unsigned long long>(events), seconds,
-      static_cast<double>(events) / seconds, extra.c_str(), a.machine.c_str(), today().c_str());
+      static_cast<double>(events) / seconds, extra.c_str(), a.machine.c_str(), cairn::bench::utc_now().c_str());
   std::fflush(stdout);
 }
 
@@ -168,6 +159,7 @@ void rebuild_lua(const Args& a, cairn::Store& store, const std::string& name, co
 }  // namespace
 
 int main(int argc, char** argv) {
+  cairn::bench::program_name() = "cairn-projection-bench";
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
@@ -273,7 +265,7 @@ int main(int argc, char** argv) {
           "\"snapshot_every\":100000,\"queries\":30,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
           "\"note\":\"state_as_of(random position): nearest snapshot + replay\",\"machine\":%s,\"date\":\"%s\"}\n",
           c.label, static_cast<unsigned long long>(head), ms[ms.size() / 2], ms[ms.size() * 99 / 100], ms.back(),
-          a.machine.c_str(), today().c_str());
+          a.machine.c_str(), cairn::bench::utc_now().c_str());
       std::fflush(stdout);
     }
     (void)p->close();

@@ -48,7 +48,7 @@ struct Contribution {
 
 class DecisionsEngine final : public ReducerEngine {
  public:
-  DecisionsEngine() : fold_(FoldOptions{.keep_inputs = false, .compute_deltas = true}) {}
+  DecisionsEngine() : fold_(FoldOptions{.keep_inputs = false, .compute_deltas = true, .sorted = true}) {}
 
   Status apply(std::string_view, const EventView& e) override {
     const std::string id = fold_.apply(e);
@@ -73,13 +73,10 @@ class DecisionsEngine final : public ReducerEngine {
   std::vector<std::string> keys(std::string_view after, size_t limit) const override {
     std::vector<std::string> out;
     // "proposal:" keys sort before "slice:" keys.
-    const auto& recs = fold_.records();
-    auto rit = recs.begin();
-    if (after >= kProposalPrefix) {
-      if (after.starts_with(kProposalPrefix)) rit = recs.upper_bound(after.substr(kProposalPrefix.size()));
-      else rit = recs.end();
+    if (after < kProposalPrefix || after.starts_with(kProposalPrefix)) {
+      const std::string_view from = after.starts_with(kProposalPrefix) ? after.substr(kProposalPrefix.size()) : "";
+      for (const DecisionRecord* r : fold_.sorted_after(from, limit)) out.push_back(std::string(kProposalPrefix) + r->proposal_id);
     }
-    for (; rit != recs.end() && out.size() < limit; ++rit) out.push_back(std::string(kProposalPrefix) + rit->first);
     auto cit = cells_.begin();
     if (after >= kSlicePrefix) {
       if (after.starts_with(kSlicePrefix)) cit = cells_.upper_bound(after.substr(kSlicePrefix.size()));
@@ -115,11 +112,12 @@ class DecisionsEngine final : public ReducerEngine {
     const Effective& e = r.effective;
     if (e.proposal_retracted) return c;
     c.counted = true;
-    c.made_cell = slice_key(day_of(r.proposal.recorded_ns), e.proposal);
-    if (e.decided) {
-      c.decided_cell = slice_key(day_of(r.decision->recorded_ns), e.proposal);
-      c.outcome = e.decision.outcome;
-      if (e.decision.outcome == "accepted") c.ppm = 0;
+    const ProposalData& p = r.proposal_now();
+    c.made_cell = slice_key(day_of(r.proposal.recorded_ns), p);
+    if (const DecisionData* d = r.decision_now()) {
+      c.decided_cell = slice_key(day_of(r.decision->recorded_ns), p);
+      c.outcome = d->outcome;
+      if (d->outcome == "accepted") c.ppm = 0;
       else if (e.delta) c.ppm = e.delta->normalized_ppm;
       c.ms = r.decision_ms();
     }

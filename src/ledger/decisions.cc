@@ -105,34 +105,53 @@ Result<dom::object> object_of(dom::parser& p, std::string_view text, const char*
   return o;
 }
 
+// One pass over the object's fields (at_key would scan them once per field looked for).
 ProposalData proposal_from(dom::object o, bool keep_inputs) {
   ProposalData d;
-  d.kind = str(o, "proposal_kind");
-  d.skill = str(o, "skill");
-  d.request_model = str(o, "gen_ai.request.model");
-  d.response_model = str(o, "gen_ai.response.model");
-  d.provider = str(o, "gen_ai.provider.name");
-  d.model_version = str(o, "app.model.version");
-  d.template_id = str(o, "app.prompt.template_id");
-  d.template_version = str(o, "app.prompt.template_version");
-  d.proposed_value_json = raw(o, "proposed_value");
-  d.input_ref = str(o, "app.input_ref");
-  if (keep_inputs) {
-    d.input_json = raw(o, "input");
-    d.alternatives_json = raw(o, "alternatives");
+  for (auto field : o) {
+    const std::string_view k = field.key;
+    std::string* target = nullptr;
+    if (k == "proposal_kind") target = &d.kind;
+    else if (k == "skill") target = &d.skill;
+    else if (k == "gen_ai.request.model") target = &d.request_model;
+    else if (k == "gen_ai.response.model") target = &d.response_model;
+    else if (k == "gen_ai.provider.name") target = &d.provider;
+    else if (k == "app.model.version") target = &d.model_version;
+    else if (k == "app.prompt.template_id") target = &d.template_id;
+    else if (k == "app.prompt.template_version") target = &d.template_version;
+    else if (k == "app.input_ref") target = &d.input_ref;
+    if (target) {
+      std::string_view v;
+      if (field.value.get(v) == simdjson::SUCCESS) target->assign(v);
+      continue;
+    }
+    const bool value = k == "proposed_value", input = keep_inputs && k == "input",
+               alternatives = keep_inputs && k == "alternatives";
+    if ((value || input || alternatives) && !field.value.is_null())
+      (value ? d.proposed_value_json : input ? d.input_json : d.alternatives_json) = simdjson::minify(field.value);
   }
   return d;
 }
 
 DecisionData decision_from(dom::object o) {
   DecisionData d;
-  d.outcome = str(o, "outcome");
-  d.final_value_json = raw(o, "final_value");
-  std::string presented = str(o, "presented_at");
-  if (!presented.empty())
-    if (auto t = parse_rfc3339_ns(presented); t.ok()) d.presented_ns = *t;
-  d.reason_code = str(o, "reason_code");
-  d.reason_text = str(o, "reason_text");
+  for (auto field : o) {
+    const std::string_view k = field.key;
+    std::string_view v;
+    if (k == "final_value") {
+      if (!field.value.is_null()) d.final_value_json = simdjson::minify(field.value);
+    } else if (field.value.get(v) != simdjson::SUCCESS) {
+      continue;
+    } else if (k == "outcome") {
+      d.outcome.assign(v);
+    } else if (k == "presented_at") {
+      if (auto t = parse_rfc3339_ns(v); t.ok()) d.presented_ns = *t;
+    } else if (k == "reason_code") {
+      d.reason_code.assign(v);
+    } else if (k == "reason_text") {
+      d.reason_text.assign(v);
+    }
+  }
   return d;
 }
 
@@ -144,8 +163,10 @@ std::string ProposalData::prompt_version() const {
 }
 
 std::optional<int64_t> DecisionRecord::decision_ms() const {
-  if (!effective.decided || !decision) return std::nullopt;
-  const int64_t from = effective.decision.presented_ns.value_or(proposal.recorded_ns);
+  const DecisionData* d = decision_now();
+  if (!d) return std::nullopt;
+  // An amendment that does not repeat presented_at keeps the one the decision recorded.
+  const int64_t from = d->presented_ns ? *d->presented_ns : decision->data.presented_ns.value_or(proposal.recorded_ns);
   return (decision->recorded_ns - from) / 1'000'000;
 }
 
@@ -182,54 +203,108 @@ Result<CorrectionData> parse_correction(dom::parser& p, std::string_view text) {
   return c;
 }
 
+DecisionFold::DecisionFold(FoldOptions options) : opt_(options) {
+  by_id_.reserve(opt_.expected_proposals);
+  owner_.reserve(2 * opt_.expected_proposals);
+}
+
+DecisionRecord& DecisionFold::add_record(std::string id) {
+  if (auto it = by_id_.find(id); it != by_id_.end()) {  // restore() of a record seen before: replace it
+    DecisionRecord& r = *it->second;
+    owner_.erase(r.proposal.id);
+    if (r.decision) owner_.erase(r.decision->id);
+    for (const auto& c : r.corrections) owner_.erase(c.id);
+    // Cleared field by field: proposal_id stays, the indexes view its bytes.
+    r.proposal = {};
+    r.decision.reset();
+    r.corrections.clear();
+    r.effective = {};
+    return r;
+  }
+  DecisionRecord& r = records_.emplace_back();
+  r.proposal_id = std::move(id);
+  by_id_.emplace(r.proposal_id, &r);
+  if (opt_.sorted) sorted_.emplace(r.proposal_id, &r);
+  return r;
+}
+
+std::optional<LedgerFact> read_fact(dom::parser& parser, const EventView& e, bool keep_inputs) {
+  if (e.content_type != ContentType::kJson) return std::nullopt;
+  LedgerFact f;
+  f.type = ledger_type(e.type);
+  f.id = e.id;
+  f.position = e.position;
+  f.recorded_ns = e.recorded_ns;
+  if (f.type == LedgerType::kProposalMade || f.type == LedgerType::kDecisionRecorded) {
+    auto o = object_of(parser, e.data, "");
+    if (!o.ok()) return std::nullopt;
+    std::string_view id;
+    if (o->at_key("proposal_id").get(id) || id.empty()) return std::nullopt;
+    f.proposal_id.assign(id);
+    if (f.type == LedgerType::kProposalMade) {
+      f.proposal = proposal_from(*o, keep_inputs);
+      if (f.proposal.proposed_value_json.empty()) return std::nullopt;
+    } else {
+      f.decision = decision_from(*o);
+      if (f.decision.outcome.empty()) return std::nullopt;
+    }
+    return f;
+  }
+  if (f.type == LedgerType::kCorrectionRecorded) {
+    auto c = parse_correction(parser, e.data);
+    if (!c.ok()) return std::nullopt;
+    f.correction = std::move(*c);
+    return f;
+  }
+  return std::nullopt;
+}
+
 std::string DecisionFold::apply(const EventView& e) {
-  if (e.content_type != ContentType::kJson) return {};
-  const LedgerType t = ledger_type(e.type);
-  if (t == LedgerType::kProposalMade) {
-    auto o = object_of(parser_, e.data, "");
-    if (!o.ok()) return {};
-    const std::string id = str(*o, "proposal_id");
-    if (id.empty() || records_.count(id)) return {};  // a proposal is made once: a second one is not this record's
-    ProposalData d = proposal_from(*o, opt_.keep_inputs);
-    if (d.proposed_value_json.empty()) return {};
-    DecisionRecord& r = records_[id];
-    r.proposal_id = id;
-    r.proposal = {e.id, e.position, e.recorded_ns, std::move(d)};
-    owner_[e.id] = id;
+  auto f = read_fact(parser_, e, opt_.keep_inputs);
+  if (!f) return {};
+  return apply(std::move(*f));
+}
+
+std::string DecisionFold::apply(LedgerFact&& f) {
+  if (f.type == LedgerType::kProposalMade) {
+    if (by_id_.count(f.proposal_id)) return {};  // a proposal is made once: a second one is not this record's
+    DecisionRecord& r = add_record(std::move(f.proposal_id));
+    r.proposal = {f.id, f.position, f.recorded_ns, std::move(f.proposal)};
+    owner_[f.id] = &r;
     refresh(r);
-    return id;
+    return r.proposal_id;
   }
-  if (t == LedgerType::kDecisionRecorded) {
-    auto o = object_of(parser_, e.data, "");
-    if (!o.ok()) return {};
-    const std::string id = str(*o, "proposal_id");
-    auto it = records_.find(id);
-    if (it == records_.end() || it->second.decision) return {};  // one decision per proposal
-    DecisionData d = decision_from(*o);
-    if (d.outcome.empty()) return {};
-    it->second.decision = Source<DecisionData>{e.id, e.position, e.recorded_ns, std::move(d)};
-    owner_[e.id] = id;
-    refresh(it->second);
-    return id;
+  if (f.type == LedgerType::kDecisionRecorded) {
+    auto it = by_id_.find(f.proposal_id);
+    if (it == by_id_.end() || it->second->decision) return {};  // one decision per proposal
+    DecisionRecord& r = *it->second;
+    r.decision = Source<DecisionData>{f.id, f.position, f.recorded_ns, std::move(f.decision)};
+    owner_[f.id] = &r;
+    refresh(r);
+    return r.proposal_id;
   }
-  if (t == LedgerType::kCorrectionRecorded) {
-    auto c = parse_correction(parser_, e.data);
-    if (!c.ok()) return {};
-    auto owner = owner_.find(c->corrects);
+  if (f.type == LedgerType::kCorrectionRecorded) {
+    auto owner = owner_.find(f.correction.corrects);
     if (owner == owner_.end()) return {};  // it corrects something else (feedback, a question): not a decision's
-    const std::string id = owner->second;
-    DecisionRecord& r = records_.find(id)->second;
-    r.corrections.push_back({e.id, e.position, e.recorded_ns, std::move(*c)});
-    owner_[e.id] = id;
+    DecisionRecord& r = *owner->second;
+    r.corrections.push_back({f.id, f.position, f.recorded_ns, std::move(f.correction)});
+    owner_[f.id] = &r;
     refresh(r);
-    return id;
+    return r.proposal_id;
   }
   return {};
 }
 
 const DecisionRecord* DecisionFold::find(std::string_view proposal_id) const {
-  auto it = records_.find(proposal_id);
-  return it == records_.end() ? nullptr : &it->second;
+  auto it = by_id_.find(proposal_id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+std::vector<const DecisionRecord*> DecisionFold::sorted_after(std::string_view after, size_t limit) const {
+  std::vector<const DecisionRecord*> out;
+  for (auto it = after.empty() ? sorted_.begin() : sorted_.upper_bound(after); it != sorted_.end() && out.size() < limit; ++it)
+    out.push_back(it->second);
+  return out;
 }
 
 std::optional<CorrectionData> DecisionFold::effective_correction(const DecisionRecord& r, size_t index, int depth) const {
@@ -268,10 +343,31 @@ std::optional<CorrectionData> DecisionFold::effective_correction(const DecisionR
 }
 
 void DecisionFold::refresh(DecisionRecord& r) {
+  if (r.corrections.empty()) {  // the common case, without building a new Effective
+    Effective& e = r.effective;
+    e.proposal_retracted = e.decision_retracted = false;
+    e.decided = r.decision.has_value();
+    e.amended_proposal.reset();
+    e.amended_decision.reset();
+    e.applied.clear();
+    e.delta.reset();
+  } else {
+    refresh_corrected(r);
+  }
+  const DecisionData* d = r.decision_now();
+  if (d && opt_.compute_deltas && !d->final_value_json.empty()) {
+    try {
+      r.effective.delta = compute_delta(json::parse(r.proposal_now().proposed_value_json), json::parse(d->final_value_json));
+    } catch (const json::exception&) {
+      // Values come from the log, where they were checked as JSON: unreachable unless the log is damaged.
+      r.effective.delta.reset();
+    }
+  }
+}
+
+void DecisionFold::refresh_corrected(DecisionRecord& r) {
   Effective eff;
-  eff.proposal = r.proposal.data;
   bool have_decision = r.decision.has_value();
-  if (have_decision) eff.decision = r.decision->data;
   for (size_t i = 0; i < r.corrections.size(); ++i) {
     const Uuid target = r.corrections[i].data.corrects;
     const bool on_proposal = target == r.proposal.id;
@@ -284,29 +380,21 @@ void DecisionFold::refresh(DecisionRecord& r) {
       if (c->retract) {
         eff.proposal_retracted = true;
       } else if (auto d = parse_proposal(parser_, c->replacement_json, opt_.keep_inputs); d.ok()) {
-        eff.proposal = std::move(*d);
+        eff.amended_proposal = std::move(*d);
         eff.proposal_retracted = false;
       }
     } else {
       if (c->retract) {
         have_decision = false;
       } else if (auto d = parse_decision(parser_, c->replacement_json); d.ok()) {
-        eff.decision = std::move(*d);
+        eff.amended_decision = std::move(*d);
         have_decision = true;
       }
     }
   }
   eff.decided = have_decision && !eff.proposal_retracted;
   eff.decision_retracted = r.decision.has_value() && !have_decision;
-  if (!eff.decided) eff.decision = {};
-  if (eff.decided && opt_.compute_deltas && !eff.decision.final_value_json.empty()) {
-    try {
-      eff.delta = compute_delta(json::parse(eff.proposal.proposed_value_json), json::parse(eff.decision.final_value_json));
-    } catch (const json::exception&) {
-      // Values come from the log, where they were checked as JSON: unreachable unless the log is damaged.
-      eff.delta.reset();
-    }
-  }
+  if (!eff.decided) eff.amended_decision.reset();
   r.effective = std::move(eff);
 }
 
@@ -318,6 +406,8 @@ std::string DecisionFold::record_json(const DecisionRecord& r) {
   }
   corrections += ']';
   const Effective& e = r.effective;
+  const ProposalData& p = r.proposal_now();
+  const DecisionData* d = r.decision_now();
   std::string applied = "[";
   for (size_t i = 0; i < e.applied.size(); ++i) applied += (i ? "," : "") + quote(e.applied[i].to_string());
   applied += ']';
@@ -328,13 +418,13 @@ std::string DecisionFold::record_json(const DecisionRecord& r) {
       .raw("decision_ms", ms ? std::to_string(*ms) : "")
       .boolean("decision_retracted", e.decision_retracted)
       .raw("delta", e.delta ? delta_json(*e.delta).dump(-1, ' ', false, json::error_handler_t::replace) : "")
-      .raw("final_value", e.decision.final_value_json)
-      .str("model", e.proposal.model(), false)
-      .raw("outcome", e.decided ? quote(e.decision.outcome) : "")
-      .str("prompt_version", e.proposal.prompt_version(), false)
+      .raw("final_value", d ? d->final_value_json : "")
+      .str("model", p.model(), false)
+      .raw("outcome", d ? quote(d->outcome) : "")
+      .str("prompt_version", p.prompt_version(), false)
       .boolean("proposal_retracted", e.proposal_retracted)
-      .raw("proposed_value", e.proposal.proposed_value_json)
-      .str("skill", e.proposal.skill, false);
+      .raw("proposed_value", p.proposed_value_json)
+      .str("skill", p.skill, false);
   ObjectWriter w;
   w.raw("corrections", corrections)
       .raw("decision", r.decision ? source_json(*r.decision, decision_data_json(r.decision->data)) : "")
@@ -396,11 +486,13 @@ Status DecisionFold::restore(std::string_view text) {
     }));
     r.corrections.push_back(std::move(s));
   }
-  owner_[r.proposal.id] = r.proposal_id;
-  if (r.decision) owner_[r.decision->id] = r.proposal_id;
-  for (const auto& c : r.corrections) owner_[c.id] = r.proposal_id;
-  const std::string key = r.proposal_id;
-  DecisionRecord& slot = records_.insert_or_assign(key, std::move(r)).first->second;
+  DecisionRecord& slot = add_record(r.proposal_id);
+  slot.proposal = std::move(r.proposal);
+  slot.decision = std::move(r.decision);
+  slot.corrections = std::move(r.corrections);
+  owner_[slot.proposal.id] = &slot;
+  if (slot.decision) owner_[slot.decision->id] = &slot;
+  for (const auto& c : slot.corrections) owner_[c.id] = &slot;
   refresh(slot);
   return {};
 }

@@ -156,8 +156,13 @@ StreamAppend DemoGenerator::conversation(uint64_t n) {
       proposed = {{"queue", queue}, {"priority", priority}, {"tags", {topic.tag}}};
       if (roll(4) == 0) alternatives = json::array({{{"queue", kQueues[roll(4)]}, {"priority", priority}, {"tags", {topic.tag}}}});
     } else {
-      proposed = fill(kGreetings[roll(3)], name, order) + " " + fill(kOpeners[roll(3)], name, order) + " " +
-                 fill(kBodies[roll(3)], name, order, decided_queue) + " " + kClosers[roll(3)];
+      // One draw per statement: the order of evaluation inside one expression is unspecified.
+      const char* greeting = kGreetings[roll(3)];
+      const char* opener = kOpeners[roll(3)];
+      const char* body = kBodies[roll(3)];
+      const char* closer = kClosers[roll(3)];
+      proposed = fill(greeting, name, order) + " " + fill(opener, name, order) + " " + fill(body, name, order, decided_queue) +
+                 " " + closer;
     }
     json input = {{"messages",
                    {{{"role", "system"}, {"content", triage ? "You route customer support tickets to a queue with a priority."

@@ -3,6 +3,10 @@
 // log is immutable, the fold (ledger/decisions.h) is deterministic and the rows keep the log's bytes for
 // every value, so the same query at the same position gives the same bytes.
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -17,8 +21,6 @@ namespace {
 
 namespace dom = simdjson::dom;
 using codec::append_json_string;
-
-constexpr size_t kChunkBytes = 1 << 20;
 
 // Message content as text: strings as they are; OpenTelemetry-style parts joined (their text content);
 // anything else as its JSON text.
@@ -37,10 +39,10 @@ void append_message(std::string& out, std::string_view role, std::string_view co
 }
 
 // The prompt as chat messages, without the brackets: "{...},{...}". Empty if the input has no usable form.
-std::string prompt_messages(dom::parser& parser, const std::string& input_json) {
+void prompt_messages(dom::parser& parser, const std::string& input_json, std::string& out) {
+  out.clear();
   dom::element in;
-  if (input_json.empty() || parser.parse(input_json).get(in)) return {};
-  std::string out;
+  if (input_json.empty() || parser.parse(input_json).get(in)) return;
   auto add_messages = [&](dom::array msgs) {
     for (dom::element m : msgs) {
       std::string_view role;
@@ -78,34 +80,26 @@ std::string prompt_messages(dom::parser& parser, const std::string& input_json) 
       append_message(out, "user", simdjson::minify(in));
     }
   }
-  return out;
 }
 
 // A proposed or final value as assistant text: a string as it is, other JSON as its text in the log.
-std::string value_text(dom::parser& parser, const std::string& value_json) {
+std::string_view value_text(dom::parser& parser, const std::string& value_json) {
+  if (value_json.empty() || value_json[0] != '"') return value_json;  // minified: a string starts with its quote
   dom::element v;
   std::string_view s;
-  if (parser.parse(value_json).get(v) == simdjson::SUCCESS && v.get(s) == simdjson::SUCCESS) return std::string(s);
+  if (parser.parse(value_json).get(v) == simdjson::SUCCESS && v.get(s) == simdjson::SUCCESS) return s;
   return value_json;
 }
 
-std::string assistant(std::string_view content, bool weight = false) {
-  std::string out = "{\"role\":\"assistant\",\"content\":";
-  append_json_string(out, content);
-  if (weight) out += ",\"weight\":1";
-  out += '}';
-  return out;
-}
-
-bool matches(const ExportQuery& q, const ledger::DecisionRecord& r) {
-  const ledger::ProposalData& p = r.effective.proposal;
+bool matches_proposal(const ExportQuery& q, const ledger::ProposalData& p) {
   if (q.model && *q.model != p.model() && *q.model != p.request_model) return false;
   if (q.skill && *q.skill != p.skill) return false;
   if (q.prompt_version && *q.prompt_version != p.prompt_version() && *q.prompt_version != p.template_version) return false;
-  const int64_t t = r.decision->recorded_ns;
-  if (q.since_ns && t < *q.since_ns) return false;
-  if (q.until_ns && t > *q.until_ns) return false;
   return true;
+}
+
+bool matches_time(const ExportQuery& q, int64_t decided_ns) {
+  return !(q.since_ns && decided_ns < *q.since_ns) && !(q.until_ns && decided_ns > *q.until_ns);
 }
 
 }  // namespace
@@ -159,6 +153,208 @@ std::string ExportManifest::to_json() const {
   return out;
 }
 
+namespace {
+
+// Turns decided records into rows; one per thread (each has its own parser and buffers).
+class Renderer {
+ public:
+  explicit Renderer(const ExportQuery& q) : q_(q) {}
+
+  struct Counts {
+    uint64_t rows = 0, accepted = 0, edited = 0, rejected = 0, expired = 0, retracted = 0, undecided = 0, without_input = 0;
+    void add(const Counts& o) {
+      rows += o.rows, accepted += o.accepted, edited += o.edited, rejected += o.rejected, expired += o.expired;
+      retracted += o.retracted, undecided += o.undecided, without_input += o.without_input;
+    }
+  };
+
+  // Appends the rows of records [begin, end) to out.
+  void render(const std::deque<ledger::DecisionRecord>& records, size_t begin, size_t end, std::string& out, Counts& c) {
+    for (size_t i = begin; i < end; ++i) render_one(records[i], out, c);
+  }
+
+ private:
+  void open_prompt(std::string& out, const char* head) {
+    out += head;
+    out += prompt_;
+    out += ']';
+  }
+  static void assistant_array(std::string& out, const char* key, std::string_view content) {
+    out += key;
+    out += "[{\"role\":\"assistant\",\"content\":";
+    append_json_string(out, content);
+    out += "}]";
+  }
+  static void end_row(std::string& out, Counts& c) {
+    out += "}\n";
+    ++c.rows;
+  }
+
+  void render_one(const ledger::DecisionRecord& r, std::string& out, Counts& c) {
+    const ledger::Effective& e = r.effective;
+    const ledger::ProposalData& p = r.proposal_now();
+    if (e.proposal_retracted || e.decision_retracted) {
+      if (matches_proposal(q_, p) && (!r.decision || matches_time(q_, r.decision->recorded_ns))) ++c.retracted;
+      return;
+    }
+    const ledger::DecisionData* d = r.decision_now();
+    if (!d) {
+      if (matches_proposal(q_, p)) ++c.undecided;
+      return;
+    }
+    if (!matches_proposal(q_, p) || !matches_time(q_, r.decision->recorded_ns)) return;
+    prompt_messages(parser_, p.input_json, prompt_);
+    if (prompt_.empty()) {
+      ++c.without_input;
+      return;
+    }
+    const std::string& outcome = d->outcome;
+    if (outcome == "accepted") ++c.accepted;
+    else if (outcome == "edited") ++c.edited;
+    else if (outcome == "rejected") ++c.rejected;
+    else ++c.expired;
+    const bool has_final = outcome == "accepted" || outcome == "edited";
+    proposed_.assign(value_text(parser_, p.proposed_value_json));  // the parser's strings live until its next parse
+    final_.assign(has_final ? value_text(parser_, d->final_value_json) : std::string_view());
+    switch (q_.format) {
+      case ExportFormat::kSft:
+      case ExportFormat::kOpenAiSft:
+        if (has_final) {
+          out += "{\"messages\":[";
+          out += prompt_;
+          out += ",{\"role\":\"assistant\",\"content\":";
+          append_json_string(out, final_);
+          if (q_.format == ExportFormat::kOpenAiSft) out += ",\"weight\":1";
+          out += "}]";
+          end_row(out, c);
+        }
+        break;
+      case ExportFormat::kSftPromptCompletion:
+        if (has_final) {
+          open_prompt(out, "{\"prompt\":[");
+          assistant_array(out, ",\"completion\":", final_);
+          end_row(out, c);
+        }
+        break;
+      case ExportFormat::kPreference:
+      case ExportFormat::kOpenAiPreference: {
+        // Edited: the human's final over the AI's proposal. Accepted with alternatives shown: the accepted
+        // value over each alternative not chosen.
+        std::vector<std::string> rejected;
+        if (outcome == "edited" && final_ != proposed_) rejected.push_back(proposed_);
+        if (outcome == "accepted" && !p.alternatives_json.empty()) {
+          dom::element alts;
+          dom::array arr;
+          if (parser_.parse(p.alternatives_json).get(alts) == simdjson::SUCCESS && alts.get(arr) == simdjson::SUCCESS)
+            for (dom::element a : arr) {
+              std::string_view sv;
+              std::string text = a.get(sv) == simdjson::SUCCESS ? std::string(sv) : simdjson::minify(a);
+              if (text != final_) rejected.push_back(std::move(text));
+            }
+        }
+        for (const auto& bad : rejected) {
+          if (q_.format == ExportFormat::kPreference) {
+            open_prompt(out, "{\"prompt\":[");
+            assistant_array(out, ",\"chosen\":", final_);
+            assistant_array(out, ",\"rejected\":", bad);
+          } else {
+            open_prompt(out, "{\"input\":{\"messages\":[");
+            out += '}';
+            assistant_array(out, ",\"preferred_output\":", final_);
+            assistant_array(out, ",\"non_preferred_output\":", bad);
+          }
+          end_row(out, c);
+        }
+        break;
+      }
+      case ExportFormat::kKto:
+        if (outcome == "accepted" || outcome == "rejected" || outcome == "edited") {
+          open_prompt(out, "{\"prompt\":[");
+          assistant_array(out, ",\"completion\":", proposed_);
+          out += outcome == "accepted" ? ",\"label\":true" : ",\"label\":false";
+          end_row(out, c);
+        }
+        if (outcome == "edited") {
+          open_prompt(out, "{\"prompt\":[");
+          assistant_array(out, ",\"completion\":", final_);
+          out += ",\"label\":true";
+          end_row(out, c);
+        }
+        break;
+    }
+  }
+
+  const ExportQuery& q_;
+  dom::parser parser_;
+  std::string prompt_, proposed_, final_;  // reused row after row
+};
+
+// Reads the ledger's events on a thread of its own and hands them over in batches (bounded: the reader
+// never gets more than a few batches ahead of the fold).
+class FactReader {
+ public:
+  using Batch = std::vector<ledger::LedgerFact>;
+  FactReader(Store& store, uint64_t last) : thread_([this, &store, last] { run(store, last); }) {}
+  ~FactReader() {
+    {
+      std::lock_guard g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  // The next batch; empty at the end.
+  Batch next() {
+    std::unique_lock g(mu_);
+    cv_.wait(g, [&] { return !queue_.empty() || done_; });
+    if (queue_.empty()) return {};
+    Batch b = std::move(queue_.front());
+    queue_.pop_front();
+    cv_.notify_all();
+    return b;
+  }
+  Status status() {
+    std::lock_guard g(mu_);
+    return status_;
+  }
+
+ private:
+  static constexpr size_t kBatch = 4096, kMaxQueued = 4;
+  void run(Store& store, uint64_t last) {
+    dom::parser parser;
+    Batch batch;
+    auto push = [&]() -> bool {
+      std::unique_lock g(mu_);
+      cv_.wait(g, [&] { return queue_.size() < kMaxQueued || stop_; });
+      if (stop_) return false;
+      queue_.push_back(std::move(batch));
+      batch = Batch();
+      cv_.notify_all();
+      return true;
+    };
+    Filter f;
+    f.types = {"ai.proposal.made", "human.decision.recorded", "correction.recorded"};
+    Status st = store.scan_all(0, f, [&](const EventView& e) {
+      if (e.position > last) return false;
+      if (auto fact = ledger::read_fact(parser, e, /*keep_inputs=*/true)) batch.push_back(std::move(*fact));
+      return batch.size() < kBatch || push();
+    });
+    if (!batch.empty()) push();
+    std::lock_guard g(mu_);
+    status_ = st;
+    done_ = true;
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Batch> queue_;
+  bool done_ = false, stop_ = false;
+  Status status_;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+}  // namespace
+
 Result<ExportManifest> ledger_export(Store& store, const ExportQuery& q, const std::function<bool(std::string_view)>& sink) {
   const uint64_t head = store.head_position();
   if (q.as_of && *q.as_of >= head)
@@ -168,109 +364,53 @@ Result<ExportManifest> ledger_export(Store& store, const ExportQuery& q, const s
   ExportManifest m;
   m.format = std::string(export_format_name(q.format));
   m.query = q;
-  ledger::DecisionFold fold(ledger::FoldOptions{.keep_inputs = true, .compute_deltas = false});
+  // A size hint: a proposal and its decision take two of the four or so events of a typical flow.
+  const size_t hint = std::min<uint64_t>(q.as_of.value_or(head) / 4, 1u << 22);
+  ledger::DecisionFold fold(ledger::FoldOptions{.keep_inputs = true, .compute_deltas = false, .sorted = false, .expected_proposals = hint});
   if (head > 0) {
-    const uint64_t last = q.as_of.value_or(head - 1);
-    m.as_of_position = last;
-    Filter f;
-    f.types = {"ai.proposal.made", "human.decision.recorded", "correction.recorded"};
-    CAIRN_RETURN_IF_ERROR(store.scan_all(0, f, [&](const EventView& e) {
-      if (e.position > last) return false;
-      fold.apply(e);
-      return true;
-    }));
+    // Two steps on two threads: reading the events' JSON, and folding them in log order.
+    m.as_of_position = q.as_of.value_or(head - 1);
+    FactReader reader(store, m.as_of_position);
+    for (auto batch = reader.next(); !batch.empty(); batch = reader.next())
+      for (auto& fact : batch) fold.apply(std::move(fact));
+    CAIRN_RETURN_IF_ERROR(reader.status());
   }
-  // Rows in the order the proposals were made.
-  std::vector<const ledger::DecisionRecord*> order;
-  order.reserve(fold.size());
-  for (const auto& [id, r] : fold.records()) order.push_back(&r);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->proposal.position < b->proposal.position; });
 
+  // Rows in the order the proposals were made (the fold's arrival order: log order), rendered block by
+  // block, two blocks at a time on two threads, and written in order.
+  constexpr size_t kBlock = 8192;
+  const auto& records = fold.in_arrival_order();
   log::Sha256 sha;
-  std::string chunk;
-  dom::parser parser;
-  auto flush = [&]() -> bool {
-    if (chunk.empty()) return true;
-    sha.update(chunk);
-    m.bytes += chunk.size();
-    const bool more = sink(chunk);
-    chunk.clear();
+  Renderer::Counts counts;
+  Renderer mine(q), other(q);
+  std::string a, b;
+  auto write = [&](std::string& out) -> bool {
+    if (out.empty()) return true;
+    sha.update(out);
+    m.bytes += out.size();
+    const bool more = sink(out);
+    out.clear();
     return more;
   };
-  auto line = [&](std::string&& row) {
-    chunk += row;
-    chunk += '\n';
-    ++m.rows;
-  };
-  for (const ledger::DecisionRecord* r : order) {
-    const ledger::Effective& e = r->effective;
-    if (e.proposal_retracted || e.decision_retracted) {
-      if (r->decision && matches(q, *r)) ++m.retracted;
-      continue;
-    }
-    if (!e.decided) {
-      ++m.undecided;
-      continue;
-    }
-    if (!matches(q, *r)) continue;
-    const std::string prompt = prompt_messages(parser, e.proposal.input_json);
-    if (prompt.empty()) {
-      ++m.without_input;
-      continue;
-    }
-    const std::string& outcome = e.decision.outcome;
-    if (outcome == "accepted") ++m.accepted;
-    else if (outcome == "edited") ++m.edited;
-    else if (outcome == "rejected") ++m.rejected;
-    else ++m.expired;
-    const bool has_final = outcome == "accepted" || outcome == "edited";
-    const std::string proposed = value_text(parser, e.proposal.proposed_value_json);
-    const std::string final_text = has_final ? value_text(parser, e.decision.final_value_json) : std::string();
-    switch (q.format) {
-      case ExportFormat::kSft:
-      case ExportFormat::kOpenAiSft:
-        if (has_final)
-          line("{\"messages\":[" + prompt + "," + assistant(final_text, q.format == ExportFormat::kOpenAiSft) + "]}");
-        break;
-      case ExportFormat::kSftPromptCompletion:
-        if (has_final) line("{\"prompt\":[" + prompt + "],\"completion\":[" + assistant(final_text) + "]}");
-        break;
-      case ExportFormat::kPreference:
-      case ExportFormat::kOpenAiPreference: {
-        // Edited: the human's final over the AI's proposal. Accepted with alternatives shown: the accepted
-        // value over each alternative not chosen.
-        std::vector<std::string> rejected;
-        if (outcome == "edited" && final_text != proposed) rejected.push_back(proposed);
-        if (outcome == "accepted" && !e.proposal.alternatives_json.empty()) {
-          dom::element alts;
-          dom::array arr;
-          if (parser.parse(e.proposal.alternatives_json).get(alts) == simdjson::SUCCESS && alts.get(arr) == simdjson::SUCCESS)
-            for (dom::element a : arr) {
-              std::string_view s;
-              std::string text = a.get(s) == simdjson::SUCCESS ? std::string(s) : simdjson::minify(a);
-              if (text != final_text) rejected.push_back(std::move(text));
-            }
-        }
-        for (const auto& bad : rejected) {
-          if (q.format == ExportFormat::kPreference)
-            line("{\"prompt\":[" + prompt + "],\"chosen\":[" + assistant(final_text) + "],\"rejected\":[" + assistant(bad) + "]}");
-          else
-            line("{\"input\":{\"messages\":[" + prompt + "]},\"preferred_output\":[" + assistant(final_text) +
-                 "],\"non_preferred_output\":[" + assistant(bad) + "]}");
-        }
-        break;
-      }
-      case ExportFormat::kKto:
-        if (outcome == "accepted" || outcome == "rejected" || outcome == "edited")
-          line("{\"prompt\":[" + prompt + "],\"completion\":[" + assistant(proposed) + "],\"label\":" +
-               (outcome == "accepted" ? "true" : "false") + "}");
-        if (outcome == "edited")
-          line("{\"prompt\":[" + prompt + "],\"completion\":[" + assistant(final_text) + "],\"label\":true}");
-        break;
-    }
-    if (chunk.size() >= kChunkBytes && !flush()) return Status(ErrorCode::kClosed, "the export's reader went away");
+  for (size_t begin = 0; begin < records.size(); begin += 2 * kBlock) {
+    const size_t mid = std::min(records.size(), begin + kBlock), end = std::min(records.size(), begin + 2 * kBlock);
+    Renderer::Counts ca, cb;
+    std::thread second;
+    if (mid < end) second = std::thread([&] { other.render(records, mid, end, b, cb); });
+    mine.render(records, begin, mid, a, ca);
+    if (second.joinable()) second.join();
+    counts.add(ca);
+    counts.add(cb);
+    if (!write(a) || !write(b)) return Status(ErrorCode::kClosed, "the export's reader went away");
   }
-  if (!flush()) return Status(ErrorCode::kClosed, "the export's reader went away");
+  m.rows = counts.rows;
+  m.accepted = counts.accepted;
+  m.edited = counts.edited;
+  m.rejected = counts.rejected;
+  m.expired = counts.expired;
+  m.retracted = counts.retracted;
+  m.undecided = counts.undecided;
+  m.without_input = counts.without_input;
   m.sha256_hex = log::hex(sha.final());
   return m;
 }

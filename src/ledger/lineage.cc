@@ -59,17 +59,30 @@ class Lineage {
     std::optional<RecordedEvent> event;
     std::string relation;     // "causation_id", "proposal_id", "corrects_event_id", "target"
     std::string unresolved;   // a reference that names nothing here (an outside id, or a missing event)
+    std::string external_cause;  // a causation id from outside the store, when the type led further back
   };
+  // A causation id names the parent; when it names nothing here (an id from outside the store), what the
+  // event's type names is tried next, so that a decision still leads to its proposal.
   Result<Parent> parent_of(const RecordedEvent& e) {
-    Parent out;
     simdjson::dom::parser parser;
     simdjson::dom::element m;
     std::string_view cause;
     if (!e.metadata.empty() && parser.parse(e.metadata).get(m) == simdjson::SUCCESS &&
         m["causation_id"].get(cause) == simdjson::SUCCESS && !cause.empty()) {
-      out.relation = "causation_id";
-      return by_id(cause, std::move(out));  // not a UUID: an id from outside the store
+      Parent by_cause;
+      by_cause.relation = "causation_id";
+      auto p = by_id(cause, std::move(by_cause));
+      if (!p.ok() || p->event) return p;
+      auto typed = parent_by_type(e, parser);
+      if (!typed.ok() || !typed->event) return p;
+      typed->external_cause = p->unresolved;
+      return typed;
     }
+    return parent_by_type(e, parser);
+  }
+
+  Result<Parent> parent_by_type(const RecordedEvent& e, simdjson::dom::parser& parser) {
+    Parent out;
     const ledger::LedgerType t = ledger::ledger_type(e.type);
     simdjson::dom::element d;
     if (e.content_type != ContentType::kJson || parser.parse(e.data).get(d)) return out;
@@ -83,8 +96,9 @@ class Lineage {
       return by_id(v, std::move(out));
     }
     if (t == ledger::LedgerType::kFeedbackGiven) {
-      std::string_view kind;
-      if (d["target"].get(v) || d["target_kind"].get(kind)) return out;
+      std::string_view kind = "proposal";  // the vocabulary's default
+      if (d["target"].get(v)) return out;
+      if (d["target_kind"].get(kind) && d["target_kind"].error() != simdjson::NO_SUCH_FIELD) return out;
       out.relation = "target";
       if (kind == "proposal") return by_proposal(std::string(v), std::move(out));
       if (kind == "event") return by_id(v, std::move(out));
@@ -172,7 +186,7 @@ json proposals_of(const std::vector<RecordedEvent>& events) {
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->position < b->position; });
   for (auto* e : sorted) fold.apply(e->view());
   json out = json::array();
-  for (const auto& [id, r] : fold.records()) out.push_back(json::parse(ledger::DecisionFold::record_json(r)));
+  for (const auto& r : fold.in_arrival_order()) out.push_back(json::parse(ledger::DecisionFold::record_json(r)));
   return out;
 }
 
@@ -186,7 +200,12 @@ Result<std::string> ledger_why(Store& store, Projections& projections, const Uui
   const uint64_t head = store.head_position();
 
   // Back along the chain to its root.
-  std::vector<std::pair<RecordedEvent, std::string>> chain;  // event, how the next one (towards the target) names it
+  struct Link {
+    RecordedEvent event;
+    std::string via;       // how this event names the one before it on the chain
+    std::string external;  // its causation id, when that names nothing in the store and `via` was used instead
+  };
+  std::vector<Link> chain;
   std::unordered_set<uint64_t> on_chain{target->position};
   RecordedEvent cur = *target;
   json stop = nullptr;
@@ -208,35 +227,39 @@ Result<std::string> ledger_why(Store& store, Projections& projections, const Uui
       stop = {{"reason", "not_earlier"}, {"relation", parent->relation}, {"reference", parent->event->id.to_string()}};
       break;
     }
-    chain.push_back({cur, parent->relation});
+    chain.push_back({cur, parent->relation, parent->external_cause});
     cur = std::move(*parent->event);
   }
-  chain.push_back({cur, ""});
+  chain.push_back({cur, "", ""});
   std::reverse(chain.begin(), chain.end());
 
   json out;
   out["event_id"] = event_id.to_string();
   out["head_position"] = head;
   json jchain = json::array();
-  // chain[i].second is how chain[i] names chain[i-1] after the reverse: shift it.
   for (size_t i = 0; i < chain.size(); ++i) {
-    json e = event_object(chain[i].first);
-    e["caused_by"] = i == 0 ? json(nullptr) : json{{"event_id", chain[i - 1].first.id.to_string()}, {"via", chain[i].second}};
+    json e = event_object(chain[i].event);
+    if (i == 0) {
+      e["caused_by"] = nullptr;
+    } else {
+      e["caused_by"] = {{"event_id", chain[i - 1].event.id.to_string()}, {"via", chain[i].via}};
+      if (!chain[i].external.empty()) e["caused_by"]["external_causation_id"] = chain[i].external;
+    }
     jchain.push_back(std::move(e));
   }
   out["chain"] = std::move(jchain);
-  out["root_id"] = chain.front().first.id.to_string();
+  out["root_id"] = chain.front().event.id.to_string();
   out["chain_stop"] = stop;
 
   // What corrects any event of the chain (and corrections of those corrections).
   json corrections = json::array();
   std::set<uint64_t> seen;
-  for (const auto& [e, _] : chain) CAIRN_RETURN_IF_ERROR(lin.collect_corrections(e.id, std::nullopt, std::nullopt, seen, corrections));
+  for (const auto& link : chain) CAIRN_RETURN_IF_ERROR(lin.collect_corrections(link.event.id, std::nullopt, std::nullopt, seen, corrections));
   out["corrections"] = std::move(corrections);
 
   // The flow: every event sharing the correlation of the target (or of its chain's nearest event that has one).
   std::string cid = correlation_of(*target);
-  for (auto it = chain.rbegin(); cid.empty() && it != chain.rend(); ++it) cid = correlation_of(it->first);
+  for (auto it = chain.rbegin(); cid.empty() && it != chain.rend(); ++it) cid = correlation_of(it->event);
   json corr = nullptr;
   std::vector<RecordedEvent> flow;
   if (!cid.empty()) {
@@ -253,17 +276,31 @@ Result<std::string> ledger_why(Store& store, Projections& projections, const Uui
   }
   out["correlation"] = std::move(corr);
 
-  // The proposals on the chain or in the flow, with their decisions and corrections, as they stand now.
-  std::vector<RecordedEvent> involved = flow;
-  for (const auto& [e, _] : chain) involved.push_back(e);
-  for (const auto& c : out["corrections"]) {
-    auto ev = store.read_position(c["position"].get<uint64_t>());
-    if (ev.ok()) involved.push_back(std::move(*ev));
+  // The proposals on the chain or in the flow, with their decisions and corrections, as they stand now:
+  // their records in $ai.decisions, which sees every decision and correction wherever it was written.
+  std::vector<std::string> ids;  // in order of first mention
+  auto mention = [&](const RecordedEvent& e) {
+    const ledger::LedgerType t = ledger::ledger_type(e.type);
+    if (t != ledger::LedgerType::kProposalMade && t != ledger::LedgerType::kDecisionRecorded) return;
+    simdjson::dom::parser parser;
+    simdjson::dom::element d;
+    std::string_view id;
+    if (e.content_type != ContentType::kJson || parser.parse(e.data).get(d) || d["proposal_id"].get(id)) return;
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.emplace_back(id);
+  };
+  for (const auto& link : chain) mention(link.event);
+  for (const auto& e : flow) mention(e);
+  json proposals = json::array();
+  if (!ids.empty()) {
+    auto caught_up = projections.state(ledger::kDecisionsProjection, std::string("-"), 0, head - 1, options.wait);
+    if (!caught_up.ok()) return caught_up.status();
+    for (const auto& id : ids) {
+      auto st = projections.state(ledger::kDecisionsProjection, "proposal:" + id, 0, std::nullopt, options.wait);
+      if (!st.ok()) return st.status();
+      if (st->found) proposals.push_back(json::parse(st->json));
+    }
   }
-  std::sort(involved.begin(), involved.end(), [](const auto& a, const auto& b) { return a.position < b.position; });
-  involved.erase(std::unique(involved.begin(), involved.end(), [](const auto& a, const auto& b) { return a.position == b.position; }),
-                 involved.end());
-  out["proposals"] = proposals_of(involved);
+  out["proposals"] = std::move(proposals);
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

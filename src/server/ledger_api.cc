@@ -7,8 +7,15 @@ namespace {
 
 namespace http = boost::beast::http;
 
-Result<std::optional<int64_t>> time_param(const Target& t, std::string_view name, bool end_of_day) {
+// A parameter given with an empty value counts as not given (as a query string built from empty form fields).
+std::optional<std::string> param(const Target& t, std::string_view name) {
   auto v = t.param(name);
+  if (v && v->empty()) return std::nullopt;
+  return v;
+}
+
+Result<std::optional<int64_t>> time_param(const Target& t, std::string_view name, bool end_of_day) {
+  auto v = param(t, name);
   if (!v) return std::optional<int64_t>();
   // A day means its start (since) or its end (until).
   if (v->size() == 10) {
@@ -22,6 +29,7 @@ Result<std::optional<int64_t>> time_param(const Target& t, std::string_view name
 }
 
 Response json_ok(const Request& req, std::string body) { return json_response(req, http::status::ok, std::move(body)); }
+
 
 }  // namespace
 
@@ -49,20 +57,22 @@ std::optional<Response> LedgerApi::refuse(const Request& req, const ApiKey& key)
 
 Result<ExportQuery> export_query(const Target& t, uint64_t head) {
   ExportQuery q;
-  auto fmt_name = t.param("format");
+  auto fmt_name = param(t, "format");
   if (!fmt_name) return Status::invalid_argument("format: required, one of sft, sft-prompt-completion, preference, kto, openai-sft, openai-preference");
   auto f = parse_export_format(*fmt_name);
   if (!f.ok()) return f.status();
   q.format = *f;
-  auto as_of = uint_param(t, "as_of");
-  if (!as_of.ok()) return as_of.status();
-  if (*as_of && **as_of >= head)
-    return Status::invalid_argument(fmt::format("as_of: position {} is not in the log yet (the head is {})", **as_of, head));
-  q.as_of = *as_of;
+  if (param(t, "as_of")) {
+    auto as_of = uint_param(t, "as_of");
+    if (!as_of.ok()) return as_of.status();
+    if (**as_of >= head)
+      return Status::invalid_argument(fmt::format("as_of: position {} is not in the log yet (the head is {})", **as_of, head));
+    q.as_of = *as_of;
+  }
   if (!q.as_of && head > 0) q.as_of = head - 1;
-  q.model = t.param("model");
-  q.skill = t.param("skill");
-  q.prompt_version = t.param("prompt_version");
+  q.model = param(t, "model");
+  q.skill = param(t, "skill");
+  q.prompt_version = param(t, "prompt_version");
   auto since = time_param(t, "since", false);
   if (!since.ok()) return since.status();
   auto until = time_param(t, "until", true);
@@ -90,7 +100,7 @@ Response LedgerApi::dispatch(const Request& req, const Target& t, const ApiKey& 
   if (s[1] == "correlations") {
     if (s.size() != 3) return error_response(req, http::status::not_found, "not_found", "use /v1/correlations/{correlation_id}");
     AsOf as_of;
-    if (auto v = t.param("as_of")) {
+    if (auto v = param(t, "as_of")) {
       if (!v->empty() && std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; })) {
         auto p = uint_param(t, "as_of");
         if (!p.ok()) return status_response(req, p.status());
@@ -118,11 +128,11 @@ Response LedgerApi::dispatch(const Request& req, const Target& t, const ApiKey& 
         start = comma + 1;
       }
     }
-    q.since = t.param("since");
-    q.until = t.param("until");
-    q.model = t.param("model");
-    q.skill = t.param("skill");
-    q.prompt_version = t.param("prompt_version");
+    q.since = param(t, "since");
+    q.until = param(t, "until");
+    q.model = param(t, "model");
+    q.skill = param(t, "skill");
+    q.prompt_version = param(t, "prompt_version");
     auto out = ledger_rates(p_, q);
     if (!out.ok()) return status_response(req, out.status());
     return json_ok(req, std::move(*out));

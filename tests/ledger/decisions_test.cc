@@ -56,6 +56,7 @@ class Fold : public ::testing::Test {
     return add(id, "correction.recorded", {{"corrects_event_id", id_of(target).to_string()}, {"kind", "retract"}, {"reason_text", "r"}});
   }
   const Effective& eff(const std::string& pid) { return fold_.find(pid)->effective; }
+  const DecisionRecord& rec(const std::string& pid) { return *fold_.find(pid); }
 
   DecisionFold fold_{FoldOptions{.keep_inputs = true, .compute_deltas = true}};
   std::deque<std::string> datas_;
@@ -68,12 +69,12 @@ TEST_F(Fold, ProposalThenDecision) {
   EXPECT_EQ(decision(2, "p", "edited", "a x c"), "p");
   const Effective& e = eff("p");
   ASSERT_TRUE(e.decided);
-  EXPECT_EQ(e.decision.outcome, "edited");
-  EXPECT_EQ(e.decision.final_value_json, "\"a x c\"");
+  EXPECT_EQ(rec("p").decision_now()->outcome, "edited");
+  EXPECT_EQ(rec("p").decision_now()->final_value_json, "\"a x c\"");
   ASSERT_TRUE(e.delta);
   EXPECT_EQ(e.delta->edit_distance, 1u);
-  EXPECT_EQ(e.proposal.model(), "m-1");
-  EXPECT_EQ(e.proposal.prompt_version(), "t@2");
+  EXPECT_EQ(rec("p").proposal_now().model(), "m-1");
+  EXPECT_EQ(rec("p").proposal_now().prompt_version(), "t@2");
   EXPECT_EQ(fold_.find("p")->decision_ms(), 1000);  // one second between the two events, no presented_at
 }
 
@@ -89,8 +90,8 @@ TEST_F(Fold, ASecondProposalOrDecisionIsNotThisRecords) {
   EXPECT_EQ(proposal(2, "p", "w"), "");
   decision(3, "p", "accepted", "v");
   EXPECT_EQ(decision(4, "p", "rejected"), "");
-  EXPECT_EQ(eff("p").decision.outcome, "accepted");
-  EXPECT_EQ(eff("p").proposal.proposed_value_json, "\"v\"");
+  EXPECT_EQ(rec("p").decision_now()->outcome, "accepted");
+  EXPECT_EQ(rec("p").proposal_now().proposed_value_json, "\"v\"");
 }
 
 TEST_F(Fold, AnAmendmentReplacesTheDecision) {
@@ -98,7 +99,7 @@ TEST_F(Fold, AnAmendmentReplacesTheDecision) {
   decision(2, "p", "accepted", json{{"q", "billing"}});
   EXPECT_EQ(amend(3, 2, {{"proposal_id", "p"}, {"outcome", "edited"}, {"final_value", {{"q", "shipping"}}}}), "p");
   const Effective& e = eff("p");
-  EXPECT_EQ(e.decision.outcome, "edited");
+  EXPECT_EQ(rec("p").decision_now()->outcome, "edited");
   EXPECT_EQ(e.applied, std::vector<Uuid>{id_of(3)});
   ASSERT_TRUE(e.delta);
   EXPECT_EQ(e.delta->changed_paths, std::vector<std::string>{"/q"});
@@ -114,7 +115,7 @@ TEST_F(Fold, ARetractionDropsTheDecisionAndALaterAmendmentBringsItBack) {
   amend(4, 2, {{"proposal_id", "p"}, {"outcome", "accepted"}, {"final_value", "v"}});
   EXPECT_TRUE(eff("p").decided);
   EXPECT_FALSE(eff("p").decision_retracted);
-  EXPECT_EQ(eff("p").decision.outcome, "accepted");
+  EXPECT_EQ(rec("p").decision_now()->outcome, "accepted");
 }
 
 TEST_F(Fold, RetractingARetractionRestoresTheDecision) {
@@ -124,7 +125,7 @@ TEST_F(Fold, RetractingARetractionRestoresTheDecision) {
   EXPECT_FALSE(eff("p").decided);
   EXPECT_EQ(retract(4, 3), "p");  // the correction of a correction belongs to the same record
   EXPECT_TRUE(eff("p").decided);
-  EXPECT_EQ(eff("p").decision.outcome, "edited");
+  EXPECT_EQ(rec("p").decision_now()->outcome, "edited");
   EXPECT_EQ(eff("p").applied, std::vector<Uuid>{});  // the retraction no longer applies
 }
 
@@ -134,8 +135,8 @@ TEST_F(Fold, AmendingAnAmendmentChangesWhatItSays) {
   amend(3, 2, {{"proposal_id", "p"}, {"outcome", "edited"}, {"final_value", "v w"}});
   amend(4, 3, {{"corrects_event_id", id_of(2).to_string()}, {"kind", "amend"},
                {"replacement", {{"proposal_id", "p"}, {"outcome", "rejected"}}}, {"reason_text", "r"}});
-  EXPECT_EQ(eff("p").decision.outcome, "rejected");
-  EXPECT_TRUE(eff("p").decision.final_value_json.empty());
+  EXPECT_EQ(rec("p").decision_now()->outcome, "rejected");
+  EXPECT_TRUE(rec("p").decision_now()->final_value_json.empty());
   // An amendment that turns the correction into a retraction.
   amend(5, 3, {{"corrects_event_id", id_of(2).to_string()}, {"kind", "retract"}, {"reason_text", "r"}});
   EXPECT_FALSE(eff("p").decided);
@@ -148,7 +149,7 @@ TEST_F(Fold, ARetractedProposalDropsOutAndAnAmendedOneChangesTheDelta) {
   amend(3, 1, {{"proposal_id", "p"}, {"proposal_kind", "draft"}, {"skill", "reply"}, {"gen_ai.request.model", "m2"},
                {"input", "q"}, {"proposed_value", "a b c"}});
   EXPECT_EQ(eff("p").delta->edit_distance, 0u);
-  EXPECT_EQ(eff("p").proposal.model(), "m2");
+  EXPECT_EQ(rec("p").proposal_now().model(), "m2");
   retract(4, 1);
   EXPECT_TRUE(eff("p").proposal_retracted);
   EXPECT_FALSE(eff("p").decided);
@@ -176,6 +177,10 @@ TEST_F(Fold, TheCheckpointFormRestoresTheSameRecord) {
   ASSERT_TRUE(other.restore(q).ok());
   EXPECT_EQ(DecisionFold::record_json(*other.find("p")), p);
   EXPECT_EQ(DecisionFold::record_json(*other.find("q")), q);
+  // Restoring a record again replaces it (and its index entries): the same record, not a second one.
+  ASSERT_TRUE(other.restore(p).ok());
+  EXPECT_EQ(other.size(), 2u);
+  EXPECT_EQ(DecisionFold::record_json(*other.find("p")), p);
   EXPECT_FALSE(other.restore("{}").ok());
   EXPECT_FALSE(other.restore("not json").ok());
 }

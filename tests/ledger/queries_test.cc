@@ -427,6 +427,30 @@ TEST_F(Queries, WhyFollowsATwentyEventChainBackToItsRootWithCorrections) {
 
   EXPECT_EQ(ledger_why(*store_, *p_, Uuid::generate_v7()).status().code(), ErrorCode::kNotFound);
 
+  // A decision whose causation id comes from outside the store still leads to its proposal; feedback
+  // without target_kind names a proposal (the vocabulary's default); a decision written under another
+  // correlation still shows in the proposal's state.
+  append("y", "ai.proposal.made", {{"proposal_id", "py"}, {"proposal_kind", "plan"}, {"skill", "s"}, {"gen_ai.request.model", "m"},
+                                   {"input", "x"}, {"proposed_value", 1}},
+         {{"correlation_id", "flow-y"}});
+  const Uuid dy = append("y-review", "human.decision.recorded", {{"proposal_id", "py"}, {"outcome", "accepted"}, {"final_value", 1}},
+                         {{"causation_id", "ticket-system-42"}, {"correlation_id", "review-queue"}});
+  const Uuid fy = append("y", "feedback.given", {{"target", "py"}, {"name", "thumb"}, {"value", true}, {"source_kind", "end_user"}},
+                         {{"correlation_id", "flow-y"}});
+  auto wy = ledger_why(*store_, *p_, dy);
+  ASSERT_TRUE(wy.ok());
+  const json jy = json::parse(*wy);
+  ASSERT_EQ(jy["chain"].size(), 2u);
+  EXPECT_EQ(jy["chain"][1]["caused_by"]["via"], "proposal_id");
+  EXPECT_EQ(jy["chain"][1]["caused_by"]["external_causation_id"], "ticket-system-42");
+  auto wf = ledger_why(*store_, *p_, fy);
+  ASSERT_TRUE(wf.ok());
+  const json jf = json::parse(*wf);
+  ASSERT_EQ(jf["chain"].size(), 2u);
+  EXPECT_EQ(jf["chain"][1]["caused_by"]["via"], "target");
+  ASSERT_EQ(jf["proposals"].size(), 1u);
+  EXPECT_EQ(jf["proposals"][0]["effective"]["outcome"], "accepted");  // decided under "review-queue", not "flow-y"
+
   // The flow as known at past positions.
   auto at = [&](std::optional<uint64_t> pos) {
     auto c = ledger_correlation(*store_, *p_, "case-1", AsOf{pos, std::nullopt});
