@@ -272,9 +272,9 @@ int main(int argc, char** argv) {
     }
     if (chain != 20) fail(fmt::format("why: the chain has {} events, not 20", chain));
     auto [p50, p99] = p50_p99(ms);
-    emit(fmt::format("\"workload\":\"ledger-why\",\"chain_events\":{},\"answer_bytes\":{},\"requests\":300,\"p50_ms\":{:.2f},\"p99_ms\":{:.2f},"
+    emit(fmt::format("\"workload\":\"ledger-why\",\"chain_last_id\":\"{}\",\"chain_events\":{},\"answer_bytes\":{},\"requests\":300,\"p50_ms\":{:.2f},\"p99_ms\":{:.2f},"
                      "\"note\":\"GET /v1/why/{{id}} through cairnd's HTTP server in this process, one keep-alive connection\"",
-                     chain, bytes, p50, p99));
+                     chain_last.to_string(), chain, bytes, p50, p99));
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     server.stop();

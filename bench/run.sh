@@ -6,7 +6,7 @@
 # PostgreSQL to bench/out/results-<date>.md (also printed). Installs what it needs on Debian 12 (PostgreSQL 15).
 # Environment overrides: CAIRN_BENCH_OPEN_EVENTS (events for the open workload; default: 10,000,000 when the
 # machine can build that within a few minutes, else 2,000,000), CAIRN_BENCH_TMP (where the temp dirs go; /tmp),
-# CAIRN_BENCH_PG_SECONDS (pgbench -T; 15), CAIRN_BENCH_SKIP_PG=1 (Cairn only), CAIRN_BENCH_SKIP_CAIRN=1
+# CAIRN_BENCH_PG_SECONDS (pgbench -T; 15), CAIRN_BENCH_LEDGER_DECISIONS (the AI ledger's history; 1,000,000), CAIRN_BENCH_SKIP_PG=1 (Cairn only), CAIRN_BENCH_SKIP_CAIRN=1
 # (PostgreSQL only, for checking the baseline setup), CAIRN_BENCH_WAIT_QUIET=SECONDS (first wait up to that long
 # for the machine to be idle: 1-minute load below 0.5 and no other process above 20% CPU).
 set -euo pipefail
@@ -22,6 +22,8 @@ PG_BASE="$SHARED/bench/pg-baseline"
 case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$REPO/$BUILD_DIR" ;; esac
 BENCH="$BUILD_DIR/bench/cairn-bench"
 PBENCH="$BUILD_DIR/bench/cairn-projection-bench"
+LBENCH="$BUILD_DIR/bench/cairn-ledger-bench"
+LEDGER_DECISIONS=${CAIRN_BENCH_LEDGER_DECISIONS:-1000000}
 PROJ_EVENTS=${CAIRN_BENCH_PROJ_EVENTS:-10000000}
 PROJ_STREAMS=100000
 TMP_BASE=${CAIRN_BENCH_TMP:-/tmp}
@@ -62,7 +64,7 @@ fi
 if [ ! -x "$BENCH" ] || [ ! -x "$PBENCH" ]; then
   command -v cmake >/dev/null && command -v ninja >/dev/null || make -C "$REPO" deps
   [ -f "$BUILD_DIR/build.ninja" ] || cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  cmake --build "$BUILD_DIR" -j2 --target cairn-bench cairn-projection-bench
+  cmake --build "$BUILD_DIR" -j2 --target cairn-bench cairn-projection-bench cairn-ledger-bench
 fi
 
 # ------------------------------------------------------------------------------------------ cleanup
@@ -196,6 +198,17 @@ log "cairn-projection-bench --events $PROJ_EVENTS"
   done
 [ "${PIPESTATUS[0]}" = 0 ] || { log "cairn-projection-bench failed"; exit 1; }
 rm -rf "$RUN_TMP/projections"
+
+# The AI ledger: exports, the built-in projections, rates and why over HTTP on LEDGER_DECISIONS decisions;
+# the proposals, decisions and corrections are also dumped for the same export in SQL below.
+log "cairn-ledger-bench --decisions $LEDGER_DECISIONS"
+"$LBENCH" --dir "$RUN_TMP/ledger" --decisions "$LEDGER_DECISIONS" --machine "$MACHINE" --pg-dump "$RUN_TMP/ledger.copy" |
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$OUT"
+    printf '%s\n' "$line" | cut -c1-220
+  done
+[ "${PIPESTATUS[0]}" = 0 ] || { log "cairn-ledger-bench failed"; exit 1; }
+rm -rf "$RUN_TMP/ledger"
 meta after-cairn
 fi
 
@@ -329,6 +342,41 @@ if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ]; then
   p99=$(printf '%s\n' "$times" | tail -1)
   emit "{\"system\":\"postgresql\",\"workload\":\"projection-as-of\",\"reducer\":\"sql: count, max, sum(amount) where stream = ? and position <= ?\",\"events\":1000000,\"queries\":30,\"p50_ms\":$p50,\"p99_ms\":$p99,\"note\":\"btree index on (stream, position)\",\"server_version\":\"$pg_version\",\"machine\":$MACHINE,\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
   "${PSQL[@]}" -c "drop table proj_events" -c "drop table proj_events_1m" >/dev/null
+
+  # The AI ledger in SQL: the same proposals, decisions and corrections (the dump cairn-ledger-bench wrote)
+  # in one table, the SFT export as one query (a decision named by any correction is left out: simpler
+  # than Cairn's rules, which apply amendments), the rates as a GROUP BY, and why as a recursive CTE.
+  if [ -s "$RUN_TMP/ledger.copy" ]; then
+    log "PostgreSQL ledger baseline: loading $(wc -l <"$RUN_TMP/ledger.copy") events"
+    chmod 644 "$RUN_TMP/ledger.copy"; chmod 755 "$RUN_TMP"
+    "${PSQL[@]}" -c "create unlogged table ledger_events (position bigint primary key, id uuid not null unique, type text not null, stream text not null, metadata jsonb not null, data jsonb not null)" \
+      -c "\\copy ledger_events from '$RUN_TMP/ledger.copy'" \
+      -c "create index on ledger_events ((data->>'proposal_id'), type)" \
+      -c "create index on ledger_events ((data->>'corrects_event_id')) where type = 'correction.recorded'" \
+      -c "vacuum analyze ledger_events" >/dev/null
+    sft="copy (select jsonb_build_object('messages', (p.data->'input'->'messages') || jsonb_build_array(jsonb_build_object('role', 'assistant', 'content', case when jsonb_typeof(d.data->'final_value') = 'string' then d.data->>'final_value' else (d.data->'final_value')::text end)))::text from ledger_events p join ledger_events d on d.type = 'human.decision.recorded' and d.data->>'proposal_id' = p.data->>'proposal_id' where p.type = 'ai.proposal.made' and d.data->>'outcome' in ('accepted', 'edited') and not exists (select 1 from ledger_events c where c.type = 'correction.recorded' and c.data->>'corrects_event_id' = d.id::text) order by p.position) to '/dev/null'"
+    rows=$("${PSQL[@]}" -At -c "select count(*) from ledger_events p join ledger_events d on d.type = 'human.decision.recorded' and d.data->>'proposal_id' = p.data->>'proposal_id' where p.type = 'ai.proposal.made' and d.data->>'outcome' in ('accepted', 'edited') and not exists (select 1 from ledger_events c where c.type = 'correction.recorded' and c.data->>'corrects_event_id' = d.id::text)")
+    t=$(pg_time "$sft")
+    emit "$(awk -v t="$t" -v rows="$rows" -v n="$LEDGER_DECISIONS" -v ver="$pg_version" -v m="$MACHINE" -v d="$(date -u +%Y-%m-%dT%H:%M:%SZ)" 'BEGIN {
+      printf "{\"system\":\"postgresql\",\"workload\":\"ledger-export\",\"format\":\"sft\",\"decisions\":%d,\"rows\":%d,\"seconds\":%.3f,\"rows_per_s\":%.0f,", n, rows, t, rows / t
+      printf "\"query\":\"COPY (proposals join decisions, corrected decisions left out, jsonb_build_object per row, order by position) TO /dev/null\",\"stat\":\"best of 3\",\"server_version\":\"%s\",\"machine\":%s,\"date\":\"%s\"}", ver, m, d }')"
+    rates="select p.data->>'gen_ai.response.model', p.data->>'app.prompt.template_id', p.data->>'app.prompt.template_version', p.data->>'skill', count(*) filter (where d.data->>'outcome' = 'accepted'), count(*) filter (where d.data->>'outcome' = 'edited'), count(*) filter (where d.data->>'outcome' = 'rejected'), count(*) filter (where d.data->>'outcome' = 'expired') from ledger_events p join ledger_events d on d.type = 'human.decision.recorded' and d.data->>'proposal_id' = p.data->>'proposal_id' where p.type = 'ai.proposal.made' group by 1, 2, 3, 4"
+    t=$(pg_time "$rates")
+    emit "{\"system\":\"postgresql\",\"workload\":\"ledger-rates\",\"decisions\":$LEDGER_DECISIONS,\"seconds\":$t,\"p50_ms\":$(awk -v t="$t" 'BEGIN {printf "%.1f", t * 1000}'),\"stat\":\"best of 3\",\"query\":\"GROUP BY model, prompt, skill over proposals join decisions, from scratch\",\"server_version\":\"$pg_version\",\"machine\":$MACHINE,\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+    last=$(grep '"system":"cairn","workload":"ledger-why"' "$OUT" | head -1 | sed 's/.*"chain_last_id":"\([^"]*\)".*/\1/')
+    why_file="$RUN_TMP/why.sql"
+    {
+      echo '\timing on'
+      for _ in $(seq 1 30); do
+        echo "with recursive chain(id, metadata, depth) as (select id, metadata, 0 from ledger_events where id = '$last' union all select e.id, e.metadata, c.depth + 1 from chain c join ledger_events e on e.id = (c.metadata->>'causation_id')::uuid where c.depth < 100) select count(*) from chain;"
+      done
+    } >"$why_file"
+    times=$("${PSQL[@]}" -At -f "$why_file" | awk '/^Time: / {print $2}' | sort -g)
+    p50=$(printf '%s\n' "$times" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+    p99=$(printf '%s\n' "$times" | tail -1)
+    emit "{\"system\":\"postgresql\",\"workload\":\"ledger-why\",\"chain_events\":20,\"queries\":30,\"p50_ms\":$p50,\"p99_ms\":$p99,\"query\":\"recursive CTE over causation_id (unique index on id), psql, chain only: no correlation, corrections or HTTP\",\"server_version\":\"$pg_version\",\"machine\":$MACHINE,\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+    "${PSQL[@]}" -c "drop table ledger_events" >/dev/null
+  fi
   meta after-postgresql
 fi
 
@@ -417,6 +465,21 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
     pgcell="—"; [ "${red%%,*}" != "$red" ] && [ "$red" != "${red%one partition}" ] && pgcell="$(jget p50_ms "$pg") ms / $(jget p99_ms "$pg") ms (indexed SQL)"
     [ -n "$c" ] && echo "| projection as-of, $red, 1M events, snapshots every 100k (p50 / p99 of 30) | — | — | $(jget p50_ms "$c") ms / $(jget p99_ms "$c") ms | — | $pgcell | < 100 ms: $(verdict "$(jget p99_ms "$c")" '<=' 100) |"
   done
+  for f in sft openai-sft kto preference; do
+    c=$(pick cairn ledger-export format=$f)
+    [ -z "$c" ] && continue
+    pgcell="—"
+    if [ "$f" = sft ]; then pg=$(pick postgresql ledger-export format=sft); [ -n "$pg" ] && pgcell="$(fmt_rate "$(jget rows_per_s "$pg")") rows/s (one SQL query, simplified rules)"; fi
+    echo "| AI ledger export, $f, $(jget decisions "$c") decisions ($(jget rows "$c") rows, $(jget MB_per_s "$c") MB/s) | — | $(fmt_rate "$(jget rows_per_s "$c")") rows/s ($(fmt_rate "$(jget decisions_per_s "$c")") decisions/s) | — | $pgcell | — | ≥ 200k rows/s: $(verdict "$(jget rows_per_s "$c")" '>=' 200000) |"
+  done
+  c=$(pick cairn ledger-catch-up)
+  [ -n "$c" ] && echo "| AI ledger built-in projections from position 0, $(jget events "$c") events | — | $(fmt_rate "$(jget events_per_s "$c")") ev/s ($(jget seconds_lineage "$c") s) | — | — | — | |"
+  c=$(pick cairn ledger-rates)
+  pg=$(pick postgresql ledger-rates)
+  [ -n "$c" ] && echo "| AI ledger rates by model, prompt version, skill, day (p50 / p99 of 30) | — | — | $(jget p50_ms "$c") ms / $(jget p99_ms "$c") ms | — | $([ -n "$pg" ] && echo "$(jget p50_ms "$pg") ms (GROUP BY from scratch, best of 3)" || echo —) | |"
+  c=$(pick cairn ledger-why)
+  pg=$(pick postgresql ledger-why)
+  [ -n "$c" ] && echo "| AI ledger why, 20-event chain, GET /v1/why over HTTP (p50 / p99 of 300) | — | — | $(jget p50_ms "$c") ms / $(jget p99_ms "$c") ms | — | $([ -n "$pg" ] && echo "$(jget p50_ms "$pg") ms / $(jget p99_ms "$pg") ms (recursive CTE, chain only, psql)" || echo —) | < 5 ms: $(verdict "$(jget p99_ms "$c")" '<=' 5) |"
   c=$(pick cairn fsync-probe)
   echo "| fdatasync probe (pwrite $(jget payload_bytes "$c") B + fdatasync) | fsync | $(cell_rate "$c") | $(cell_lat "$c") | — | — | |"
   echo

@@ -380,14 +380,14 @@ void DecisionFold::refresh_corrected(DecisionRecord& r) {
       if (c->retract) {
         eff.proposal_retracted = true;
       } else if (auto d = parse_proposal(parser_, c->replacement_json, opt_.keep_inputs); d.ok()) {
-        eff.amended_proposal = std::move(*d);
+        eff.amended_proposal = std::make_unique<ProposalData>(std::move(*d));
         eff.proposal_retracted = false;
       }
     } else {
       if (c->retract) {
         have_decision = false;
       } else if (auto d = parse_decision(parser_, c->replacement_json); d.ok()) {
-        eff.amended_decision = std::move(*d);
+        eff.amended_decision = std::make_unique<DecisionData>(std::move(*d));
         have_decision = true;
       }
     }

@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -74,8 +75,9 @@ struct Effective {
   bool proposal_retracted = false;
   bool decided = false;             // a decision stands (not retracted)
   bool decision_retracted = false;  // a decision was made and then retracted
-  std::optional<ProposalData> amended_proposal;
-  std::optional<DecisionData> amended_decision;
+  // On the heap: amendments are rare, and records are many (an export holds millions; keep them small).
+  std::unique_ptr<ProposalData> amended_proposal;
+  std::unique_ptr<DecisionData> amended_decision;
   std::vector<Uuid> applied;        // the corrections that apply, in log order
   std::optional<Delta> delta;       // accepted and edited decisions, when the fold computes deltas
 };
@@ -91,7 +93,7 @@ struct DecisionRecord {
   // The decision that stands, or null (none made, or retracted, or its proposal retracted).
   const DecisionData* decision_now() const {
     if (!effective.decided) return nullptr;
-    return effective.amended_decision ? &*effective.amended_decision : &decision->data;
+    return effective.amended_decision ? effective.amended_decision.get() : &decision->data;
   }
   // Time to decision in milliseconds: the decision's recorded_at minus presented_at, or minus the
   // proposal's recorded_at when presented_at is absent. Only for a standing decision.
