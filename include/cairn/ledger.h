@@ -3,8 +3,9 @@
 // the store on append (docs/ai-events.md).
 //
 // All of them read the log and the built-in projections $ai.decisions and $ai.lineage; they never write.
-// why() and correlation() first wait (up to LedgerOptions::wait) for $ai.lineage to reflect every event
-// durable when the call began, so an answer never misses an event acknowledged before the question.
+// why() and correlation() first wait (up to LedgerOptions::wait) for $ai.lineage (and why() also for
+// $ai.decisions) to reflect every event durable when the call began, so an answer never misses an event
+// acknowledged before the question.
 // Thread safety: every function may be called from any thread. Lifetime: the Store and Projections passed
 // in must outlive the call.
 #pragma once
@@ -25,7 +26,7 @@
 namespace cairn {
 
 struct LedgerOptions {
-  std::chrono::milliseconds wait{5000};  // how long to wait for the lineage projection to catch up
+  std::chrono::milliseconds wait{5000};  // how long to wait for $ai.lineage / $ai.decisions to catch up
   size_t max_chain = 1000;              // causal steps followed back before stopping
   size_t max_correlated = 1000;         // events of one correlation listed
 };

@@ -212,6 +212,7 @@ int cmd_why(const StoreFlags& flags, const RemoteFlags& remote, const AiArgs& a)
   auto b = open_backend(flags, remote);
   if (!b.ok()) return fail_status(b.status());
   (*b)->settle(std::string(ledger::kLineageProjection), 0);
+  (*b)->settle(std::string(ledger::kDecisionsProjection), 0);  // why's proposals come from it
   json w;
   if (int rc = get_json(**b, "/v1/why/" + encode_segment(a.event_id), &w)) return rc;
   if (a.json) std::printf("%s\n", w.dump().c_str());

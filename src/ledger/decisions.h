@@ -95,8 +95,9 @@ struct DecisionRecord {
     if (!effective.decided) return nullptr;
     return effective.amended_decision ? effective.amended_decision.get() : &decision->data;
   }
-  // Time to decision in milliseconds: the decision's recorded_at minus presented_at, or minus the
-  // proposal's recorded_at when presented_at is absent. Only for a standing decision.
+  // Time to decision in milliseconds: the decision's recorded_at minus presented_at (the standing data's,
+  // else the one first recorded), or minus the proposal's recorded_at without either. Only for a standing
+  // decision.
   std::optional<int64_t> decision_ms() const;
 };
 

@@ -332,10 +332,13 @@ class FactReader {
       cv_.notify_all();
       return true;
     };
-    Filter f;
-    f.types = {"ai.proposal.made", "human.decision.recorded", "correction.recorded"};
-    Status st = store.scan_all(0, f, [&](const EventView& e) {
+    // No type filter in the scan: every event's position is seen, so the scan stops right after `last`.
+    Status st = store.scan_all(0, Filter{}, [&](const EventView& e) {
       if (e.position > last) return false;
+      const ledger::LedgerType t = ledger::ledger_type(e.type);
+      if (t != ledger::LedgerType::kProposalMade && t != ledger::LedgerType::kDecisionRecorded &&
+          t != ledger::LedgerType::kCorrectionRecorded)
+        return true;
       if (auto fact = ledger::read_fact(parser, e, /*keep_inputs=*/true)) batch.push_back(std::move(*fact));
       return batch.size() < kBatch || push();
     });

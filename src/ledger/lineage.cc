@@ -74,7 +74,8 @@ class Lineage {
       auto p = by_id(cause, std::move(by_cause));
       if (!p.ok() || p->event) return p;
       auto typed = parent_by_type(e, parser);
-      if (!typed.ok() || !typed->event) return p;
+      if (!typed.ok()) return typed.status();
+      if (!typed->event) return p;
       typed->external_cause = p->unresolved;
       return typed;
     }

@@ -171,7 +171,7 @@ TEST_F(Fold, TheCheckpointFormRestoresTheSameRecord) {
   proposal(5, "q", "text here");
   const std::string p = DecisionFold::record_json(*fold_.find("p"));
   const std::string q = DecisionFold::record_json(*fold_.find("q"));
-  EXPECT_NO_THROW((void)json::parse(p));
+  EXPECT_TRUE(json::parse(p).is_object());
   DecisionFold other(FoldOptions{.keep_inputs = true, .compute_deltas = true});
   ASSERT_TRUE(other.restore(p).ok());
   ASSERT_TRUE(other.restore(q).ok());

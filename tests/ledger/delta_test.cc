@@ -95,7 +95,9 @@ TEST(Delta, RandomJsonEditsAlwaysPatchBack) {
     ASSERT_EQ(a.patch(d.ops), b) << a << " -> " << b;
     ASSERT_EQ(d.change_count, d.ops.size());
     ASSERT_LE(d.normalized_ppm, 1'000'000u);
-    if (a == b) ASSERT_EQ(d.change_count, 0u);
+    if (a == b) {
+      ASSERT_EQ(d.change_count, 0u);
+    }
   }
 }
 

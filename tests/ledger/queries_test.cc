@@ -38,8 +38,12 @@ class Queries : public ::testing::Test {
     open_projections_now();
   }
   void TearDown() override {
-    if (p_) EXPECT_TRUE(p_->close().ok());
-    if (store_) EXPECT_TRUE(store_->close().ok());
+    if (p_) {
+      EXPECT_TRUE(p_->close().ok());
+    }
+    if (store_) {
+      EXPECT_TRUE(store_->close().ok());
+    }
   }
   void open_projections_now() {
     ProjectionsOptions po;
