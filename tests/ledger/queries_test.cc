@@ -165,8 +165,9 @@ TEST_F(Queries, RatesMatchCountsComputedFromTheEvents) {
     EXPECT_EQ(g["proposals"], c["proposals"]) << key;
     EXPECT_EQ(g["decided"], c["decided"]) << key;
     for (const char* o2 : {"accepted", "edited", "rejected", "expired"}) EXPECT_EQ(g[o2], c[o2]) << key << " " << o2;
-    if (c["decided"] > 0)
+    if (c["decided"] > 0) {
       EXPECT_DOUBLE_EQ(g["acceptance_rate"].get<double>(), static_cast<double>(c["accepted"]) / c["decided"]);
+    }
     decided += c["decided"];
   }
   EXPECT_EQ(r["total"]["decided"], decided);
@@ -253,13 +254,16 @@ TEST_F(Queries, ExportsMatchTheDecisionsAndAreByteIdenticalAtOnePosition) {
       }
     }
     EXPECT_EQ(lines, m.rows);
-    if (f == ExportFormat::kSft || f == ExportFormat::kOpenAiSft || f == ExportFormat::kSftPromptCompletion)
+    if (f == ExportFormat::kSft || f == ExportFormat::kOpenAiSft || f == ExportFormat::kSftPromptCompletion) {
       EXPECT_EQ(lines, accepted + edited);
+    }
     if (f == ExportFormat::kKto) {
       EXPECT_EQ(lines, accepted + rejected + 2 * edited);
       EXPECT_EQ(label_true, accepted + edited);
     }
-    if (f == ExportFormat::kPreference || f == ExportFormat::kOpenAiPreference) EXPECT_EQ(lines, pref);
+    if (f == ExportFormat::kPreference || f == ExportFormat::kOpenAiPreference) {
+      EXPECT_EQ(lines, pref);
+    }
     first[f] = bytes;
   }
   // New events (another demo, with its own corrections of earlier decisions... of its own) arrive:
