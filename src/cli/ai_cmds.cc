@@ -163,6 +163,7 @@ void print_rates(const json& r) {
                 g["mean_time_to_decision_ms"].is_null() ? "-" : fmt::format("{:.0f}", g["mean_time_to_decision_ms"].get<double>()).c_str());
   };
   for (const auto& g : r["groups"]) {
+    if (by.empty()) break;  // one group, the same as the total below
     std::string cols;
     for (const auto& b : by) cols += fmt::format("{:<24}", clip(g["group"].value(b, ""), 23));
     row(g, cols);
