@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BUILD_DIR ?= build
 ASAN_DIR  ?= build-asan
 TSAN_DIR  ?= build-tsan
-TSAN_TESTS := cairn_store_tests cairn_subscribe_tests cairn_log_tests cairn_index_tests cairn_project_tests cairn_ledger_tests
+TSAN_TESTS := cairn_store_tests cairn_subscribe_tests cairn_log_tests cairn_index_tests cairn_project_tests cairn_ledger_tests cairn_privacy_tests
 JOBS      ?= $(shell nproc)
 DATA      ?= ./data
 CAIRN     := $(BUILD_DIR)/src/cli/cairn
@@ -12,7 +12,7 @@ CAIRND    := $(BUILD_DIR)/src/server/cairnd
 
 DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
                 libfmt-dev libcli11-dev libxxhash-dev libboost-dev libgtest-dev libgmock-dev curl openssl \
-                libluajit2-5.1-dev libabsl-dev
+                libluajit2-5.1-dev libabsl-dev libsodium-dev
 
 .PHONY: all deps build build-asan run demo-cli test test-fast test-asan test-tsan bench crash-long clean
 

@@ -1,0 +1,321 @@
+#include "privacy/keystore.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "log/crc32c.h"
+#include "log/file.h"
+
+namespace cairn::privacy {
+namespace {
+
+constexpr std::string_view kHeader = "cairn-keys v1";
+constexpr std::string_view kFile = "keys.v1";
+// Subkey ids for crypto_kdf_derive_from_key (context "cairnkey").
+constexpr uint64_t kWrapSubkey = 1, kIndexSubkey = 2;
+constexpr char kKdfContext[crypto_kdf_CONTEXTBYTES] = {'c', 'a', 'i', 'r', 'n', 'k', 'e', 'y'};
+
+bool init_sodium() {
+  static const bool ok = sodium_init() >= 0;
+  return ok;
+}
+
+std::string b64(const uint8_t* p, size_t n) {
+  std::string out(sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), p, n, sodium_base64_VARIANT_ORIGINAL);
+  out.resize(out.size() - 1);  // the terminating NUL
+  return out;
+}
+
+bool unb64(std::string_view text, std::string* out) {
+  out->resize(text.size());
+  size_t n = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), text.data(), text.size(), nullptr, &n,
+                        nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
+    return false;
+  out->resize(n);
+  return true;
+}
+
+std::string with_crc(std::string line) {
+  const uint32_t crc = log::crc32c(line);
+  return fmt::format("{} {:08x}\n", line, crc);
+}
+
+std::vector<std::string_view> words(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    size_t j = line.find(' ', i);
+    if (j == std::string_view::npos) j = line.size();
+    out.push_back(line.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string key_id(std::string_view subject, uint32_t generation) { return fmt::format("{}/{}", subject, generation); }
+
+}  // namespace
+
+Result<Key> parse_master_key(std::string_view base64) {
+  if (!init_sodium()) return Status(ErrorCode::kIoError, "libsodium could not be initialized");
+  std::string bytes;
+  if (!unb64(base64, &bytes) || bytes.size() != 32)
+    return Status::invalid_argument("master key: must be 32 bytes in standard base64 (44 characters, e.g. from `openssl rand -base64 32`)");
+  Key k;
+  std::copy(bytes.begin(), bytes.end(), k.begin());
+  sodium_memzero(bytes.data(), bytes.size());
+  return k;
+}
+
+Sealed seal(const Key& key, std::string_view plaintext, std::string_view associated) {
+  init_sodium();
+  Sealed s;
+  randombytes_buf(s.nonce.data(), s.nonce.size());
+  s.ciphertext.resize(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  unsigned long long n = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(s.ciphertext.data()), &n,
+                                             reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
+                                             reinterpret_cast<const unsigned char*>(associated.data()), associated.size(),
+                                             nullptr, s.nonce.data(), key.data());
+  s.ciphertext.resize(n);
+  return s;
+}
+
+Result<std::string> unseal(const Key& key, const Sealed& sealed, std::string_view associated) {
+  init_sodium();
+  if (sealed.ciphertext.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES)
+    return Status::corruption("a sealed part is shorter than its authentication tag");
+  std::string out(sealed.ciphertext.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
+  unsigned long long n = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<unsigned char*>(out.data()), &n, nullptr,
+                                                 reinterpret_cast<const unsigned char*>(sealed.ciphertext.data()),
+                                                 sealed.ciphertext.size(),
+                                                 reinterpret_cast<const unsigned char*>(associated.data()), associated.size(),
+                                                 sealed.nonce.data(), key.data()) != 0)
+    return Status::corruption("a sealed part does not authenticate (wrong key, or altered ciphertext, nonce or place)");
+  out.resize(n);
+  return out;
+}
+
+Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& dir, const Key& master) {
+  if (!init_sodium()) return Status(ErrorCode::kIoError, "libsodium could not be initialized");
+  CAIRN_RETURN_IF_ERROR(log::make_dirs(dir));
+  auto ks = std::unique_ptr<KeyStore>(new KeyStore());
+  ks->dir_ = dir;
+  crypto_kdf_derive_from_key(ks->wrap_key_.data(), ks->wrap_key_.size(), kWrapSubkey, kKdfContext, master.data());
+  crypto_kdf_derive_from_key(ks->index_key_.data(), ks->index_key_.size(), kIndexSubkey, kKdfContext, master.data());
+  const std::string path = dir + "/" + std::string(kFile);
+  if (!log::path_exists(path))
+    CAIRN_RETURN_IF_ERROR(log::write_file_atomically(log::posix_fs(), dir, std::string(kFile), std::string(kHeader) + "\n"));
+  auto text = log::read_whole_file(path);
+  if (!text.ok()) return text.status();
+  // A line without its newline at the end is an append a crash cut short: its key was never handed out.
+  size_t complete = text->rfind('\n');
+  complete = complete == std::string::npos ? 0 : complete + 1;
+  std::string_view body(text->data(), complete);
+  size_t line_no = 0, offset = 0;
+  std::unordered_map<std::string, uint32_t> forgotten_upto;
+  while (offset < body.size()) {
+    const size_t end = body.find('\n', offset);
+    std::string_view line = body.substr(offset, end - offset);
+    ++line_no;
+    auto where = [&](std::string_view what) {
+      return Status::corruption(fmt::format("{}: line {}: {}", path, line_no, what));
+    };
+    if (line_no == 1) {
+      if (line != kHeader) return where(fmt::format("not a Cairn key store (expected '{}')", kHeader));
+      offset = end + 1;
+      continue;
+    }
+    const size_t sp = line.rfind(' ');
+    uint32_t crc = 0;
+    if (sp == std::string_view::npos ||
+        std::from_chars(line.data() + sp + 1, line.data() + line.size(), crc, 16).ec != std::errc() ||
+        log::crc32c(line.substr(0, sp)) != crc)
+      return where("checksum mismatch");
+    auto w = words(line.substr(0, sp));
+    uint32_t gen = 0;
+    if (w.size() >= 3 && std::from_chars(w[2].data(), w[2].data() + w[2].size(), gen).ec != std::errc())
+      return where("bad generation");
+    const std::string subject(w.size() >= 2 ? w[1] : std::string_view());
+    if (w.size() == 5 && w[0] == "key") {
+      std::string nonce, wrapped;
+      if (!unb64(w[3], &nonce) || nonce.size() != 24 || !unb64(w[4], &wrapped)) return where("bad base64");
+      Sealed s;
+      std::copy(nonce.begin(), nonce.end(), s.nonce.begin());
+      s.ciphertext = wrapped;
+      auto plain = unseal(ks->wrap_key_, s, key_id(subject, gen));
+      if (!plain.ok() || plain->size() != 32)
+        return Status::invalid_argument(fmt::format(
+            "{}: line {}: the key does not unwrap: the master key is not the one this key store was written with", path, line_no));
+      Entry e;
+      e.generation = gen;
+      std::copy(plain->begin(), plain->end(), e.key.begin());
+      sodium_memzero(plain->data(), plain->size());
+      e.line = std::string(line) + "\n";
+      e.offset = offset;
+      ks->subjects_[subject].push_back(std::move(e));
+    } else if (w.size() == 3 && w[0] == "forgotten") {
+      uint32_t& upto = forgotten_upto[subject];
+      upto = std::max(upto, gen);
+      ks->forgotten_lines_.push_back(std::string(line) + "\n");
+    } else {
+      return where("unknown record");
+    }
+    offset = end + 1;
+  }
+  // Generations up to a forget are destroyed; their keys' lines are gone from the file, so they come back
+  // as placeholders (which keep the generation count and answer "destroyed").
+  for (auto& [subject, upto] : forgotten_upto) {
+    auto& entries = ks->subjects_[subject];
+    for (uint32_t g = 1; g <= upto; ++g) {
+      auto it = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e.generation == g; });
+      if (it == entries.end()) entries.push_back(Entry{g, true, Key{}, "", 0});
+      else it->destroyed = true;
+    }
+  }
+  for (auto& [_, entries] : ks->subjects_)
+    std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.generation < b.generation; });
+  if (complete != text->size()) {
+    auto f = log::posix_fs()->open_for_append(path);
+    if (!f.ok()) return f.status();
+    CAIRN_RETURN_IF_ERROR((*f)->truncate(complete));
+    CAIRN_RETURN_IF_ERROR((*f)->sync());
+  }
+  auto f = log::posix_fs()->open_for_append(path);
+  if (!f.ok()) return f.status();
+  ks->file_ = std::move(*f);
+  return ks;
+}
+
+KeyStore::~KeyStore() {
+  for (auto& [_, entries] : subjects_)
+    for (auto& e : entries) sodium_memzero(e.key.data(), e.key.size());
+  sodium_memzero(wrap_key_.data(), wrap_key_.size());
+  sodium_memzero(index_key_.data(), index_key_.size());
+}
+
+std::string KeyStore::subject_id(std::string_view subject) const {
+  uint8_t mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, index_key_.data(), index_key_.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(subject.data()), subject.size());
+  crypto_auth_hmacsha256_final(&st, mac);
+  char hex[33];
+  sodium_bin2hex(hex, sizeof hex, mac, 16);
+  return std::string("hs:") + hex;
+}
+
+Status KeyStore::append_line(const std::string& line) {
+  CAIRN_RETURN_IF_ERROR(file_->append(line.data(), line.size()));
+  return file_->sync();
+}
+
+Result<std::pair<std::string, Key>> KeyStore::key_for_write(std::string_view subject) {
+  if (!subject.starts_with("hs:") || subject.size() != 35)
+    return Status::invalid_argument("subject id: must be a keyed hash from subject_id() (hs: and 32 hex digits)");
+  std::lock_guard g(mu_);
+  auto& entries = subjects_[std::string(subject)];
+  if (!entries.empty() && !entries.back().destroyed) return std::pair{key_id(subject, entries.back().generation), entries.back().key};
+  Entry e;
+  e.generation = entries.empty() ? 1 : entries.back().generation + 1;
+  randombytes_buf(e.key.data(), e.key.size());
+  const Sealed wrapped = seal(wrap_key_, std::string_view(reinterpret_cast<const char*>(e.key.data()), e.key.size()),
+                              key_id(subject, e.generation));
+  e.line = with_crc(fmt::format("key {} {} {} {}", subject, e.generation, b64(wrapped.nonce.data(), wrapped.nonce.size()),
+                                b64(reinterpret_cast<const uint8_t*>(wrapped.ciphertext.data()), wrapped.ciphertext.size())));
+  e.offset = file_->size();
+  CAIRN_RETURN_IF_ERROR(append_line(e.line));
+  entries.push_back(e);
+  return std::pair{key_id(subject, e.generation), e.key};
+}
+
+Result<std::optional<Key>> KeyStore::key(std::string_view id) const {
+  const size_t slash = id.rfind('/');
+  uint32_t gen = 0;
+  if (slash == std::string_view::npos ||
+      std::from_chars(id.data() + slash + 1, id.data() + id.size(), gen).ec != std::errc())
+    return Status::invalid_argument(fmt::format("key id: '{}' is not <subject id>/<generation>", id.substr(0, 64)));
+  std::lock_guard g(mu_);
+  auto it = subjects_.find(std::string(id.substr(0, slash)));
+  if (it != subjects_.end())
+    for (const Entry& e : it->second)
+      if (e.generation == gen) return e.destroyed ? std::optional<Key>() : std::optional<Key>(e.key);
+  return Status::not_found(fmt::format("no key has id '{}'", id.substr(0, 64)));
+}
+
+bool KeyStore::forgotten(std::string_view subject) const {
+  std::lock_guard g(mu_);
+  auto it = subjects_.find(std::string(subject));
+  return it != subjects_.end() && !it->second.empty() && it->second.back().destroyed;
+}
+
+size_t KeyStore::live_keys() const {
+  std::lock_guard g(mu_);
+  size_t n = 0;
+  for (const auto& [_, entries] : subjects_)
+    for (const Entry& e : entries) n += !e.destroyed;
+  return n;
+}
+
+Result<size_t> KeyStore::destroy(std::string_view subject) {
+  std::lock_guard g(mu_);
+  auto it = subjects_.find(std::string(subject));
+  std::vector<Entry*> doomed;
+  if (it != subjects_.end())
+    for (Entry& e : it->second)
+      if (!e.destroyed) doomed.push_back(&e);
+  if (doomed.empty()) return size_t{0};
+  const uint32_t upto = it->second.back().generation;
+  // The new file: every key still alive, and the record that this subject's keys up to `upto` are gone.
+  std::string content = std::string(kHeader) + "\n";
+  forgotten_lines_.push_back(with_crc(fmt::format("forgotten {} {}", subject, upto)));
+  std::vector<std::pair<Entry*, uint64_t>> offsets;
+  for (auto& [_, entries] : subjects_)
+    for (Entry& e : entries) {
+      const bool dies = std::find(doomed.begin(), doomed.end(), &e) != doomed.end();
+      if (e.destroyed || dies) continue;
+      offsets.push_back({&e, content.size()});
+      content += e.line;
+    }
+  for (const auto& l : forgotten_lines_) content += l;
+  const std::string path = dir_ + "/" + std::string(kFile);
+  // Keep the old file open: its bytes are overwritten once the new file is in place.
+  const int old_fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  Status st = log::write_file_atomically(log::posix_fs(), dir_, std::string(kFile), content);
+  if (!st.ok()) {
+    forgotten_lines_.pop_back();
+    if (old_fd >= 0) ::close(old_fd);
+    return st;
+  }
+  for (Entry* e : doomed) {
+    e->destroyed = true;
+    sodium_memzero(e->key.data(), e->key.size());
+  }
+  for (auto& [e, off] : offsets) e->offset = off;
+  // Best effort against the old file's blocks: overwrite the destroyed wrapped keys in place. (On SSDs and
+  // copy-on-write filesystems old blocks may survive; docs/privacy.md says what that means.)
+  if (old_fd >= 0) {
+    for (Entry* e : doomed) {
+      const std::string blank(e->line.size(), '#');
+      (void)!::pwrite(old_fd, blank.data(), blank.size(), static_cast<off_t>(e->offset));
+    }
+    (void)::fdatasync(old_fd);
+    ::close(old_fd);
+  }
+  auto f = log::posix_fs()->open_for_append(path);
+  if (!f.ok()) return f.status();
+  file_ = std::move(*f);
+  return doomed.size();
+}
+
+}  // namespace cairn::privacy

@@ -1,0 +1,87 @@
+// Per-subject keys for personal data (docs/privacy.md), kept apart from the log, and the sealing of one
+// personal part under such a key.
+//
+// Cipher: XChaCha20-Poly1305-IETF (libsodium), a random 24-byte nonce per part, associated data binding a
+// ciphertext to its place (the caller passes e.g. event id ‖ JSON pointer). Subject keys are random 32-byte
+// keys, stored wrapped (sealed) under a key derived from the master key, which is given by configuration
+// and never written by Cairn. Subjects are named by a keyed hash of their id, never in clear.
+//
+// The store's file (DIR/keys.v1) is append-only for new keys (each line fsynced before a key is returned) and
+// rewritten whole when keys are destroyed (destroy() returns once the rewrite is durable, with the destroyed
+// wrapped keys first overwritten in place). A key returned by key_for_write() is durable.
+// Thread safety: every method may be called from any thread. Lifetime: owns its file.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "cairn/status.h"
+
+namespace cairn::log {
+class WritableFile;
+}
+
+namespace cairn::privacy {
+
+using Key = std::array<uint8_t, 32>;
+
+// The master key: 32 bytes, written in standard base64 (44 characters).
+Result<Key> parse_master_key(std::string_view base64);
+
+struct Sealed {
+  std::array<uint8_t, 24> nonce{};
+  std::string ciphertext;  // plaintext length + 16 (the tag)
+};
+Sealed seal(const Key& key, std::string_view plaintext, std::string_view associated);
+// kCorruption when the ciphertext, the nonce or the associated data do not match what was sealed.
+Result<std::string> unseal(const Key& key, const Sealed& sealed, std::string_view associated);
+
+class KeyStore {
+ public:
+  // Opens (creating if needed) the store in dir. A wrong master key is detected on the first wrapped key.
+  static Result<std::unique_ptr<KeyStore>> open(const std::string& dir, const Key& master);
+  ~KeyStore();
+
+  // The subject's keyed hash, "hs:" + 32 hex digits: the only form in which a subject is stored or reported.
+  std::string subject_id(std::string_view subject) const;
+
+  // The subject's current key and its id ("<subject id>/<generation>"), created if it has none. A subject
+  // forgotten earlier gets a new generation: what is written from now on is readable again, what was written
+  // before stays unreadable.
+  Result<std::pair<std::string, Key>> key_for_write(std::string_view subject_id);
+  // A key by its id: nullopt when it was destroyed; kNotFound when no such key ever existed.
+  Result<std::optional<Key>> key(std::string_view key_id) const;
+  // Destroys every key of the subject. Returns how many were destroyed (0 when it had none left, which
+  // makes a second forget a no-op). Durable on return.
+  Result<size_t> destroy(std::string_view subject_id);
+  bool forgotten(std::string_view subject_id) const;
+  size_t live_keys() const;
+
+ private:
+  KeyStore() = default;
+  struct Entry {
+    uint32_t generation = 0;
+    bool destroyed = false;
+    Key key{};
+    std::string line;     // the file line holding it (to rewrite the file)
+    uint64_t offset = 0;  // where that line is in the current file (to overwrite it once destroyed)
+  };
+  Status append_line(const std::string& line);
+  Status rewrite();
+  std::string dir_;
+  Key wrap_key_{};
+  Key index_key_{};
+  std::unique_ptr<log::WritableFile> file_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::vector<Entry>> subjects_;  // subject id -> its keys, by generation
+  std::vector<std::string> forgotten_lines_;
+};
+
+}  // namespace cairn::privacy
