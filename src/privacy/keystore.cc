@@ -79,7 +79,17 @@ Result<Key> parse_master_key(std::string_view base64) {
 Sealed seal(const Key& key, std::string_view plaintext, std::string_view associated) {
   init_sodium();
   Sealed s;
-  randombytes_buf(s.nonce.data(), s.nonce.size());
+  // The nonce is derived from the key, the place and the plaintext (as in SIV modes), not drawn at random:
+  // sealing the same part of the same event again gives the same bytes, so an append retried with the same
+  // event id is recognized as a replay. Different places (the event id is in `associated`) get unrelated
+  // nonces, and nobody without the key can compute one.
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, key.data(), key.size(), s.nonce.size());
+  const uint64_t alen = associated.size();
+  crypto_generichash_update(&h, reinterpret_cast<const unsigned char*>(&alen), sizeof alen);
+  crypto_generichash_update(&h, reinterpret_cast<const unsigned char*>(associated.data()), associated.size());
+  crypto_generichash_update(&h, reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size());
+  crypto_generichash_final(&h, s.nonce.data(), s.nonce.size());
   s.ciphertext.resize(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
   unsigned long long n = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<unsigned char*>(s.ciphertext.data()), &n,

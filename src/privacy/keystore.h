@@ -1,8 +1,9 @@
 // Per-subject keys for personal data (docs/privacy.md), kept apart from the log, and the sealing of one
 // personal part under such a key.
 //
-// Cipher: XChaCha20-Poly1305-IETF (libsodium), a random 24-byte nonce per part, associated data binding a
-// ciphertext to its place (the caller passes e.g. event id ‖ JSON pointer). Subject keys are random 32-byte
+// Cipher: XChaCha20-Poly1305-IETF (libsodium), associated data binding a ciphertext to its place (the caller
+// passes e.g. event id ‖ JSON pointer), and a 24-byte nonce derived from key, place and plaintext (keyed
+// BLAKE2b), so that sealing is deterministic: a retried append seals to the same bytes. Subject keys are random 32-byte
 // keys, stored wrapped (sealed) under a key derived from the master key, which is given by configuration
 // and never written by Cairn. Subjects are named by a keyed hash of their id, never in clear.
 //
