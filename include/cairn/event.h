@@ -69,6 +69,9 @@ struct EventView {
   std::string_view metadata;
   std::string_view data;
   bool payload_removed = false;
+  // True when the store sealed personal parts of the data (docs/privacy.md): data then holds
+  // {"$cairn.sealed": …} envelopes as stored; Store reads return it opened (or redacted), exports as stored.
+  bool sealed_parts = false;
   // The per-event random salt of the payload digest (empty once the payload is removed). Exported so an
   // import can reproduce the chain; it protects purged data only because it is purged with it.
   std::string_view digest_salt;
@@ -89,6 +92,7 @@ struct RecordedEvent {
   std::string metadata;
   std::string data;
   bool payload_removed = false;
+  bool sealed_parts = false;  // see EventView
 
   EventView view() const;  // borrows from this event: valid while it lives unchanged
 };

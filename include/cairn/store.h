@@ -49,6 +49,11 @@ struct Options {
   uint64_t index_memtable_events = 500'000;   // events kept in memory before the index is flushed to disk
   bool repair = false;  // on open, cut a corrupt tail instead of refusing (a copy of the cut bytes is kept)
   bool read_only = false;  // open without writing anything (no recovery cut, no appends)
+  // Personal data (docs/privacy.md): the subject key store's directory, kept outside `dir`, and the master
+  // key (32 bytes, standard base64; Cairn never writes it). Without both, an append that declares personal
+  // parts (metadata.privacy) is refused.
+  std::string key_store_dir;
+  std::string master_key;
 };
 
 // The optimistic concurrency check of one stream append.
@@ -158,6 +163,7 @@ struct ImportEvent {
   std::string metadata;
   std::string data;
   std::array<uint8_t, 16> digest_salt{};
+  bool sealed_parts = false;  // data holds sealed personal parts (its digest covers their redactable form)
 };
 
 class Store {
@@ -180,6 +186,10 @@ class Store {
                                     const Filter& filter) = 0;
   // Visits $all forward from a position without copying (the fast path for scans, exports and projections).
   virtual Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) = 0;
+  // The same scan, but every event exactly as written to the log: personal parts stay sealed (exports and
+  // backups, which must never hold them in clear). Every other read returns them opened, or redacted once
+  // their subject was forgotten (docs/privacy.md).
+  virtual Status scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) = 0;
 
   virtual Result<RecordedEvent> read_position(uint64_t position) = 0;
   virtual Result<RecordedEvent> read_event(const Uuid& id) = 0;

@@ -13,8 +13,19 @@
 
 #include "cairn/maintenance.h"
 #include "cli/ndjson.h"
+#include "privacy/keystore.h"
 
 namespace cairn::cli {
+
+Status apply_key_store(const StoreFlags& f, Options* o) {
+  if (f.key_store.empty()) return {};
+  auto master = privacy::load_master_key_text(f.master_key_file);
+  if (!master.ok()) return master.status();
+  o->key_store_dir = f.key_store;
+  o->master_key = std::move(*master);
+  return {};
+}
+
 namespace {
 
 int fail(const Status& st) {
@@ -53,9 +64,11 @@ class Progress {
   std::chrono::steady_clock::time_point last_{};
 };
 
+
 Result<Options> store_options(const StoreFlags& f, bool read_only) {
   Options o;
   o.dir = f.data;
+  CAIRN_RETURN_IF_ERROR(apply_key_store(f, &o));
   o.read_only = read_only;
   o.segment_size = f.segment_size;
   if (f.durability == "fsync") {
@@ -407,7 +420,8 @@ int cmd_export(const std::string& dir, const std::string& out_path, uint64_t fro
   Progress progress("exporting");
   uint64_t n = 0;
   bool write_failed = false;
-  Status st = (*store)->scan_all(from, Filter{}, [&](const EventView& v) {
+  // As stored: an export is a backup, and personal parts must stay sealed in it.
+  Status st = (*store)->scan_stored(from, Filter{}, [&](const EventView& v) {
     std::string line = event_json(v, true);
     line.push_back('\n');
     if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) {

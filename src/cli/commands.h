@@ -14,7 +14,11 @@ struct StoreFlags {
   std::string data = "./data";
   std::string durability = "fsync";
   uint64_t segment_size = 128ull << 20;
+  std::string key_store;        // personal data's key store (docs/privacy.md); empty: none
+  std::string master_key_file;  // else CAIRN_MASTER_KEY
 };
+// Sets the key store and its master key of the options from the flags (nothing without --key-store).
+Status apply_key_store(const StoreFlags& f, Options* o);
 
 struct AppendArgs {
   std::string stream;

@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   };
   auto add_store_flags = [&](CLI::App* c, bool writes) {
     c->add_option("--data", flags.data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
+    c->add_option("--key-store", flags.key_store, "personal data's key store directory, outside --data (docs/privacy.md)")
+        ->envname("CAIRN_KEY_STORE");
+    c->add_option("--master-key-file", flags.master_key_file, "the key store's master key (base64); or CAIRN_MASTER_KEY")
+        ->envname("CAIRN_MASTER_KEY_FILE");
     if (writes) {
       c->add_option("--durability", flags.durability, "fsync (default) or none (tests and benchmarks only)")
           ->envname("CAIRN_DURABILITY")

@@ -126,6 +126,8 @@ Result<ExportLine> parse_export_line(std::string_view line, size_t line_no) {
     if (hi < 0 || lo < 0) return line_error(line_no, "digest_salt", "must be lowercase hex");
     e.digest_salt[k] = static_cast<uint8_t>(hi * 16 + lo);
   }
+  bool sealed = false;
+  if (obj["sealed_parts"].get_bool().get(sealed) == simdjson::SUCCESS) e.sealed_parts = sealed;
   return r;
 }
 

@@ -98,6 +98,7 @@ std::string event_json(const EventView& e, bool for_export) {
     put_json_field(out, "metadata", e.metadata, true);
   }
   put_json_field(out, "data", e.data, e.content_type == ContentType::kJson);
+  if (for_export && e.sealed_parts) out += ",\"sealed_parts\":true";
   if (for_export)
     out += fmt::format(",\"digest_salt\":\"{}\"",
                        log::hex(reinterpret_cast<const uint8_t*>(e.digest_salt.data()), e.digest_salt.size()));

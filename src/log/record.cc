@@ -1,3 +1,4 @@
+#include "privacy/personal.h"
 #include "log/record.h"
 
 #include <cstring>
@@ -164,6 +165,7 @@ Status decode_event(const uint8_t* rec, size_t available, uint64_t position, Eve
   out->stream = std::string_view(s, stream_len);
   out->type = std::string_view(s + stream_len, type_len);
   out->payload_removed = removed;
+  out->sealed_parts = (flags & kEventFlagSealedParts) != 0;
   if (removed) {
     out->metadata = {};
     out->data = {};
@@ -183,6 +185,20 @@ Hash payload_digest(Sha256& sha, const uint8_t* salt, std::string_view metadata,
   sha.update(metadata);
   sha.update(data);
   return sha.final();
+}
+
+Hash event_digest(Sha256& sha, const uint8_t* salt, std::string_view metadata, std::string_view data, bool sealed_parts) {
+  if (!sealed_parts) return payload_digest(sha, salt, metadata, data);
+  // The format defines this digest over the redactable form (docs/format.md), so the log calls into the
+  // privacy code that knows the envelopes. Stored data that is not valid sealed JSON gets a digest no
+  // valid payload has (the all-0xFF hash), which verify then reports.
+  auto form = privacy::redactable_form(data);
+  if (!form.ok()) {
+    Hash bad;
+    bad.fill(0xFF);
+    return bad;
+  }
+  return payload_digest(sha, salt, metadata, *form);
 }
 
 size_t encoded_event_size(const EventInput& e) {
@@ -219,6 +235,7 @@ Hash CommitEncoder::encode(std::string& out, uint64_t first_position, std::span<
     const size_t size = encoded_event_size(e);
     std::memset(p, 0, kEventFixedSize);
     store32(p, static_cast<uint32_t>(size));
+    p[4] = e.flags;
     p[5] = static_cast<uint8_t>(e.content_type);
     store16(p + 6, static_cast<uint16_t>(e.stream.size()));
     store16(p + 8, static_cast<uint16_t>(e.type.size()));
@@ -230,7 +247,7 @@ Hash CommitEncoder::encode(std::string& out, uint64_t first_position, std::span<
     if (e.digest != nullptr) {
       std::memcpy(p + 56, e.digest, 32);
     } else {
-      const Hash d = payload_digest(digest_, e.salt, e.metadata, e.data);
+      const Hash d = event_digest(digest_, e.salt, e.metadata, e.data, (e.flags & kEventFlagSealedParts) != 0);
       std::memcpy(p + 56, d.data(), 32);
     }
     uint8_t* q = p + kEventFixedSize;

@@ -26,6 +26,9 @@ inline constexpr size_t kEventFixedSize = 88;
 inline constexpr size_t kSaltSize = 16;
 inline constexpr uint16_t kFrameTypeCommit = 1;
 inline constexpr uint8_t kEventFlagPayloadRemoved = 1;
+// The data holds personal parts sealed by the store; the payload digest covers the data's redactable form
+// (privacy/personal.h), so that a purge of those parts keeps the chain.
+inline constexpr uint8_t kEventFlagSealedParts = 2;
 
 struct SegmentHeader {
   uint64_t first_position = 0;
@@ -72,6 +75,10 @@ Status decode_event(const uint8_t* rec, size_t available, uint64_t position, Eve
 // The payload digest the chain covers: SHA-256(salt || metadata || data).
 Hash payload_digest(Sha256& sha, const uint8_t* salt, std::string_view metadata, std::string_view data);
 
+// The digest of an event as the record's flags define it: over the data's redactable form when it holds
+// sealed personal parts, else payload_digest.
+Hash event_digest(Sha256& sha, const uint8_t* salt, std::string_view metadata, std::string_view data, bool sealed_parts);
+
 struct EventInput {
   std::string_view stream;
   uint64_t revision = 0;
@@ -85,6 +92,7 @@ struct EventInput {
   // payload_digest(salt, metadata, data), when the caller computed it already (off the writer's thread);
   // null: the encoder computes it.
   const uint8_t* digest = nullptr;
+  uint8_t flags = 0;  // kEventFlagSealedParts
 };
 
 size_t encoded_event_size(const EventInput& e);

@@ -61,8 +61,8 @@ struct Walker {
       if (v.payload_removed) {
         ++r.removed_payloads;
       } else {
-        const log::Hash d = log::payload_digest(digest_sha, reinterpret_cast<const uint8_t*>(v.digest_salt.data()),
-                                                v.metadata, v.data);
+        const log::Hash d = log::event_digest(digest_sha, reinterpret_cast<const uint8_t*>(v.digest_salt.data()),
+                                              v.metadata, v.data, v.sealed_parts);
         if (std::memcmp(d.data(), rec + 56, 32) != 0) {
           ok = fail(seg.path(), rec_offset, v.position, "payload does not match its digest");
           return false;

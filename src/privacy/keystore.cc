@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -74,6 +75,21 @@ Result<Key> parse_master_key(std::string_view base64) {
   std::copy(bytes.begin(), bytes.end(), k.begin());
   sodium_memzero(bytes.data(), bytes.size());
   return k;
+}
+
+Result<std::string> load_master_key_text(const std::string& file) {
+  std::string key;
+  if (!file.empty()) {
+    auto text = log::read_whole_file(file);
+    if (!text.ok()) return Status::invalid_argument(fmt::format("--master-key-file: {}", text.status().message()));
+    key = std::move(*text);
+  } else if (const char* env = std::getenv("CAIRN_MASTER_KEY")) {
+    key = env;
+  } else {
+    return Status::invalid_argument("--key-store needs the master key: set CAIRN_MASTER_KEY or give --master-key-file");
+  }
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
+  return key;
 }
 
 Sealed seal(const Key& key, std::string_view plaintext, std::string_view associated) {

@@ -35,6 +35,9 @@ using Key = std::array<uint8_t, 32>;
 
 // The master key: 32 bytes, written in standard base64 (44 characters).
 Result<Key> parse_master_key(std::string_view base64);
+// The master key's text for cairnd and the CLI: from `file` when given (trailing whitespace ignored), else the
+// environment variable CAIRN_MASTER_KEY; never a flag value (command lines are visible to other users).
+Result<std::string> load_master_key_text(const std::string& file);
 
 struct Sealed {
   std::array<uint8_t, 24> nonce{};

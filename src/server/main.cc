@@ -16,6 +16,7 @@
 
 #include "cairn/projection.h"
 #include "cairn/store.h"
+#include "privacy/keystore.h"
 #include "server/api.h"
 #include "server/http_server.h"
 #include "server/keys.h"
@@ -44,6 +45,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-queued", max_queued, "requests waiting for a worker before new ones get 503 overloaded")
       ->envname("CAIRN_MAX_QUEUED")->check(CLI::Range(size_t{1}, size_t{1} << 20))->capture_default_str();
   app.add_option("--io-threads", io_threads, "threads for network I/O")->envname("CAIRN_IO_THREADS")->capture_default_str();
+  std::string key_store, master_key_file;
+  app.add_option("--key-store", key_store, "directory of the personal-data key store, outside --data (docs/privacy.md)")
+      ->envname("CAIRN_KEY_STORE");
+  app.add_option("--master-key-file", master_key_file, "file holding the key store's master key (base64); or CAIRN_MASTER_KEY")
+      ->envname("CAIRN_MASTER_KEY_FILE");
   app.add_option("--tls-cert", tls_cert, "serve HTTPS with this PEM certificate chain (with --tls-key)")->envname("CAIRN_TLS_CERT");
   app.add_option("--tls-key", tls_key, "the PEM private key of --tls-cert")->envname("CAIRN_TLS_KEY");
   app.add_option("--max-body", limits.max_body_bytes, "largest request body in bytes")->envname("CAIRN_MAX_BODY")->capture_default_str();
@@ -80,6 +86,15 @@ int main(int argc, char** argv) {
   o.dir = data;
   o.segment_size = segment_size;
   o.durability = durability == "none" ? Durability::kNone : Durability::kFsync;
+  if (!key_store.empty()) {
+    auto master = privacy::load_master_key_text(master_key_file);
+    if (!master.ok()) {
+      std::fprintf(stderr, "error: %s\n", master.status().to_string().c_str());
+      return 2;
+    }
+    o.key_store_dir = key_store;
+    o.master_key = *master;
+  }
   auto store = open_store(o);
   if (!store.ok()) {
     std::fprintf(stderr, "error: %s\n", store.status().to_string().c_str());

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <charconv>
 #include <unordered_set>
 
@@ -13,6 +14,7 @@
 
 #include "ledger/references.h"
 #include "ledger/vocabulary.h"
+#include "privacy/personal.h"
 #include "store/validate.h"
 #include "subscribe/subscription.h"
 
@@ -54,6 +56,23 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   std::unique_ptr<EmbeddedStore> s(new EmbeddedStore());
   s->options_ = options;
   s->fs_ = fs;
+  if (!options.key_store_dir.empty() || !options.master_key.empty()) {
+    if (options.key_store_dir.empty() || options.master_key.empty())
+      return Status::invalid_argument("key_store_dir, master_key: personal data needs both a key store and its master key");
+    // A copy of the data directory must not carry the keys that can read it.
+    std::error_code ec;
+    const auto keys_dir = std::filesystem::weakly_canonical(options.key_store_dir, ec).string() + "/";
+    const auto data_dir = std::filesystem::weakly_canonical(options.dir, ec).string() + "/";
+    if (keys_dir.starts_with(data_dir) || data_dir.starts_with(keys_dir))
+      return Status::invalid_argument(fmt::format("key_store_dir: '{}' must be outside the data directory '{}' (and not contain it)",
+                                                  options.key_store_dir, options.dir));
+    auto master = privacy::parse_master_key(options.master_key);
+    if (!master.ok()) return master.status();
+    auto keys = privacy::KeyStore::open(options.key_store_dir, *master);
+    master->fill(0);
+    if (!keys.ok()) return keys.status();
+    s->keys_ = std::move(*keys);
+  }
   if (!options.read_only) {
     CAIRN_RETURN_IF_ERROR(log::make_dirs(options.dir));
     auto fd = lock_data_dir(options.dir);
@@ -215,10 +234,21 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
   }
   // The AI ledger's vocabulary: each type's rules, and what its events refer to.
   std::vector<ledger::PendingEvent> ledger_events;
-  bool has_references = false;
+  std::vector<std::optional<privacy::Declaration>> personal;  // per event, in request order
+  bool has_references = false, has_personal = false;
   for (size_t i = 0; i < requests.size(); ++i)
     for (size_t j = 0; j < requests[i].events.size(); ++j) {
       const std::string what = multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
+      const EventData& ev = requests[i].events[j];
+      // Personal parts (docs/privacy.md): declared in metadata.privacy, sealed below once the event has its id.
+      auto declared = privacy::read_declaration(ev.metadata, ev.data, ev.content_type, what);
+      if (!declared.ok()) return declared.status();
+      if (*declared && !keys_)
+        return Status::invalid_argument(fmt::format(
+            "{}.metadata.privacy: personal parts need a key store; start cairnd with --key-store DIR and CAIRN_MASTER_KEY "
+            "(docs/privacy.md)", what));
+      has_personal = has_personal || declared->has_value();
+      personal.push_back(std::move(*declared));
       auto refs = ledger::check_event(requests[i].events[j], what);
       if (!refs.ok()) return refs.status();
       has_references = has_references || refs->any() || refs->type == ledger::LedgerType::kProposalMade;
@@ -245,6 +275,7 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
   // work instead of queueing it on the single writer.
   thread_local log::Sha256 sha;
   size_t k = 0, f = 0;
+  uint64_t sealed_growth = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     PreparedAppend& p = prepared[i];
     p.append = std::move(requests[i]);
@@ -257,9 +288,29 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
       p.id_supplied[j] = e.id.has_value();
       if (!e.id) e.id = fresh[f++];
       std::memcpy(p.salts[j].data(), salt_bytes.data() + k * log::kSaltSize, log::kSaltSize);
-      p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, e.data);
+      if (personal[k]) {
+        const size_t before = e.metadata.size() + e.data.size();
+        auto sealed = privacy::seal_event(*keys_, *e.id, e.data, e.metadata, *personal[k]);
+        if (!sealed.ok()) return sealed.status();
+        e.data = std::move(sealed->data);
+        e.metadata = std::move(sealed->metadata);
+        sealed_growth += e.metadata.size() + e.data.size() - std::min(before, e.metadata.size() + e.data.size());
+        if (e.type.size() + e.metadata.size() + e.data.size() > options_.limits.max_event_bytes)
+          return Status::limit_exceeded(fmt::format(
+              "{}: with its personal parts sealed the event is {} bytes, the limit is {}",
+              multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j),
+              e.type.size() + e.metadata.size() + e.data.size(), options_.limits.max_event_bytes));
+        if (p.flags.empty()) p.flags.resize(n);
+        p.flags[j] = log::kEventFlagSealedParts;
+        p.digests[j] = log::event_digest(sha, p.salts[j].data(), e.metadata, e.data, true);
+      } else {
+        p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, e.data);
+      }
     }
   }
+  if (has_personal && total + sealed_growth > options_.limits.max_append_bytes)
+    return Status::limit_exceeded(fmt::format("with its personal parts sealed the append is {} bytes, the limit is {}",
+                                              total + sealed_growth, options_.limits.max_append_bytes));
   if (!has_references) return writer_->submit(std::move(prepared));
   // The ledger's index is loaded on the first append that needs it, so that opening never reads history.
   {
@@ -319,8 +370,25 @@ Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
   return first;
 }
 
+Status EmbeddedStore::open_personal(RecordedEvent& e) const {
+  if (!e.sealed_parts || !keys_) return {};
+  bool redacted = false;
+  auto opened = privacy::open_data(*keys_, e.id, e.data, &redacted);
+  if (!opened.ok()) return Status(opened.status().code(), fmt::format("event at position {}: {}", e.position, opened.status().message()));
+  e.data = std::move(*opened);
+  return {};
+}
+
 Result<ReadPage> EmbeddedStore::read_stream(std::string_view stream, std::optional<uint64_t> from_revision,
                                             Direction direction, size_t limit) {
+  auto page = read_stream_stored(stream, from_revision, direction, limit);
+  if (page.ok())
+    for (auto& e : page->events) CAIRN_RETURN_IF_ERROR(open_personal(e));
+  return page;
+}
+
+Result<ReadPage> EmbeddedStore::read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision,
+                                                   Direction direction, size_t limit) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
   if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
@@ -401,6 +469,14 @@ Status EmbeddedStore::read_all_by_type(uint64_t lo, uint64_t hi, Direction direc
 
 Result<ReadPage> EmbeddedStore::read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
                                          const Filter& filter) {
+  auto page = read_all_stored(from_position, direction, limit, filter);
+  if (page.ok())
+    for (auto& e : page->events) CAIRN_RETURN_IF_ERROR(open_personal(e));
+  return page;
+}
+
+Result<ReadPage> EmbeddedStore::read_all_stored(std::optional<uint64_t> from_position, Direction direction, size_t limit,
+                                                const Filter& filter) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
   const uint64_t end = reader_->durable_end();
@@ -441,16 +517,38 @@ Result<ReadPage> EmbeddedStore::read_all(std::optional<uint64_t> from_position, 
   return page;
 }
 
-Status EmbeddedStore::scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
+Status EmbeddedStore::scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   if (filter.empty()) return reader_->scan(from_position, reader_->durable_end(), visit);
   return reader_->scan(from_position, reader_->durable_end(),
                        [&](const EventView& v) { return !filter.matches(v.stream, v.type) || visit(v); });
 }
 
+Status EmbeddedStore::scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
+  if (!keys_) return scan_stored(from_position, filter, visit);
+  Status opening;
+  std::string opened;
+  CAIRN_RETURN_IF_ERROR(scan_stored(from_position, filter, [&](const EventView& v) {
+    if (!v.sealed_parts) return visit(v);
+    bool redacted = false;
+    auto data = privacy::open_data(*keys_, v.id, v.data, &redacted);
+    if (!data.ok()) {
+      opening = Status(data.status().code(), fmt::format("event at position {}: {}", v.position, data.status().message()));
+      return false;
+    }
+    opened = std::move(*data);
+    EventView copy = v;
+    copy.data = opened;
+    return visit(copy);
+  }));
+  return opening;
+}
+
 Result<RecordedEvent> EmbeddedStore::read_position(uint64_t position) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
-  return reader_->read_position(position);
+  auto e = reader_->read_position(position);
+  if (e.ok()) CAIRN_RETURN_IF_ERROR(open_personal(*e));
+  return e;
 }
 
 Result<RecordedEvent> EmbeddedStore::read_event(const Uuid& id) {
@@ -458,6 +556,7 @@ Result<RecordedEvent> EmbeddedStore::read_event(const Uuid& id) {
   auto ev = reader_->find_by_id(id, reader_->durable_end());
   if (!ev.ok()) return ev.status();
   if (!*ev) return Status::not_found(fmt::format("no event has id {}", id.to_string()));
+  CAIRN_RETURN_IF_ERROR(open_personal(**ev));
   return std::move(**ev);
 }
 
@@ -519,15 +618,42 @@ Result<StreamListing> EmbeddedStore::list_streams(std::optional<std::string> aft
   }
 }
 
+namespace {
+// Delivers events with their personal parts opened (or redacted), like every other read.
+class OpeningSubscription final : public Subscription {
+ public:
+  OpeningSubscription(std::unique_ptr<Subscription> inner, std::function<Status(RecordedEvent&)> open)
+      : inner_(std::move(inner)), open_(std::move(open)) {}
+  Result<std::vector<RecordedEvent>> next(size_t max_events, std::chrono::milliseconds timeout) override {
+    auto batch = inner_->next(max_events, timeout);
+    if (batch.ok())
+      for (auto& e : *batch) CAIRN_RETURN_IF_ERROR(open_(e));
+    return batch;
+  }
+  uint64_t cursor() const override { return inner_->cursor(); }
+  void cancel() override { inner_->cancel(); }
+
+ private:
+  std::unique_ptr<Subscription> inner_;
+  std::function<Status(RecordedEvent&)> open_;
+};
+}  // namespace
+
 Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_all(uint64_t from_position, Filter filter) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
-  return subscribe::make_all_subscription(*reader_, notifier_, from_position, std::move(filter));
+  auto sub = subscribe::make_all_subscription(*reader_, notifier_, from_position, std::move(filter));
+  if (!keys_) return std::move(sub);
+  return std::unique_ptr<Subscription>(
+      new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
 }
 
 Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_stream(std::string stream, uint64_t from_revision) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
-  return subscribe::make_stream_subscription(*reader_, notifier_, std::move(stream), from_revision);
+  auto sub = subscribe::make_stream_subscription(*reader_, notifier_, std::move(stream), from_revision);
+  if (!keys_) return std::move(sub);
+  return std::unique_ptr<Subscription>(
+      new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
 }
 
 uint64_t EmbeddedStore::head_position() const { return log_->durable_end(); }

@@ -13,6 +13,7 @@
 #include "cairn/store.h"
 #include "index/index.h"
 #include "ledger/references.h"
+#include "privacy/keystore.h"
 #include "log/file.h"
 #include "log/log.h"
 #include "store/reader.h"
@@ -36,6 +37,7 @@ class EmbeddedStore final : public Store {
   Result<ReadPage> read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
                             const Filter& filter) override;
   Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
+  Status scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
   Result<RecordedEvent> read_position(uint64_t position) override;
   Result<RecordedEvent> read_event(const Uuid& id) override;
   Result<StreamInfo> stream_info(std::string_view stream) override;
@@ -70,6 +72,13 @@ class EmbeddedStore final : public Store {
   std::mutex references_mu_;           // guards references_loaded_ (the load happens once, on first need)
   bool references_loaded_ = false;
   std::atomic<bool> closed_{false};
+  std::unique_ptr<privacy::KeyStore> keys_;  // personal data's keys; null without Options::key_store_dir
+  // Opens the sealed personal parts of a stored event in place (no-op for others, and without a key store).
+  Status open_personal(RecordedEvent& e) const;
+  Result<ReadPage> read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,
+                                      size_t limit);
+  Result<ReadPage> read_all_stored(std::optional<uint64_t> from_position, Direction direction, size_t limit,
+                                   const Filter& filter);
 };
 
 // Takes the directory's write lock (flock on DIR/LOCK); kBusy if another process holds it.

@@ -128,6 +128,7 @@ RecordedEvent EventView::to_owned() const {
   e.metadata = std::string(metadata);
   e.data = std::string(data);
   e.payload_removed = payload_removed;
+  e.sealed_parts = sealed_parts;
   return e;
 }
 
@@ -144,6 +145,7 @@ EventView RecordedEvent::view() const {
   v.metadata = metadata;
   v.data = data;
   v.payload_removed = payload_removed;
+  v.sealed_parts = sealed_parts;
   return v;
 }
 

@@ -358,7 +358,8 @@ Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput
     for (size_t j = 0; j < a.events.size(); ++j) {
       const EventData& e = a.events[j];
       inputs->push_back(log::EventInput{a.stream, first_rev + j, *e.id, e.type, time, e.content_type, e.metadata,
-                                        e.data, pa.salts[j].data(), pa.digests[j].data()});
+                                        e.data, pa.salts[j].data(), pa.digests[j].data(),
+                                        pa.flags.empty() ? uint8_t{0} : pa.flags[j]});
     }
     pos += a.events.size();
     local[a.stream] = res.last_revision;
@@ -408,7 +409,8 @@ Status Writer::plan_import(Request& r, Tentative& t, std::vector<log::EventInput
       return Status::duplicate_event_id(fmt::format("events[{}].id: event id {} already exists", i, e.id.to_string()));
     local[e.stream] = e.revision;
     inputs->push_back(log::EventInput{e.stream, e.revision, e.id, e.type, e.recorded_ns, e.content_type, e.metadata,
-                                      e.data, e.digest_salt.data()});
+                                      e.data, e.digest_salt.data(), nullptr,
+                                      e.sealed_parts ? log::kEventFlagSealedParts : uint8_t{0}});
   }
   r.import_position = t.next_position;
   for (auto& [s, rev] : local) t.revisions[s] = rev;

@@ -37,6 +37,7 @@ struct PreparedAppend {
   std::vector<bool> id_supplied;
   std::vector<std::array<uint8_t, log::kSaltSize>> salts;
   std::vector<log::Hash> digests;  // payload digests, computed in the caller's thread
+  std::vector<uint8_t> flags;      // record flags (log::kEventFlagSealedParts); empty: none
 };
 
 class Writer {
