@@ -65,23 +65,6 @@ class Progress {
 };
 
 
-Result<Options> store_options(const StoreFlags& f, bool read_only) {
-  Options o;
-  o.dir = f.data;
-  CAIRN_RETURN_IF_ERROR(apply_key_store(f, &o));
-  o.read_only = read_only;
-  o.segment_size = f.segment_size;
-  if (f.durability == "fsync") {
-    o.durability = Durability::kFsync;
-  } else if (f.durability == "none") {
-    o.durability = Durability::kNone;
-    if (!read_only)
-      std::fprintf(stderr, "durability: none — appends are not synced to disk (tests and benchmarks only)\n");
-  } else {
-    return Status::invalid_argument(fmt::format("--durability: '{}' is not fsync or none", f.durability));
-  }
-  return o;
-}
 
 Result<ExpectedRevision> parse_expected(std::string_view s) {
   if (s == "any") return ExpectedRevision::any();
@@ -99,6 +82,24 @@ Result<ExpectedRevision> parse_expected(std::string_view s) {
 }
 
 }  // namespace
+
+Result<Options> store_options(const StoreFlags& f, bool read_only) {
+  Options o;
+  o.dir = f.data;
+  CAIRN_RETURN_IF_ERROR(apply_key_store(f, &o));
+  o.read_only = read_only;
+  o.segment_size = f.segment_size;
+  if (f.durability == "fsync") {
+    o.durability = Durability::kFsync;
+  } else if (f.durability == "none") {
+    o.durability = Durability::kNone;
+    if (!read_only)
+      std::fprintf(stderr, "durability: none — appends are not synced to disk (tests and benchmarks only)\n");
+  } else {
+    return Status::invalid_argument(fmt::format("--durability: '{}' is not fsync or none", f.durability));
+  }
+  return o;
+}
 
 Result<std::string> read_input(const std::string& path) {
   std::ostringstream ss;

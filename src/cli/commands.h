@@ -19,6 +19,8 @@ struct StoreFlags {
 };
 // Sets the key store and its master key of the options from the flags (nothing without --key-store).
 Status apply_key_store(const StoreFlags& f, Options* o);
+// The store options of the flags (durability none prints a warning unless read_only).
+Result<Options> store_options(const StoreFlags& f, bool read_only);
 
 struct AppendArgs {
   std::string stream;

@@ -6,6 +6,7 @@
 
 #include "cli/ai_cmds.h"
 #include "cli/commands.h"
+#include "cli/privacy_cmds.h"
 #include "cli/projection_cmds.h"
 #include "cli/remote.h"
 
@@ -229,6 +230,17 @@ int main(int argc, char** argv) {
   demo->add_option("--conversations", ai.conversations, "how many conversations")->capture_default_str();
   demo->add_option("--clock", ai.clock, "RFC 3339 time the review times count back from (default: now)");
 
+  ForgetArgs fa;
+  auto* priv = app.add_subcommand("privacy", "personal data: forget a subject (see docs/privacy.md)");
+  priv->require_subcommand(1);
+  auto* forget = priv->add_subcommand("forget", "destroy a data subject's keys (its parts become unreadable everywhere) and record it");
+  add_store_flags(forget, true);
+  add_remote_flags(forget);
+  forget->add_option("subject", fa.subject, "the subject as the events named it (e.g. a user id)")->required();
+  forget->add_option("--reason", fa.reason, "why (recorded)")->required();
+  forget->add_option("--actor", fa.actor_id, "who asks (recorded as a human actor)");
+  forget->add_flag("--json", fa.json, "print JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -247,6 +259,7 @@ int main(int argc, char** argv) {
       if (*krevoke) return remote_keys_revoke(remote, ka);
     }
     if (*proj) return cmd_projection(flags, remote, pa);
+    if (*forget) return cmd_privacy_forget(flags, remote, fa);
     if (*why) return cmd_why(flags, remote, ai);
     if (*corr) return cmd_correlation(flags, remote, ai);
     if (*rates) return cmd_ai_rates(flags, remote, ai);

@@ -38,6 +38,7 @@ class EmbeddedStore final : public Store {
                             const Filter& filter) override;
   Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
   Status scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
+  Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) override;
   Result<RecordedEvent> read_position(uint64_t position) override;
   Result<RecordedEvent> read_event(const Uuid& id) override;
   Result<StreamInfo> stream_info(std::string_view stream) override;
@@ -73,6 +74,7 @@ class EmbeddedStore final : public Store {
   bool references_loaded_ = false;
   std::atomic<bool> closed_{false};
   std::unique_ptr<privacy::KeyStore> keys_;  // personal data's keys; null without Options::key_store_dir
+  std::mutex forget_mu_;                     // one forget at a time (destroy, then record)
   // Opens the sealed personal parts of a stored event in place (no-op for others, and without a key store).
   Status open_personal(RecordedEvent& e) const;
   Result<ReadPage> read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,

@@ -196,3 +196,64 @@ TEST_F(StorePrivacy, AnImportOfTheStoredEventsReproducesTheChain) {
 
 }  // namespace
 }  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(StorePrivacy, ForgetDestroysTheKeysRecordsItOnceAndKeepsTheChain) {
+  auto s = open_store(options());
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  Store& st = **s;
+  const EventData ana1 = person(kAnaEmail, kAnaStreet, "ana@example.org");
+  const EventData ana2 = person(kAnaEmail, "Other 2", "ana@example.org");
+  const EventData bo = person(kBoEmail, "Rue Bo 1", "bo@example.org");
+  ASSERT_TRUE(st.append({"customer-1", ExpectedRevision::any(), {ana1, ana2}}).ok());
+  ASSERT_TRUE(st.append({"customer-2", ExpectedRevision::any(), {bo}}).ok());
+  EXPECT_EQ(st.forget("nobody@example.org", "request 1", "").status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(st.forget("ana@example.org", "", "").status().code(), ErrorCode::kInvalidArgument);  // a reason is required
+  EXPECT_EQ(st.forget("ana@example.org", "r", R"({"kind":"robot"})").status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(st.head_position(), 3u);  // bad requests wrote nothing
+
+  auto f = st.forget("ana@example.org", "GDPR request 17", R"({"kind":"human","id":"dpo-1"})");
+  ASSERT_TRUE(f.ok()) << f.status().to_string();
+  EXPECT_EQ(f->keys_destroyed, 1u);
+  EXPECT_EQ(f->affected_events, 2u);
+  EXPECT_FALSE(f->already);
+  EXPECT_EQ(f->position, 3u);
+  auto rec = st.read_position(f->position);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->stream, "$privacy");
+  EXPECT_EQ(rec->type, "privacy.subject.forgotten");
+  EXPECT_EQ(rec->data.find("ana@example.org"), std::string::npos);  // only the keyed hash
+  EXPECT_NE(rec->data.find(f->subject_id), std::string::npos);
+  EXPECT_NE(rec->data.find("GDPR request 17"), std::string::npos);
+  EXPECT_NE(rec->metadata.find("dpo-1"), std::string::npos);
+  // Both events of ana read redacted; bo's as written.
+  for (const auto& id : {*ana1.id, *ana2.id}) {
+    auto e = st.read_event(id);
+    ASSERT_TRUE(e.ok());
+    EXPECT_EQ(e->data.find(kAnaEmail), std::string::npos);
+    EXPECT_NE(e->data.find("$cairn.redacted"), std::string::npos);
+  }
+  EXPECT_EQ(st.read_event(*bo.id)->data, bo.data);
+  // A second forget changes nothing and answers the first one.
+  auto again = st.forget("ana@example.org", "again", "");
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_TRUE(again->already);
+  EXPECT_EQ(again->position, 3u);
+  EXPECT_EQ(again->affected_events, 2u);
+  EXPECT_EQ(st.head_position(), 4u);
+  const std::string head = st.stats().chain_head_hex;
+  ASSERT_TRUE(st.close().ok());
+  auto v = verify_log(dir_.sub("data"));
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_EQ(v->chain_head_hex, head);
+  // Without a key store there is nothing to forget with.
+  auto plain = open_store(options(false));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ((*plain)->forget("bo@example.org", "r", "").status().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace cairn
