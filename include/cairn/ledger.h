@@ -82,6 +82,7 @@ struct ExportManifest {
   uint64_t retracted = 0;        // decisions or proposals retracted: left out
   uint64_t undecided = 0;        // proposals without a decision: left out
   uint64_t without_input = 0;    // decided, but the input is only a reference (app.input_ref): left out
+  uint64_t redacted = 0;         // decided, but a forgotten subject's part is in its input or values: left out
   std::string to_json() const;   // canonical, deterministic: the same export gives the same manifest
 };
 

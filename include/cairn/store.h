@@ -166,6 +166,15 @@ struct ImportEvent {
   bool sealed_parts = false;  // data holds sealed personal parts (its digest covers their redactable form)
 };
 
+// What forgetting a data subject did (Store::forget, docs/privacy.md).
+struct ForgetResult {
+  std::string subject_id;       // the subject's keyed hash ("hs:…"): the only form in which it is recorded
+  size_t keys_destroyed = 0;    // 0 when it was forgotten before (a second forget changes nothing)
+  uint64_t affected_events = 0; // events holding parts of this subject, now unreadable
+  uint64_t position = 0;        // of its privacy.subject.forgotten event in $privacy
+  bool already = false;         // it had been forgotten before: the result of that earlier forget
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -177,6 +186,13 @@ class Store {
   // Appends to a reserved '$' stream (event types may be reserved too): for Cairn's own records, such as
   // projection definitions in $projections. Same checks and durability as append(); never exposed to clients.
   virtual Result<AppendResult> append_reserved(StreamAppend request) = 0;
+
+  // Right to be forgotten (docs/privacy.md): destroys every key of the subject (durably: from then on every
+  // copy of its parts, backups included, is unreadable), then appends privacy.subject.forgotten to $privacy
+  // (the subject only as its keyed hash, the reason, the actor, the counts). kNotFound if the subject never
+  // had personal data here; a second forget returns the first one's result with already = true. Needs a key
+  // store (kInvalidArgument otherwise). actor: {"kind", "id"} JSON, or empty.
+  virtual Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) = 0;
 
   // A page of one stream. from_revision absent: the start (forward) or the end (backward).
   virtual Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision,

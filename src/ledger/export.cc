@@ -127,8 +127,9 @@ std::string_view export_format_name(ExportFormat f) {
 std::string ExportManifest::to_json() const {
   std::string out = "{\"as_of_position\":" + std::to_string(as_of_position);
   out += ",\"bytes\":" + std::to_string(bytes);
-  out += fmt::format(",\"counts\":{{\"accepted\":{},\"edited\":{},\"expired\":{},\"rejected\":{},\"retracted\":{},\"undecided\":{},\"without_input\":{}}}",
-                     accepted, edited, expired, rejected, retracted, undecided, without_input);
+  out += fmt::format(",\"counts\":{{\"accepted\":{},\"edited\":{},\"expired\":{},\"redacted\":{},\"rejected\":{},\"retracted\":{},"
+                     "\"undecided\":{},\"without_input\":{}}}",
+                     accepted, edited, expired, redacted, rejected, retracted, undecided, without_input);
   out += ",\"filters\":{";
   bool first = true;
   auto add = [&](std::string_view k, const std::optional<std::string>& v) {
@@ -161,10 +162,11 @@ class Renderer {
   explicit Renderer(const ExportQuery& q) : q_(q) {}
 
   struct Counts {
-    uint64_t rows = 0, accepted = 0, edited = 0, rejected = 0, expired = 0, retracted = 0, undecided = 0, without_input = 0;
+    uint64_t rows = 0, accepted = 0, edited = 0, rejected = 0, expired = 0, retracted = 0, undecided = 0, without_input = 0,
+             redacted = 0;
     void add(const Counts& o) {
       rows += o.rows, accepted += o.accepted, edited += o.edited, rejected += o.rejected, expired += o.expired;
-      retracted += o.retracted, undecided += o.undecided, without_input += o.without_input;
+      retracted += o.retracted, undecided += o.undecided, without_input += o.without_input, redacted += o.redacted;
     }
   };
 
@@ -203,6 +205,14 @@ class Renderer {
       return;
     }
     if (!matches_proposal(q_, p) || !matches_time(q_, r.decision->recorded_ns)) return;
+    // A forgotten subject's parts read as redaction markers: such a row would teach the marker, or half a
+    // conversation; it is left out (docs/privacy.md).
+    constexpr std::string_view kRedacted = "\"$cairn.redacted\"";
+    if (p.input_json.find(kRedacted) != std::string::npos || p.proposed_value_json.find(kRedacted) != std::string::npos ||
+        d->final_value_json.find(kRedacted) != std::string::npos) {
+      ++c.redacted;
+      return;
+    }
     prompt_messages(parser_, p.input_json, prompt_);
     if (prompt_.empty()) {
       ++c.without_input;
@@ -414,6 +424,7 @@ Result<ExportManifest> ledger_export(Store& store, const ExportQuery& q, const s
   m.retracted = counts.retracted;
   m.undecided = counts.undecided;
   m.without_input = counts.without_input;
+  m.redacted = counts.redacted;
   m.sha256_hex = log::hex(sha.final());
   return m;
 }

@@ -114,6 +114,7 @@ class ProjectionsImpl final : public Projections {
     std::shared_ptr<Runner> rebuild;
     uint64_t rebuild_started_position = 0;
     Clock::time_point rebuild_started;
+    bool privacy_rebuild = false;  // a subject was forgotten: rebuild once no other rebuild runs
   };
   struct Entry {
     std::map<uint32_t, Version> versions;
@@ -131,6 +132,10 @@ class ProjectionsImpl final : public Projections {
   ProjectionStatus status_of(const std::string& name, const Entry& e, const Version& v) const;
   void monitor();
   void step();
+  // After a forget ($privacy grew): rebuilds every projection whose state may hold the subject's plaintext,
+  // and records in DIR/PRIVACY how many $privacy events are handled once they all finished.
+  void privacy_step();
+  Status start_rebuild(Version& v);
 
   Store& store_;
   ProjectionsOptions opt_;
@@ -142,6 +147,8 @@ class ProjectionsImpl final : public Projections {
   std::condition_variable monitor_cv_;
   bool closing_ = false;
   bool closed_ = false;
+  uint64_t privacy_handled_ = 0;  // $privacy events whose forgets every projection state reflects
+  uint64_t privacy_target_ = 0;   // ... once the rebuilds requested for them finish
 };
 
 RunnerSpec ProjectionsImpl::spec_for(const Version& v, uint32_t generation) const {
@@ -196,6 +203,13 @@ Status ProjectionsImpl::record(std::string_view type, json data) {
 
 Status ProjectionsImpl::open() {
   CAIRN_RETURN_IF_ERROR(log::make_dirs(opt_.dir));
+  if (auto text = log::read_whole_file(opt_.dir + "/PRIVACY"); text.ok()) {
+    try {
+      privacy_handled_ = privacy_target_ = std::stoull(*text);
+    } catch (...) {
+      privacy_handled_ = privacy_target_ = 0;  // damaged: every projection is rebuilt once more
+    }
+  }
   // The definitions, activations and drops, in the order they happened.
   std::optional<uint64_t> from = 0;
   while (from) {
@@ -735,6 +749,11 @@ Result<ProjectionStatus> ProjectionsImpl::rebuild(std::string_view name, uint32_
   Version& ver = **v;
   if (!ver.factory) return Status(ErrorCode::kClosed, fmt::format("projection '{}' has no reducer in this process", name));
   if (ver.rebuild) return status_of(std::string(name), *e, ver);  // one at a time; asking again is not an error
+  CAIRN_RETURN_IF_ERROR(start_rebuild(ver));
+  return status_of(std::string(name), *e, ver);
+}
+
+Status ProjectionsImpl::start_rebuild(Version& ver) {
   const uint32_t gen = ver.generation + 1;
   RunnerSpec spec = spec_for(ver, gen);
   std::error_code ec;
@@ -745,7 +764,34 @@ Result<ProjectionStatus> ProjectionsImpl::rebuild(std::string_view name, uint32_
   ver.rebuild_fault.reset();
   ver.rebuild_started = Clock::now();
   ver.rebuild_started_position = 0;
-  return status_of(std::string(name), *e, ver);
+  return {};
+}
+
+void ProjectionsImpl::privacy_step() {
+  auto info = store_.stream_info("$privacy");
+  const uint64_t events = info.ok() ? info->last_revision + 1 : 0;
+  std::lock_guard g(mu_);
+  if (events > privacy_target_) {
+    // Every version whose state may hold event data; $streams, $types and $ai.lineage keep none.
+    for (auto& [name, e] : entries_)
+      for (auto& [num, v] : e.versions)
+        if (v.factory && name != project::kStreamsProjection && name != project::kTypesProjection &&
+            name != ledger::kLineageProjection)
+          v.privacy_rebuild = true;
+    privacy_target_ = events;
+  }
+  bool busy = false;
+  for (auto& [name, e] : entries_)
+    for (auto& [num, v] : e.versions) {
+      // A rebuild that was already running may have read the parts before the forget: ours starts after it.
+      if (v.privacy_rebuild && !v.rebuild) {
+        if (start_rebuild(v).ok()) v.privacy_rebuild = false;
+      }
+      busy = busy || v.privacy_rebuild || v.rebuild;
+    }
+  if (!busy && privacy_handled_ < privacy_target_ &&
+      log::write_file_atomically(fs_, opt_.dir, "PRIVACY", std::to_string(privacy_target_)).ok())
+    privacy_handled_ = privacy_target_;
 }
 
 Result<ProjectionStatus> ProjectionsImpl::activate(std::string_view name, uint32_t version) {
@@ -864,6 +910,7 @@ void ProjectionsImpl::monitor() {
     if (closing_) break;
     lock.unlock();
     step();
+    privacy_step();
     lock.lock();
   }
 }

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cairn/ledger.h"
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
 #include "log/file.h"
@@ -253,6 +254,57 @@ TEST_F(StorePrivacy, ForgetDestroysTheKeysRecordsItOnceAndKeepsTheChain) {
   auto plain = open_store(options(false));
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ((*plain)->forget("bo@example.org", "r", "").status().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace cairn
+
+namespace cairn {
+namespace {
+
+TEST_F(StorePrivacy, TrainingExportsLeaveForgottenSubjectsRowsOut) {
+  auto s = open_store(options());
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  Store& st = **s;
+  auto proposal = [](const std::string& pid, const std::string& question, const std::string& subject) {
+    EventData e;
+    e.id = Uuid::generate_v7();
+    e.type = "ai.proposal.made";
+    e.data = json{{"proposal_id", pid}, {"proposal_kind", "draft"}, {"skill", "reply"}, {"gen_ai.request.model", "m"},
+                  {"input", question}, {"proposed_value", "an answer"}}.dump();
+    e.metadata = json{{"privacy", {{"subject", subject}, {"personal", {"/input"}}}}}.dump();
+    return e;
+  };
+  auto decision = [](const std::string& pid) {
+    EventData e;
+    e.type = "human.decision.recorded";
+    e.data = json{{"proposal_id", pid}, {"outcome", "accepted"}, {"final_value", "an answer"}}.dump();
+    return e;
+  };
+  ASSERT_TRUE(st.append({"conv-1", ExpectedRevision::any(), {proposal("p-1", "UNIQUE-Q-ANA-4471", "ana"), decision("p-1")}}).ok());
+  ASSERT_TRUE(st.append({"conv-2", ExpectedRevision::any(), {proposal("p-2", "UNIQUE-Q-BO-2290", "bo"), decision("p-2")}}).ok());
+  auto run = [&]() {
+    std::string out;
+    ExportQuery q;
+    q.format = ExportFormat::kSft;
+    auto m = ledger_export(st, q, [&](std::string_view c) {
+      out.append(c);
+      return true;
+    });
+    EXPECT_TRUE(m.ok()) << m.status().to_string();
+    return std::pair{out, m.ok() ? *m : ExportManifest{}};
+  };
+  auto [before, mb] = run();
+  EXPECT_EQ(mb.rows, 2u);
+  EXPECT_NE(before.find("UNIQUE-Q-ANA-4471"), std::string::npos);  // readers with access see the plaintext
+  ASSERT_TRUE(st.forget("ana", "request", "").ok());
+  auto [after, ma] = run();
+  EXPECT_EQ(ma.rows, 1u);
+  EXPECT_EQ(ma.redacted, 1u);
+  EXPECT_EQ(after.find("UNIQUE-Q-ANA-4471"), std::string::npos);
+  EXPECT_EQ(after.find("$cairn.redacted"), std::string::npos);
+  EXPECT_NE(after.find("UNIQUE-Q-BO-2290"), std::string::npos);
+  EXPECT_NE(ma.to_json().find("\"redacted\":1"), std::string::npos);
 }
 
 }  // namespace
