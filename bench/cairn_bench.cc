@@ -96,6 +96,7 @@ struct Args {
   std::optional<double> seconds;
   double rate = 2000;
   uint64_t repeat = 5;
+  bool personal = false;  // append: declare the payload's text personal (sealed with a subject key)
 };
 
 uint64_t parse_count(const std::string& flag, const std::string& v, uint64_t min, uint64_t max) {
@@ -148,6 +149,7 @@ Args parse_args(int argc, char** argv) {
     }
     if (flag == "--writers") a.writers = parse_count(flag, value, 1, 4096);
     else if (flag == "--batch") a.batch = parse_count(flag, value, 1, 100'000);
+    else if (flag == "--personal") a.personal = value == "1" || value == "true";
     else if (flag == "--events") a.events = parse_count(flag, value, 1, 1'000'000'000'000ull);
     else if (flag == "--payload") a.payload = parse_count(flag, value, 1, 1u << 20);
     else if (flag == "--streams") a.streams = parse_count(flag, value, 1, 100'000'000);
@@ -379,11 +381,24 @@ std::unique_ptr<cairn::Store> open_or_die(const std::string& dir, Durability d) 
   return std::move(*s);
 }
 
-std::vector<cairn::EventData> make_events(size_t n, const std::string& payload) {
+std::vector<cairn::EventData> make_events(size_t n, const std::string& payload, const std::string& metadata = {}) {
   cairn::EventData e;
   e.type = kEventType;
   e.data = payload;
+  e.metadata = metadata;
   return std::vector<cairn::EventData>(n, e);
+}
+
+// A store whose appends may declare personal parts: its key store sits beside the data directory.
+std::unique_ptr<cairn::Store> open_with_keys_or_die(const std::string& dir, Durability d) {
+  cairn::Options o;
+  o.dir = dir;
+  o.durability = d;
+  o.key_store_dir = dir + "-keys";
+  o.master_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // a benchmark's throwaway store
+  auto s = cairn::open_store(o);
+  if (!s.ok()) fail(fmt::format("open_store({}) with a key store: {}", dir, s.status().to_string()));
+  return std::move(*s);
 }
 
 // Appends `total` events in batches of `batch` from `threads` threads, each to its own `streams` streams
@@ -454,7 +469,7 @@ Stat best_median(std::vector<double> times) {
 void run_append(const Args& a) {
   const uint64_t total = a.events.value_or(200'000);
   const std::string dir = make_temp_dir(a.dir);
-  auto store = open_or_die(dir, a.durability);
+  auto store = a.personal ? open_with_keys_or_die(dir, a.durability) : open_or_die(dir, a.durability);
   const std::string payload = make_payload(a.payload);
 
   std::vector<std::vector<double>> lat(a.writers);
@@ -471,7 +486,10 @@ void run_append(const Args& a) {
       const uint64_t quota = total / a.writers + (t < total % a.writers ? 1 : 0);
       std::vector<std::string> names;
       for (uint64_t k = 0; k < a.streams; ++k) names.push_back(fmt::format("conv-w{}-{}", t, k));
-      const auto tmpl = make_events(a.batch, payload);
+      // With --personal: the generated text (/output) is one personal part, of one subject per writer.
+      const auto tmpl = make_events(
+          a.batch, payload,
+          a.personal ? fmt::format(R"({{"privacy":{{"subject":"user-{}","personal":["/output"]}}}})", t) : std::string());
       auto& my = lat[t];
       my.reserve(quota / a.batch + 1);
       ready.fetch_add(1);
@@ -520,10 +538,18 @@ void run_append(const Args& a) {
   r.add("streams_per_writer", std::to_string(a.streams));
   r.add("capped_by_seconds", r.events < total ? "true" : "false");
   add_latency(r, all);
+  r.add("personal", a.personal ? "true" : "false");
+  if (a.personal)
+    r.add_str("personal_parts", "each event declares /output (the generated text) personal, one subject per writer: "
+                                "sealed with XChaCha20-Poly1305 under that subject's key; the key store beside the data");
   r.add_str("latency", "per append() call");
   r.add_str("note", "MB_per_s counts payload (data) bytes; cpu_s is the whole process (client threads included); "
                     "store_threads_busy: the two busiest store threads (writer, index flusher) as a share of one core");
   r.print();
+  if (a.personal) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir + "-keys", ec);
+  }
   remove_temp_dir();
 }
 

@@ -165,6 +165,8 @@ cairn append --writers 64 --batch 100 --events 5000000 --seconds 30
 # Diagnostics: the same appends without any sync, to separate the CPU cost from the fsync cost.
 cairn append --writers 64 --batch 1 --events 1000000 --seconds 30 --durability none
 cairn append --writers 16 --batch 100 --events 5000000 --seconds 30 --durability none
+# Personal data (docs/privacy.md): the same batch-100 appends with one sealed part per event.
+cairn append --writers 16 --batch 100 --events 5000000 --seconds 30 --personal 1
 
 cairn read-all --events 1000000
 cairn read-stream --events 100000
@@ -416,7 +418,7 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
   echo "|---|---|---|---|---|---|---|"
   for b in 1 100; do
     for w in 1 16 64; do
-      c=$(pick cairn append writers=$w batch=$b durability=fsync)
+      c=$(pick cairn append writers=$w batch=$b durability=fsync personal=false)
       pg=""
       pglabel=""
       if [ "$b" = 1 ] && [ "$w" != 1 ]; then pg=$(pick postgresql append writers=$w batch=1); pglabel=" ($w clients)"; fi
@@ -435,6 +437,13 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
     c=$(pick cairn append writers=$1 batch=$2 durability=none)
     [ -n "$c" ] && echo "| append, batch $2, $1 writers (diagnostic) | none | $(cell_rate "$c") | $(cell_lat "$c") | — | — | |"
   done
+  c=$(pick cairn append writers=16 batch=100 durability=fsync personal=true)
+  plain=$(pick cairn append writers=16 batch=100 durability=fsync personal=false)
+  if [ -n "$c" ]; then
+    ratio=$(awk -v a="$(jget events_per_s "$c")" -v b="$(jget events_per_s "$plain")" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * (1 - a / b); else print "?" }')
+    pg=$(pick postgresql append writers=4 batch=100)
+    echo "| append with one personal part sealed per event, batch 100, 16 writers | fsync | $(cell_rate "$c") | $(cell_lat "$c") | $(cell_rate "$pg") (4 clients, no sealing) | $(cell_lat "$pg") | ≤ 15% below the same without personal parts: $ratio below, $(awk -v a="$(jget events_per_s "$c")" -v b="$(jget events_per_s "$plain")" 'BEGIN { print (b > 0 && a >= 0.85 * b) ? "met" : "missed" }') |"
+  fi
   for which in best median; do
     c=$(pick cairn read-all stat=$which)
     pg=$(pick postgresql read-all stat=$which)
