@@ -709,7 +709,7 @@ class OpeningSubscription final : public Subscription {
 Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_all(uint64_t from_position, Filter filter) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   auto sub = subscribe::make_all_subscription(*reader_, notifier_, from_position, std::move(filter));
-  if (!keys_) return std::move(sub);
+  if (!keys_) return sub;
   return std::unique_ptr<Subscription>(
       new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
 }
@@ -718,7 +718,7 @@ Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_stream(std::strin
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
   auto sub = subscribe::make_stream_subscription(*reader_, notifier_, std::move(stream), from_revision);
-  if (!keys_) return std::move(sub);
+  if (!keys_) return sub;
   return std::unique_ptr<Subscription>(
       new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
 }
