@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "codec/event_json.h"
 #include "log/crc32c.h"
 #include "log/file.h"
 
@@ -28,20 +29,12 @@ bool init_sodium() {
   return ok;
 }
 
-std::string b64(const uint8_t* p, size_t n) {
-  std::string out(sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), p, n, sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
+std::string b64(std::string_view bytes) { return codec::base64_encode(bytes); }
 
 bool unb64(std::string_view text, std::string* out) {
-  out->resize(text.size());
-  size_t n = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), text.data(), text.size(), nullptr, &n,
-                        nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
-    return false;
-  out->resize(n);
+  auto bytes = codec::base64_decode(text);
+  if (!bytes.ok()) return false;
+  *out = std::move(*bytes);
   return true;
 }
 
@@ -200,7 +193,7 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& dir, const K
     offset = end + 1;
   }
   // Generations up to a forget are destroyed; their keys' lines are gone from the file, so they come back
-  // as placeholders (which keep the generation count and answer "destroyed").
+  // as entries without a key (which keep the generation count and answer "destroyed").
   for (auto& [subject, upto] : forgotten_upto) {
     auto& entries = ks->subjects_[subject];
     for (uint32_t g = 1; g <= upto; ++g) {
@@ -257,8 +250,8 @@ Result<std::pair<std::string, Key>> KeyStore::key_for_write(std::string_view sub
   randombytes_buf(e.key.data(), e.key.size());
   const Sealed wrapped = seal(wrap_key_, std::string_view(reinterpret_cast<const char*>(e.key.data()), e.key.size()),
                               key_id(subject, e.generation));
-  e.line = with_crc(fmt::format("key {} {} {} {}", subject, e.generation, b64(wrapped.nonce.data(), wrapped.nonce.size()),
-                                b64(reinterpret_cast<const uint8_t*>(wrapped.ciphertext.data()), wrapped.ciphertext.size())));
+  e.line = with_crc(fmt::format("key {} {} {} {}", subject, e.generation, b64(std::string_view(reinterpret_cast<const char*>(wrapped.nonce.data()), wrapped.nonce.size())),
+                                b64(wrapped.ciphertext)));
   e.offset = file_->size();
   CAIRN_RETURN_IF_ERROR(append_line(e.line));
   entries.push_back(e);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "codec/event_json.h"
 #include "log/sha256.h"
 
 namespace cairn::privacy {
@@ -18,21 +19,12 @@ constexpr size_t kMaxSubjectBytes = 256;
 
 std::string dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::strict); }
 
-std::string b64(std::string_view bytes) {
-  std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
-                    sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);
-  return out;
-}
+std::string b64(std::string_view bytes) { return codec::base64_encode(bytes); }
 
-bool unb64(const std::string& text, std::string* out) {
-  out->resize(text.size());
-  size_t n = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out->data()), out->size(), text.data(), text.size(), nullptr, &n,
-                        nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
-    return false;
-  out->resize(n);
+bool unb64(std::string_view text, std::string* out) {
+  auto bytes = codec::base64_decode(text);
+  if (!bytes.ok()) return false;
+  *out = std::move(*bytes);
   return true;
 }
 
