@@ -25,6 +25,8 @@
 
 #include "cairn/status.h"
 
+struct crypto_auth_hmacsha256_state;
+
 namespace cairn::log {
 class WritableFile;
 }
@@ -82,6 +84,7 @@ class KeyStore {
   std::string dir_;
   Key wrap_key_{};
   Key index_key_{};
+  std::unique_ptr<crypto_auth_hmacsha256_state> index_mac_;  // keyed with index_key_, copied per subject id
   std::unique_ptr<log::WritableFile> file_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::vector<Entry>> subjects_;  // subject id -> its keys, by generation

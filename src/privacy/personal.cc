@@ -1,6 +1,8 @@
 #include "privacy/personal.h"
 
-#include <sodium.h>
+#include <simdjson.h>
+
+#include <algorithm>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,73 +13,247 @@
 namespace cairn::privacy {
 namespace {
 
-using ojson = nlohmann::ordered_json;
-constexpr std::string_view kSealed = "$cairn.sealed";
-constexpr std::string_view kRedacted = "$cairn.redacted";
-constexpr std::string_view kPurged = "$cairn.purged";
+namespace od = simdjson::ondemand;
+
+// The exact texts the store writes. Client data of an event that declares personal parts may not hold the
+// sealed or purged keys (checked on write), so in the stored data of a record with sealed parts every
+// occurrence of these prefixes is one the store wrote: the envelopes are found by a text scan, and the
+// client's bytes around them are never re-serialized.
+constexpr std::string_view kSealedKey = "\"$cairn.sealed\"";
+constexpr std::string_view kPurgedKey = "\"$cairn.purged\"";
+constexpr std::string_view kSealedPrefix = R"({"$cairn.sealed":{"v":1,"k":")";
+constexpr std::string_view kPurgedPrefix = R"({"$cairn.purged":")";
+constexpr std::string_view kRedactedMarker = R"({"$cairn.redacted":{"reason":"subject forgotten"}})";
 constexpr size_t kMaxSubjectBytes = 256;
-
-std::string dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::strict); }
-
-std::string b64(std::string_view bytes) { return codec::base64_encode(bytes); }
-
-bool unb64(std::string_view text, std::string* out) {
-  auto bytes = codec::base64_decode(text);
-  if (!bytes.ok()) return false;
-  *out = std::move(*bytes);
-  return true;
-}
-
-// RFC 6901 escaping of one reference token.
-std::string escape_token(std::string_view t) {
-  std::string out;
-  for (char c : t) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
-  }
-  return out;
-}
-
-bool is_envelope(const ojson& v, std::string_view key) { return v.is_object() && v.size() == 1 && v.contains(std::string(key)); }
+constexpr size_t kDigestHex = 64;
 
 std::string associated(const Uuid& id, std::string_view pointer) { return id.to_string() + "\n" + std::string(pointer); }
 
-// Visits every sealed envelope (depth first), with its JSON Pointer; f may replace the value in place.
-template <typename F>
-Status walk(ojson& v, const std::string& pointer, F&& f) {
-  if (is_envelope(v, kSealed)) return f(v, pointer);
-  if (v.is_object()) {
-    for (auto it = v.begin(); it != v.end(); ++it) CAIRN_RETURN_IF_ERROR(walk(it.value(), pointer + "/" + escape_token(it.key()), f));
-  } else if (v.is_array()) {
-    for (size_t i = 0; i < v.size(); ++i) CAIRN_RETURN_IF_ERROR(walk(v[i], pointer + "/" + std::to_string(i), f));
-  }
-  return {};
+bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_ws(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ws(s.back())) s.remove_suffix(1);
+  return s;
 }
 
+// Whether text holds `key` as an object key (the quoted name followed by a colon): inside a JSON string an
+// unescaped quote cannot occur, so this is exact on valid JSON.
+bool has_object_key(std::string_view text, std::string_view quoted_key) {
+  for (size_t at = text.find(quoted_key); at != std::string_view::npos; at = text.find(quoted_key, at + 1)) {
+    size_t i = at + quoted_key.size();
+    while (i < text.size() && is_ws(text[i])) ++i;
+    if (i < text.size() && text[i] == ':') return true;
+  }
+  return false;
+}
+
+// simdjson's On-Demand API needs padding after the text; small documents share one parser and buffer per
+// thread (a parser keeps the capacity of the largest document it saw, so large ones get their own).
+constexpr size_t kSharedParserMax = 64 * 1024;
+struct Padded {
+  od::parser parser;
+  std::string buffer;
+  simdjson::padded_string_view pad(std::string_view text) {
+    buffer.assign(text);
+    buffer.resize(text.size() + simdjson::SIMDJSON_PADDING);
+    return simdjson::padded_string_view(buffer.data(), text.size(), buffer.size());
+  }
+};
+template <typename F>
+auto with_padded(size_t size, F&& f) {
+  if (size <= kSharedParserMax) {
+    thread_local Padded shared;
+    return f(shared);
+  }
+  Padded own;
+  return f(own);
+}
+
+// RFC 6901: "" or "/"-separated reference tokens, "~" only as "~0" or "~1". The tokens, unescaped.
+bool split_pointer(std::string_view pointer, std::vector<std::string>* tokens) {
+  tokens->clear();
+  if (pointer.empty()) return true;
+  if (pointer[0] != '/') return false;
+  std::string token;
+  for (size_t i = 1; i <= pointer.size(); ++i) {
+    if (i == pointer.size() || pointer[i] == '/') {
+      tokens->push_back(std::move(token));
+      token.clear();
+      continue;
+    }
+    if (pointer[i] == '~') {
+      if (i + 1 >= pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')) return false;
+      token.push_back(pointer[i + 1] == '0' ? '~' : '/');
+      ++i;
+      continue;
+    }
+    token.push_back(pointer[i]);
+  }
+  return true;
+}
+
+// An array index token: "0" or digits without a leading zero.
+bool array_index(const std::string& token, size_t* index) {
+  if (token.empty() || token.size() > 9 || (token.size() > 1 && token[0] == '0')) return false;
+  size_t n = 0;
+  for (char c : token) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<size_t>(c - '0');
+  }
+  *index = n;
+  return true;
+}
+
+// The byte range, in the text `doc` iterates (whose first byte is at `base`), of the value the tokens name.
+// Keys are compared unescaped; with duplicate keys the first one counts. False when it names nothing.
+bool locate(od::document& doc, const char* base, const std::vector<std::string>& tokens, Span* out) {
+  doc.rewind();
+  od::value v;
+  if (doc.get_value().get(v)) return false;
+  for (const std::string& token : tokens) {
+    od::json_type t;
+    if (v.type().get(t)) return false;
+    bool found = false;
+    if (t == od::json_type::object) {
+      od::object o;
+      if (v.get_object().get(o)) return false;
+      for (auto field : o) {
+        od::field f;
+        std::string_view key;
+        if (std::move(field).get(f) || f.unescaped_key().get(key)) return false;
+        if (key == token) {
+          v = f.value();
+          found = true;
+          break;
+        }
+      }
+    } else if (t == od::json_type::array) {
+      size_t index = 0;
+      if (!array_index(token, &index)) return false;
+      od::array a;
+      if (v.get_array().get(a)) return false;
+      size_t i = 0;
+      for (auto element : a) {
+        if (i++ == index) {
+          if (element.get(v)) return false;
+          found = true;
+          break;
+        }
+      }
+    }
+    if (!found) return false;
+  }
+  od::json_type t;
+  if (v.type().get(t)) return false;
+  std::string_view raw;
+  if (t == od::json_type::object) {
+    od::object o;
+    if (v.get_object().get(o) || o.raw_json().get(raw)) return false;
+  } else if (t == od::json_type::array) {
+    od::array a;
+    if (v.get_array().get(a) || a.raw_json().get(raw)) return false;
+  } else {
+    raw = v.raw_json_token();
+  }
+  raw = trim(raw);  // raw JSON runs up to the next token, spaces included
+  out->begin = static_cast<size_t>(raw.data() - base);
+  out->end = out->begin + raw.size();
+  return true;
+}
+
+// One envelope the store wrote, found by its text: [begin, end) in the stored data.
 struct Envelope {
-  std::string key_id;
+  size_t begin = 0, end = 0;
+  std::string_view key_id;
+  std::string pointer;
   Sealed sealed;
 };
-Result<Envelope> read_envelope(const ojson& v, const std::string& pointer) {
-  const ojson& e = v.at(std::string(kSealed));
-  auto bad = [&](std::string_view what) { return Status::corruption(fmt::format("sealed part at '{}': {}", pointer, what)); };
-  if (!e.is_object() || e.value("v", 0) != 1 || !e.contains("k") || !e["k"].is_string() || !e.contains("n") ||
-      !e["n"].is_string() || !e.contains("c") || !e["c"].is_string())
-    return bad("not a version-1 envelope {v, k, n, c}");
-  Envelope out;
-  out.key_id = e["k"].get<std::string>();
-  std::string nonce;
-  if (!unb64(e["n"].get<std::string>(), &nonce) || nonce.size() != out.sealed.nonce.size()) return bad("a bad nonce");
-  std::copy(nonce.begin(), nonce.end(), out.sealed.nonce.begin());
-  if (!unb64(e["c"].get<std::string>(), &out.sealed.ciphertext)) return bad("bad ciphertext base64");
-  return out;
+
+// Reads the envelope starting at `at` (where kSealedPrefix begins):
+// {"$cairn.sealed":{"v":1,"k":"<key id>","p":<pointer, a JSON string>,"n":"<nonce>","c":"<ciphertext>"}}
+Result<Envelope> read_envelope(std::string_view text, size_t at) {
+  auto bad = [&](std::string_view what) {
+    return Status::corruption(fmt::format("the sealed part at byte {} of the stored data: {}", at, what));
+  };
+  if (text.substr(at, kSealedPrefix.size()) != kSealedPrefix) return bad("not a version-1 envelope {v, k, p, n, c}");
+  Envelope e;
+  e.begin = at;
+  size_t i = at + kSealedPrefix.size();
+  auto until_quote = [&](std::string_view* field) {
+    const size_t close = text.find('"', i);
+    if (close == std::string_view::npos) return false;
+    *field = text.substr(i, close - i);
+    i = close + 1;
+    return true;
+  };
+  auto expect = [&](std::string_view s) {
+    if (text.substr(i, s.size()) != s) return false;
+    i += s.size();
+    return true;
+  };
+  if (!until_quote(&e.key_id) || !expect(R"(,"p":")")) return bad("not a version-1 envelope {v, k, p, n, c}");
+  const size_t p_begin = i;
+  bool escaped = false;
+  while (i < text.size() && text[i] != '"') i += text[i] == '\\' ? (escaped = true, 2) : 1;
+  if (i >= text.size()) return bad("its pointer is not a JSON string");
+  const std::string_view raw_pointer = text.substr(p_begin, i - p_begin);
+  ++i;
+  if (!escaped) {
+    e.pointer = std::string(raw_pointer);
+  } else {
+    const auto j = nlohmann::json::parse(std::string("\"").append(raw_pointer).append("\""), nullptr, false);
+    if (!j.is_string()) return bad("its pointer is not a JSON string");
+    e.pointer = j.get<std::string>();
+  }
+  std::string_view nonce, ciphertext;
+  if (!expect(R"(,"n":")") || !until_quote(&nonce) || !expect(R"(,"c":")") || !until_quote(&ciphertext) || !expect("}}"))
+    return bad("not a version-1 envelope {v, k, p, n, c}");
+  auto n = codec::base64_decode(nonce);
+  if (!n.ok() || n->size() != e.sealed.nonce.size()) return bad("a bad nonce");
+  std::copy(n->begin(), n->end(), e.sealed.nonce.begin());
+  auto c = codec::base64_decode(ciphertext);
+  if (!c.ok()) return bad("bad ciphertext base64");
+  e.sealed.ciphertext = std::move(*c);
+  e.end = i;
+  return e;
 }
 
-Result<ojson> parse(std::string_view text, std::string_view what) {
-  ojson j = ojson::parse(text, nullptr, false);
-  if (j.is_discarded()) return Status::invalid_argument(fmt::format("{}: not valid JSON", what));
-  return j;
+// The purged marker of a sealed part, padded with spaces to the envelope's width: a purge then keeps every
+// record's size, so a rewritten segment keeps every offset (no index to rebuild) and data_len stays true.
+// An envelope is always wider than a marker (its key id, nonce and tag alone take more).
+void append_purged_marker(std::string& out, const Sealed& sealed, size_t width) {
+  thread_local log::Sha256 sha;  // a context costs more to create than to hash one part
+  sha.update(sealed.nonce.data(), sealed.nonce.size());
+  sha.update(sealed.ciphertext);
+  const size_t start = out.size();
+  out += kPurgedPrefix;
+  out += log::hex(sha.final());
+  out += "\"}";
+  const size_t used = out.size() - start;
+  if (width > used) out.append(width - used, ' ');
+}
+
+// The end of the purged marker starting at `at`, or npos when the text there is not one.
+size_t purged_marker_end(std::string_view text, size_t at) {
+  const size_t hex = at + kPurgedPrefix.size();
+  if (text.size() < hex + kDigestHex + 2 || text.substr(hex + kDigestHex, 2) != "\"}") return std::string_view::npos;
+  return hex + kDigestHex + 2;
+}
+
+// Calls f(begin, kind) for each envelope and purged marker in stored data, in order; kind 's' or 'p'.
+// f returns the offset to continue from.
+template <typename F>
+Status scan(std::string_view text, F&& f) {
+  size_t at = 0;
+  while (true) {
+    const size_t s = text.find(kSealedPrefix.substr(0, kSealedKey.size() + 2), at);  // {"$cairn.sealed":
+    const size_t p = text.find(kPurgedPrefix, at);
+    if (s == std::string_view::npos && p == std::string_view::npos) return {};
+    auto next = (s != std::string_view::npos && (p == std::string_view::npos || s < p)) ? f(s, 's') : f(p, 'p');
+    if (!next.ok()) return next.status();
+    at = *next;
+  }
 }
 
 }  // namespace
@@ -85,160 +261,347 @@ Result<ojson> parse(std::string_view text, std::string_view what) {
 Result<std::optional<Declaration>> read_declaration(std::string_view metadata, std::string_view data, ContentType type,
                                                     std::string_view what) {
   if (metadata.empty() || metadata.find("\"privacy\"") == std::string_view::npos) return std::optional<Declaration>();
-  auto m = parse(metadata, fmt::format("{}.metadata", what));
-  if (!m.ok()) return m.status();
-  if (!m->is_object() || !m->contains("privacy")) return std::optional<Declaration>();
-  const ojson& p = (*m)["privacy"];
   const std::string at = fmt::format("{}.metadata.privacy", what);
-  if (!p.is_object()) return Status::invalid_argument(fmt::format("{}: must be an object {{subject, personal}} or {{parts}}", at));
-  for (auto it = p.begin(); it != p.end(); ++it)
-    if (it.key() != "subject" && it.key() != "personal" && it.key() != "parts")
-      return Status::invalid_argument(fmt::format("{}.{}: not a field of privacy (subject, personal, parts)", at, it.key().substr(0, 64)));
+  // The metadata, read with On-Demand (it was validated as a JSON object before): the declaration, and the
+  // byte range of each subject's string so that sealing can splice its keyed hash in.
+  struct Raw {
+    std::string subject;
+    Span subject_token;
+    bool has_subject = false, has_personal = false, has_parts = false, empty_parts = false, all = false;
+    std::vector<PersonalPart> parts;
+  } raw;
+  Status declared = with_padded(metadata.size(), [&](Padded& p) -> Status {
+    const simdjson::padded_string_view text = p.pad(metadata);
+    const char* base = p.buffer.data();
+    od::document doc;
+    od::object top;
+    if (p.parser.iterate(text).get(doc) || doc.get_object().get(top))
+      return Status::invalid_argument(fmt::format("{}.metadata: must be a JSON object", what));
+    od::value privacy;
+    bool found = false;
+    for (auto field : top) {
+      od::field f;
+      std::string_view key;
+      if (std::move(field).get(f) || f.unescaped_key().get(key)) return Status::invalid_argument(fmt::format("{}.metadata: not valid JSON", what));
+      if (key == "privacy") {
+        privacy = f.value();
+        found = true;
+        break;
+      }
+    }
+    if (!found) return Status::not_found("");
+    od::object po;
+    if (privacy.get_object().get(po))
+      return Status::invalid_argument(fmt::format("{}: must be an object {{subject, personal}} or {{parts}}", at));
+    auto subject = [&](od::value v, const std::string& where, Span* token, std::string* out) -> Status {
+      std::string_view s;
+      const std::string_view tok = trim(v.raw_json_token());
+      if (v.get_string().get(s) || s.empty() || s.size() > kMaxSubjectBytes)
+        return Status::invalid_argument(fmt::format("{}: required, a string of 1 to {} bytes", where, kMaxSubjectBytes));
+      *out = std::string(s);
+      token->begin = static_cast<size_t>(tok.data() - base);
+      token->end = token->begin + tok.size();
+      return {};
+    };
+    for (auto field : po) {
+      od::field f;
+      std::string_view key;
+      if (std::move(field).get(f) || f.unescaped_key().get(key)) return Status::invalid_argument(fmt::format("{}: not valid JSON", at));
+      if (key == "subject") {
+        raw.has_subject = true;
+        CAIRN_RETURN_IF_ERROR(subject(f.value(), at + ".subject", &raw.subject_token, &raw.subject));
+      } else if (key == "personal") {
+        raw.has_personal = true;
+        od::value v = f.value();
+        od::json_type t;
+        if (v.type().get(t)) return Status::invalid_argument(fmt::format("{}.personal: not valid JSON", at));
+        std::string_view s;
+        od::array a;
+        if (t == od::json_type::string && !v.get_string().get(s) && s == "all") {
+          raw.all = true;
+          continue;
+        }
+        if (t != od::json_type::array || v.get_array().get(a))
+          return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
+        size_t i = 0;
+        for (auto item : a) {
+          std::string_view ptr;
+          if (item.get_string().get(ptr))
+            return Status::invalid_argument(fmt::format("{}.personal[{}]: must be a JSON Pointer string", at, i));
+          raw.parts.push_back({std::string(ptr), "", {}, {}});
+          ++i;
+        }
+        if (i == 0)
+          return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
+      } else if (key == "parts") {
+        raw.has_parts = true;
+        od::array a;
+        if (f.value().get_array().get(a))
+          return Status::invalid_argument(fmt::format("{}.parts: a non-empty array of {{subject, pointer}}", at));
+        size_t i = 0;
+        for (auto item : a) {
+          const std::string where = fmt::format("{}.parts[{}]", at, i++);
+          od::object o;
+          if (item.get_object().get(o))
+            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where));
+          PersonalPart part;
+          bool has_pointer = false, has_subject = false;
+          for (auto pf : o) {
+            od::field g;
+            std::string_view k;
+            if (std::move(pf).get(g) || g.unescaped_key().get(k)) return Status::invalid_argument(fmt::format("{}: not valid JSON", where));
+            if (k == "pointer") {
+              std::string_view ptr;
+              if (g.value().get_string().get(ptr))
+                return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where));
+              part.pointer = std::string(ptr);
+              has_pointer = true;
+            } else if (k == "subject") {
+              has_subject = true;
+              CAIRN_RETURN_IF_ERROR(subject(g.value(), where + ".subject", &part.subject_token, &part.subject));
+            } else {
+              return Status::invalid_argument(
+                  fmt::format("{}.{}: not a field of a part (subject, pointer)", where, std::string(k.substr(0, 64))));
+            }
+          }
+          if (!has_pointer)
+            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where));
+          if (!has_subject)
+            return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where, kMaxSubjectBytes));
+          raw.parts.push_back(std::move(part));
+        }
+        raw.empty_parts = i == 0;  // reported after a mix of forms, which is the bigger mistake
+      } else {
+        return Status::invalid_argument(
+            fmt::format("{}.{}: not a field of privacy (subject, personal, parts)", at, std::string(key.substr(0, 64))));
+      }
+    }
+    return {};
+  });
+  if (declared.code() == ErrorCode::kNotFound) return std::optional<Declaration>();
+  CAIRN_RETURN_IF_ERROR(declared);
   if (type != ContentType::kJson)
     return Status::invalid_argument(fmt::format("{}: personal parts are supported on JSON events only", at));
-  auto check_subject = [&](const ojson& s, const std::string& where) -> Result<std::string> {
-    if (!s.is_string() || s.get<std::string>().empty() || s.get<std::string>().size() > kMaxSubjectBytes)
-      return Status::invalid_argument(fmt::format("{}: required, a string of 1 to {} bytes", where, kMaxSubjectBytes));
-    return s.get<std::string>();
-  };
+  if (raw.has_parts && (raw.has_subject || raw.has_personal))
+    return Status::invalid_argument(fmt::format("{}: give either subject and personal, or parts", at));
+  if (raw.empty_parts) return Status::invalid_argument(fmt::format("{}.parts: a non-empty array of {{subject, pointer}}", at));
   Declaration d;
-  if (p.contains("parts")) {
-    if (p.contains("subject") || p.contains("personal"))
-      return Status::invalid_argument(fmt::format("{}: give either subject and personal, or parts", at));
-    const ojson& parts = p["parts"];
-    if (!parts.is_array() || parts.empty())
-      return Status::invalid_argument(fmt::format("{}.parts: a non-empty array of {{subject, pointer}}", at));
-    for (size_t i = 0; i < parts.size(); ++i) {
-      const std::string where = fmt::format("{}.parts[{}]", at, i);
-      if (!parts[i].is_object() || !parts[i].contains("pointer") || !parts[i]["pointer"].is_string())
-        return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where));
-      auto s = check_subject(parts[i].value("subject", ojson()), where + ".subject");
-      if (!s.ok()) return s.status();
-      d.parts.push_back({parts[i]["pointer"].get<std::string>(), *s});
-    }
+  if (raw.has_parts) {
+    d.parts = std::move(raw.parts);
   } else {
-    auto s = check_subject(p.value("subject", ojson()), at + ".subject");
-    if (!s.ok()) return s.status();
-    const ojson personal = p.value("personal", ojson());
-    if (personal.is_string() && personal.get<std::string>() == "all") {
-      d.parts.push_back({"", *s});
-    } else if (personal.is_array() && !personal.empty()) {
-      for (size_t i = 0; i < personal.size(); ++i) {
-        if (!personal[i].is_string())
-          return Status::invalid_argument(fmt::format("{}.personal[{}]: must be a JSON Pointer string", at, i));
-        d.parts.push_back({personal[i].get<std::string>(), *s});
-      }
-    } else {
+    if (!raw.has_subject)
+      return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", at, kMaxSubjectBytes));
+    if (!raw.has_personal)
       return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
+    if (raw.all) raw.parts = {PersonalPart{"", "", {}, {}}};
+    for (PersonalPart& part : raw.parts) {
+      part.subject = raw.subject;
+      part.subject_token = raw.subject_token;
     }
+    d.parts = std::move(raw.parts);
   }
+  // The data may not hold the keys the store's envelopes use (a reader would take them for the store's own).
+  if (has_object_key(data, kSealedKey) || has_object_key(data, kPurgedKey))
+    return Status::invalid_argument(fmt::format(
+        "{}.data: an event with personal parts may not use the keys \"$cairn.sealed\" or \"$cairn.purged\" (reserved)", what));
   // Every pointer must name a value in the data, and no part may contain another.
-  auto doc = parse(data, fmt::format("{}.data", what));
-  if (!doc.ok()) return doc.status();
-  const bool list = !p.contains("parts");
-  for (size_t i = 0; i < d.parts.size(); ++i) {
-    const std::string& ptr = d.parts[i].pointer;
-    const std::string where = list ? fmt::format("{}.personal[{}]", at, i) : fmt::format("{}.parts[{}].pointer", at, i);
-    if (ptr.empty()) {
-      if (d.parts.size() > 1) return Status::invalid_argument(fmt::format("{}: the whole data cannot be one part among others", where));
-      continue;
+  const bool list = !raw.has_parts;
+  std::vector<std::string> tokens;
+  Status located = with_padded(data.size(), [&](Padded& p) -> Status {
+    const simdjson::padded_string_view text = p.pad(data);
+    od::document doc;
+    if (p.parser.iterate(text).get(doc)) return Status::invalid_argument(fmt::format("{}.data: not valid JSON", what));
+    for (size_t i = 0; i < d.parts.size(); ++i) {
+      PersonalPart& part = d.parts[i];
+      const std::string& ptr = part.pointer;
+      const std::string where = list ? fmt::format("{}.personal[{}]", at, i) : fmt::format("{}.parts[{}].pointer", at, i);
+      if (ptr.empty()) {
+        if (d.parts.size() > 1)
+          return Status::invalid_argument(fmt::format("{}: the whole data cannot be one part among others", where));
+        const std::string_view whole = trim(data);
+        part.value = {static_cast<size_t>(whole.data() - data.data()), static_cast<size_t>(whole.data() - data.data()) + whole.size()};
+        continue;
+      }
+      if (!split_pointer(ptr, &tokens))
+        return Status::invalid_argument(fmt::format(
+            "{}: '{}' is not a JSON Pointer (RFC 6901: \"\" or /token/token, ~0 for ~, ~1 for /)", where, ptr.substr(0, 128)));
+      if (!locate(doc, p.buffer.data(), tokens, &part.value))
+        return Status::invalid_argument(fmt::format("{}: '{}' names nothing in the data", where, ptr.substr(0, 128)));
+      for (size_t j = 0; j < i; ++j) {
+        const std::string& other = d.parts[j].pointer;
+        if (other == ptr || ptr.starts_with(other + "/") || other.starts_with(ptr + "/"))
+          return Status::invalid_argument(fmt::format("{}: '{}' overlaps '{}'", where, ptr.substr(0, 128), other.substr(0, 128)));
+      }
     }
-    try {
-      const ojson::json_pointer jp(ptr);
-      if (!doc->contains(jp)) return Status::invalid_argument(fmt::format("{}: '{}' names nothing in the data", where, ptr.substr(0, 128)));
-    } catch (const ojson::exception&) {
-      return Status::invalid_argument(fmt::format("{}: '{}' is not a JSON Pointer (RFC 6901: \"\" or /token/token, ~0 for ~, ~1 for /)",
-                                                  where, ptr.substr(0, 128)));
-    }
-    for (size_t j = 0; j < i; ++j) {
-      const std::string& other = d.parts[j].pointer;
-      if (other == ptr || ptr.starts_with(other + "/") || other.starts_with(ptr + "/"))
-        return Status::invalid_argument(fmt::format("{}: '{}' overlaps '{}'", where, ptr.substr(0, 128), other.substr(0, 128)));
-    }
-  }
+    return {};
+  });
+  CAIRN_RETURN_IF_ERROR(located);
   return std::optional<Declaration>(std::move(d));
 }
 
 Result<SealedEvent> seal_event(KeyStore& keys, const Uuid& id, std::string_view data, std::string_view metadata,
                                const Declaration& declaration) {
-  auto doc = parse(data, "data");
-  if (!doc.ok()) return doc.status();
-  auto meta = parse(metadata, "metadata");
-  if (!meta.ok()) return meta.status();
+  // The parts in data order, so that one pass splices every envelope and its purged marker.
+  std::vector<const PersonalPart*> order;
+  order.reserve(declaration.parts.size());
+  for (const PersonalPart& p : declaration.parts) order.push_back(&p);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->value.begin < b->value.begin; });
   SealedEvent out;
-  for (const PersonalPart& part : declaration.parts) {
-    const std::string subject = keys.subject_id(part.subject);
+  out.data.reserve(data.size() + 160 * order.size());
+  out.redactable.reserve(data.size() + 64 * order.size());
+  std::vector<std::pair<Span, std::string>> subject_tokens;  // metadata ranges -> keyed hash, one per token
+  size_t copied = 0;
+  for (const PersonalPart* part : order) {
+    if (part->value.begin < copied || part->value.end > data.size())
+      return Status::invalid_argument("seal_event: the declaration was not read from this data");
+    std::string subject = keys.subject_id(part->subject);
     if (std::find(out.subjects.begin(), out.subjects.end(), subject) == out.subjects.end()) out.subjects.push_back(subject);
     auto key = keys.key_for_write(subject);
     if (!key.ok()) return key.status();
-    ojson& target = part.pointer.empty() ? *doc : (*doc)[ojson::json_pointer(part.pointer)];
-    const Sealed s = seal(key->second, dump(target), associated(id, part.pointer));
-    ojson env = ojson::object();
-    env["v"] = 1;
-    env["k"] = key->first;
-    env["n"] = b64(std::string_view(reinterpret_cast<const char*>(s.nonce.data()), s.nonce.size()));
-    env["c"] = b64(s.ciphertext);
-    ojson wrapper = ojson::object();
-    wrapper[std::string(kSealed)] = std::move(env);
-    target = std::move(wrapper);
+    if (std::none_of(subject_tokens.begin(), subject_tokens.end(),
+                     [&](const auto& t) { return t.first.begin == part->subject_token.begin; }))
+      subject_tokens.emplace_back(part->subject_token, std::move(subject));
+    const Sealed s = seal(key->second, data.substr(part->value.begin, part->value.end - part->value.begin),
+                          associated(id, part->pointer));
+    const std::string_view before = data.substr(copied, part->value.begin - copied);
+    out.data += before;
+    const size_t envelope_start = out.data.size();
+    out.data += kSealedPrefix;
+    out.data += key->first;
+    out.data += R"(","p":)";
+    codec::append_json_string(out.data, part->pointer);
+    out.data += R"(,"n":")";
+    out.data += codec::base64_encode(std::string_view(reinterpret_cast<const char*>(s.nonce.data()), s.nonce.size()));
+    out.data += R"(","c":")";
+    out.data += codec::base64_encode(s.ciphertext);
+    out.data += "\"}}";
+    out.redactable += before;
+    append_purged_marker(out.redactable, s, out.data.size() - envelope_start);
+    copied = part->value.end;
   }
+  out.data += data.substr(copied);
+  out.redactable += data.substr(copied);
   // The metadata keeps the declaration, with subjects only as keyed hashes.
-  ojson& p = (*meta)["privacy"];
-  if (p.contains("parts")) {
-    for (auto& part : p["parts"]) part["subject"] = keys.subject_id(part["subject"].get<std::string>());
-  } else {
-    p["subject"] = keys.subject_id(p["subject"].get<std::string>());
+  std::sort(subject_tokens.begin(), subject_tokens.end(), [](const auto& a, const auto& b) { return a.first.begin < b.first.begin; });
+  copied = 0;
+  out.metadata.reserve(metadata.size() + 40 * subject_tokens.size());
+  for (const auto& [span, hash] : subject_tokens) {
+    if (span.begin < copied || span.end > metadata.size())
+      return Status::invalid_argument("seal_event: the declaration was not read from this metadata");
+    out.metadata += metadata.substr(copied, span.begin - copied);
+    out.metadata += '"';
+    out.metadata += hash;
+    out.metadata += '"';
+    copied = span.end;
   }
-  out.data = dump(*doc);
-  out.metadata = dump(*meta);
+  out.metadata += metadata.substr(copied);
   return out;
 }
 
-bool has_sealed_parts(std::string_view stored_data) { return stored_data.find(kSealed) != std::string_view::npos; }
+bool has_sealed_parts(std::string_view stored_data) {
+  return stored_data.find(kSealedKey) != std::string_view::npos || stored_data.find(kPurgedKey) != std::string_view::npos;
+}
 
 Result<std::string> open_data(const KeyStore& keys, const Uuid& id, std::string_view stored_data, bool* redacted) {
   *redacted = false;
   if (!has_sealed_parts(stored_data)) return std::string(stored_data);
-  auto doc = parse(stored_data, "stored data");
-  if (!doc.ok()) return Status::corruption(doc.status().message());
-  CAIRN_RETURN_IF_ERROR(walk(*doc, "", [&](ojson& v, const std::string& pointer) -> Status {
-    auto env = read_envelope(v, pointer);
+  std::string out;
+  out.reserve(stored_data.size());
+  size_t copied = 0;
+  std::vector<std::string> tokens;
+  CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
+    out += stored_data.substr(copied, at - copied);
+    if (kind == 'p') {
+      const size_t end = purged_marker_end(stored_data, at);
+      if (end == std::string_view::npos)
+        return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
+      out += kRedactedMarker;
+      *redacted = true;
+      size_t next = end;
+      while (next < stored_data.size() && stored_data[next] == ' ') ++next;  // the purge's padding
+      return copied = next;
+    }
+    auto env = read_envelope(stored_data, at);
     if (!env.ok()) return env.status();
+    // The envelope's pointer is bound to the ciphertext (associated data); that it names the envelope's own
+    // place keeps a part from being moved to another field of the event.
+    if (!split_pointer(env->pointer, &tokens))
+      return Status::corruption(fmt::format("the sealed part at byte {}: its pointer is not a JSON Pointer", at));
+    if (!tokens.empty()) {
+      Span where;
+      const bool found = with_padded(stored_data.size(), [&](Padded& p) {
+        od::document doc;
+        return !p.parser.iterate(p.pad(stored_data)).get(doc) && locate(doc, p.buffer.data(), tokens, &where);
+      });
+      if (!found || where.begin != at || where.end != env->end)
+        return Status::corruption(fmt::format("the sealed part at byte {} is not at its place '{}'", at, env->pointer.substr(0, 128)));
+    } else if (trim(stored_data) != stored_data.substr(at, env->end - at)) {
+      return Status::corruption(fmt::format("the sealed part at byte {} is not the whole data its place '' says", at));
+    }
     auto key = keys.key(env->key_id);
     if (!key.ok()) return key.status();
     if (!*key) {
-      ojson marker = ojson::object();
-      marker[std::string(kRedacted)] = {{"reason", "subject forgotten"}};
-      v = std::move(marker);
+      out += kRedactedMarker;
       *redacted = true;
-      return {};
+      return copied = env->end;
     }
-    auto plain = unseal(**key, env->sealed, associated(id, pointer));
+    auto plain = unseal(**key, env->sealed, associated(id, env->pointer));
     if (!plain.ok()) return plain.status();
-    ojson value = ojson::parse(*plain, nullptr, false);
-    if (value.is_discarded()) return Status::corruption(fmt::format("sealed part at '{}': its plaintext is not JSON", pointer));
-    v = std::move(value);
-    return {};
+    out += *plain;
+    return copied = env->end;
   }));
-  return dump(*doc);
+  out += stored_data.substr(copied);
+  return out;
 }
 
 Result<std::string> redactable_form(std::string_view stored_data) {
   if (!has_sealed_parts(stored_data)) return std::string(stored_data);
-  auto doc = parse(stored_data, "stored data");
-  if (!doc.ok()) return Status::corruption(doc.status().message());
-  CAIRN_RETURN_IF_ERROR(walk(*doc, "", [&](ojson& v, const std::string& pointer) -> Status {
-    auto env = read_envelope(v, pointer);
+  std::string out;
+  out.reserve(stored_data.size());
+  size_t copied = 0;
+  CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
+    if (kind == 'p') {
+      const size_t end = purged_marker_end(stored_data, at);
+      if (end == std::string_view::npos)
+        return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
+      return end;  // already in redactable form: copied with the text around it
+    }
+    auto env = read_envelope(stored_data, at);
     if (!env.ok()) return env.status();
-    log::Sha256 sha;
-    sha.update(env->sealed.nonce.data(), env->sealed.nonce.size());
-    sha.update(env->sealed.ciphertext);
-    ojson marker = ojson::object();
-    marker[std::string(kPurged)] = log::hex(sha.final());
-    v = std::move(marker);
-    return {};
+    out += stored_data.substr(copied, at - copied);
+    append_purged_marker(out, env->sealed, env->end - env->begin);
+    return copied = env->end;
   }));
-  return dump(*doc);
+  out += stored_data.substr(copied);
+  return out;
+}
+
+Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_data, size_t* purged) {
+  *purged = 0;
+  std::string out;
+  out.reserve(stored_data.size());
+  size_t copied = 0;
+  CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
+    if (kind == 'p') {
+      const size_t end = purged_marker_end(stored_data, at);
+      if (end == std::string_view::npos)
+        return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
+      return end;
+    }
+    auto env = read_envelope(stored_data, at);
+    if (!env.ok()) return env.status();
+    auto key = keys.key(env->key_id);
+    // A key this key store never had (data imported from elsewhere) is not one it forgot: kept.
+    if (!key.ok() && key.status().code() == ErrorCode::kNotFound) return env->end;
+    if (!key.ok()) return key.status();
+    if (*key) return env->end;
+    out += stored_data.substr(copied, at - copied);
+    append_purged_marker(out, env->sealed, env->end - env->begin);
+    ++*purged;
+    return copied = env->end;
+  }));
+  out += stored_data.substr(copied);
+  return out;
 }
 
 }  // namespace cairn::privacy

@@ -283,6 +283,7 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
   thread_local log::Sha256 sha;
   size_t k = 0, f = 0;
   uint64_t sealed_growth = 0;
+  std::string redactable;
   for (size_t i = 0; i < requests.size(); ++i) {
     PreparedAppend& p = prepared[i];
     p.append = std::move(requests[i]);
@@ -301,6 +302,7 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
         if (!sealed.ok()) return sealed.status();
         e.data = std::move(sealed->data);
         e.metadata = std::move(sealed->metadata);
+        redactable = std::move(sealed->redactable);
         sealed_growth += e.metadata.size() + e.data.size() - std::min(before, e.metadata.size() + e.data.size());
         if (e.type.size() + e.metadata.size() + e.data.size() > options_.limits.max_event_bytes)
           return Status::limit_exceeded(fmt::format(
@@ -309,7 +311,8 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
               e.type.size() + e.metadata.size() + e.data.size(), options_.limits.max_event_bytes));
         if (p.flags.empty()) p.flags.resize(n);
         p.flags[j] = log::kEventFlagSealedParts;
-        p.digests[j] = log::event_digest(sha, p.salts[j].data(), e.metadata, e.data, true);
+        // The digest covers the redactable form (format.md), which sealing produced in the same pass.
+        p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, redactable);
       } else {
         p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, e.data);
       }

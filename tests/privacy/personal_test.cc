@@ -160,5 +160,82 @@ TEST_F(Personal, TheRedactableFormNeedsNoKeyAndConfirmsNoGuess) {
   EXPECT_NE(*redactable_form(s3.data), *before);
 }
 
+TEST_F(Personal, TheClientsBytesAroundAndInsideThePartsAreKeptExactly) {
+  // Whitespace, escapes, a key written with an escape, a pointer with ~1 and a quote, numbers as written.
+  const std::string data =
+      "{ \"a/b\" : {\"q\\\"x\" : [1, 2.50, {\"em\\u0061il\": \"x\\u00e9y@example.org\" } ]},\n  \"n\":  1e3 }";
+  const std::string meta = R"({"privacy":{"subject":"ana","personal":["/a~1b/q\"x/2/email"]}})";
+  auto d = read_declaration(meta, data, ContentType::kJson, "events[0]");
+  ASSERT_TRUE(d.ok() && *d) << (d.ok() ? "none" : d.status().to_string());
+  auto s = seal_event(*keys_, kId, data, meta, **d);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->data.find("example.org"), std::string::npos);
+  EXPECT_EQ(s->data.rfind("{ \"a/b\" : {\"q\\\"x\" : [1, 2.50, {\"em\\u0061il\": ", 0), 0u) << s->data;
+  bool redacted = true;
+  auto open = open_data(*keys_, kId, s->data, &redacted);
+  ASSERT_TRUE(open.ok()) << open.status().to_string();
+  EXPECT_EQ(*open, data);
+  EXPECT_FALSE(redacted);
+  // The redactable form computed while sealing is the one verify recomputes from the stored data.
+  auto form = redactable_form(s->data);
+  ASSERT_TRUE(form.ok());
+  EXPECT_EQ(*form, s->redactable);
+  EXPECT_EQ(ojson::parse(s->metadata)["privacy"]["subject"], keys_->subject_id("ana"));
+}
+
+TEST_F(Personal, DataOfAnEventWithPersonalPartsMayNotUseTheReservedKeys) {
+  for (const char* data : {R"({"email":"a@b.c","x":{"$cairn.sealed":{"v":1}}})", R"({"email":"a@b.c","x":{ "$cairn.purged" : "00"}})"}) {
+    auto r = read_declaration(R"({"privacy":{"subject":"ana","personal":["/email"]}})", data, ContentType::kJson, "events[0]");
+    ASSERT_FALSE(r.ok()) << data;
+    EXPECT_EQ(r.status().message().rfind("events[0].data:", 0), 0u) << r.status().message();
+  }
+  // As a string value (not a key) it is the client's text like any other.
+  EXPECT_TRUE(read_declaration(R"({"privacy":{"subject":"ana","personal":["/email"]}})", R"({"email":"a@b.c","x":"$cairn.sealed"})",
+                               ContentType::kJson, "events[0]").ok());
+}
+
+TEST_F(Personal, APurgeStoresTheRedactableFormOfForgottenPartsOnly) {
+  const SealedEvent s = sealed(R"({"parts":[{"subject":"ana@example.org","pointer":"/email"},{"subject":"bo@example.net","pointer":"/referrer/email"}]})");
+  size_t purged = 9;
+  auto none = purge_parts(*keys_, s.data, &purged);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(purged, 0u);
+  EXPECT_EQ(*none, s.data);
+  ASSERT_TRUE(keys_->destroy(keys_->subject_id("ana@example.org")).ok());
+  auto p = purge_parts(*keys_, s.data, &purged);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(purged, 1u);
+  EXPECT_EQ(p->size(), s.data.size());  // same width: a purged segment keeps every offset
+  EXPECT_EQ(p->find(ojson::parse(s.data)["email"]["$cairn.sealed"]["c"].get<std::string>()), std::string::npos);
+  EXPECT_EQ(*redactable_form(*p), s.redactable);  // the digest survives the purge
+  bool redacted = false;
+  auto open = open_data(*keys_, kId, *p, &redacted);
+  ASSERT_TRUE(open.ok()) << open.status().to_string();
+  EXPECT_TRUE(redacted);
+  const ojson j = ojson::parse(*open);
+  EXPECT_EQ(j["email"], ojson::parse(R"({"$cairn.redacted":{"reason":"subject forgotten"}})"));
+  EXPECT_EQ(j["referrer"]["email"], "bo-9932@example.net");
+  auto again = purge_parts(*keys_, *p, &purged);  // purging again changes nothing
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(purged, 0u);
+  EXPECT_EQ(*again, *p);
+}
+
+TEST_F(Personal, ADamagedEnvelopeIsCorruptionNotACrash) {
+  const SealedEvent s = sealed(R"({"subject":"ana","personal":["/email"]})");
+  bool redacted = false;
+  const size_t envelope_end = s.data.find("\"}}") + 3;
+  for (size_t cut = s.data.find("$cairn.sealed") + 15; cut < envelope_end; cut += 7) {  // from just after {"$cairn.sealed":
+    const std::string damaged = s.data.substr(0, cut);
+    auto r = open_data(*keys_, kId, damaged, &redacted);
+    EXPECT_FALSE(r.ok());
+    auto f = redactable_form(damaged);
+    if (!f.ok()) EXPECT_EQ(f.status().code(), ErrorCode::kCorruption);
+  }
+  std::string flipped = s.data;
+  flipped[flipped.find("\"c\":\"") + 6] ^= 1;
+  EXPECT_EQ(open_data(*keys_, kId, flipped, &redacted).status().code(), ErrorCode::kCorruption);
+}
+
 }  // namespace
 }  // namespace cairn::privacy
