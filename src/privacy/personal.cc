@@ -241,6 +241,13 @@ size_t purged_marker_end(std::string_view text, size_t at) {
   return hex + kDigestHex + 2;
 }
 
+Result<size_t> checked_purged_marker_end(std::string_view text, size_t at) {
+  const size_t end = purged_marker_end(text, at);
+  if (end == std::string_view::npos)
+    return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
+  return end;
+}
+
 // Calls f(begin, kind) for each envelope and purged marker in stored data, in order; kind 's' or 'p'.
 // f returns the offset to continue from.
 template <typename F>
@@ -512,9 +519,9 @@ Result<std::string> open_data(const KeyStore& keys, const Uuid& id, std::string_
   CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
     out += stored_data.substr(copied, at - copied);
     if (kind == 'p') {
-      const size_t end = purged_marker_end(stored_data, at);
-      if (end == std::string_view::npos)
-        return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
+      auto end_or = checked_purged_marker_end(stored_data, at);
+      if (!end_or.ok()) return end_or.status();
+      const size_t end = *end_or;
       out += kRedactedMarker;
       *redacted = true;
       size_t next = end;
@@ -560,12 +567,7 @@ Result<std::string> redactable_form(std::string_view stored_data) {
   out.reserve(stored_data.size());
   size_t copied = 0;
   CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
-    if (kind == 'p') {
-      const size_t end = purged_marker_end(stored_data, at);
-      if (end == std::string_view::npos)
-        return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
-      return end;  // already in redactable form: copied with the text around it
-    }
+    if (kind == 'p') return checked_purged_marker_end(stored_data, at);  // already in redactable form
     auto env = read_envelope(stored_data, at);
     if (!env.ok()) return env.status();
     out += stored_data.substr(copied, at - copied);
@@ -582,12 +584,7 @@ Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_da
   out.reserve(stored_data.size());
   size_t copied = 0;
   CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
-    if (kind == 'p') {
-      const size_t end = purged_marker_end(stored_data, at);
-      if (end == std::string_view::npos)
-        return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
-      return end;
-    }
+    if (kind == 'p') return checked_purged_marker_end(stored_data, at);
     auto env = read_envelope(stored_data, at);
     if (!env.ok()) return env.status();
     auto key = keys.key(env->key_id);
