@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cairn/event.h"
+#include "cairn/maintenance.h"
 #include "cairn/status.h"
 #include "cairn/subscription.h"
 
@@ -175,6 +176,22 @@ struct ForgetResult {
   bool already = false;         // it had been forgotten before: the result of that earlier forget
 };
 
+// What a purge of forgotten personal parts did (Store::purge, docs/privacy.md "Purge compaction").
+struct PurgeResult {
+  uint64_t segments_scanned = 0;    // sealed segments read
+  uint64_t segments_rewritten = 0;  // of those, the ones that held forgotten parts
+  uint64_t events = 0;              // events with parts purged by this run
+  uint64_t parts = 0;               // parts purged by this run
+  uint64_t bytes_scanned = 0;       // bytes of sealed segments read
+  uint64_t bytes_replaced = 0;      // ciphertext bytes overwritten (by markers and padding)
+  std::vector<std::string> subjects;  // keyed hashes ("hs:…") of the subjects whose parts were purged
+  uint64_t verified_through = 0;    // the sealed segments hold positions [0, verified_through)
+  std::string chain_head_before;    // hex: the chain head at verified_through, verified before the rewrite
+  std::string chain_head_after;     // hex: the same, verified again after it (always equal on success)
+  std::optional<uint64_t> position; // of the privacy.purge.completed event, when anything was purged
+  double seconds = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -193,6 +210,16 @@ class Store {
   // had personal data here; a second forget returns the first one's result with already = true. Needs a key
   // store (kInvalidArgument otherwise). actor: {"kind", "id"} JSON, or empty.
   virtual Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) = 0;
+  // The physical purge: seals the active segment, verifies the sealed segments (digests and chain), rewrites
+  // each one that holds parts of forgotten subjects with those parts replaced by their purged markers (same
+  // sizes; the new file synced and renamed over the old one, so a crash leaves the old or the new, both
+  // whole), verifies again (same chain head, or kCorruption), and records privacy.purge.completed in $privacy
+  // when anything was purged. Appends and reads go on meanwhile. progress: (bytes done, bytes to do).
+  // The only writer of sealed segments. Needs a key store.
+  virtual Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) = 0;
+  // Verifies every durable commit (what cairn verify checks, on the open store): the report's chain head is
+  // the head after the last durable commit at the time of the call.
+  virtual Result<VerifyReport> verify_chain() = 0;
 
   // A page of one stream. from_revision absent: the start (forward) or the end (backward).
   virtual Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision,

@@ -209,10 +209,11 @@ std::shared_ptr<Segment> Log::active_segment() const {
   return segments_.back();
 }
 
-Status Log::maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending) {
+Status Log::maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending,
+                       bool force) {
   CAIRN_RETURN_IF_ERROR(poisoned());
   const uint64_t filled = active_file_->size() + pending.size();
-  if (filled < options_.segment_size || filled <= kSegmentHeaderSize) return {};
+  if ((!force && filled < options_.segment_size) || filled <= kSegmentHeaderSize) return {};
   CAIRN_RETURN_IF_ERROR(write(pending));
   pending.clear();
   // The sealed segment is synced whole before the next one exists, so a sync of the new active segment
@@ -249,6 +250,29 @@ void Log::publish(const std::shared_ptr<Segment>& segment, uint64_t end_offset, 
   segment->raise_durable_size(end_offset);
   durable_end_.store(durable_end, std::memory_order_release);
   write_head_hint();
+}
+
+Result<std::shared_ptr<Segment>> Log::replace_sealed_segment(const std::shared_ptr<Segment>& old,
+                                                             const std::string& replacement) {
+  {
+    std::shared_lock lock(segments_mu_);
+    auto it = std::find(segments_.begin(), segments_.end(), old);
+    if (it == segments_.end() || std::next(it) == segments_.end())
+      return Status::invalid_argument(fmt::format("{}: not a sealed segment of this log", old->path()));
+  }
+  // The old file stays whole under its name until the rename, which is atomic: a crash leaves either file.
+  CAIRN_RETURN_IF_ERROR(options_.fs->rename(replacement, old->path()));
+  if (options_.sync) CAIRN_RETURN_IF_ERROR(options_.fs->sync_dir(log_dir_));
+  auto seg = Segment::open(old->path(), 0);
+  if (!seg.ok()) return seg.status();
+  if ((*seg)->first_position() != old->first_position() || (*seg)->file_size_at_open() != old->durable_size())
+    return Status::corruption(fmt::format("{}: the replacement differs in first position or size", old->path()));
+  (*seg)->set_durable_size((*seg)->file_size_at_open());
+  std::unique_lock lock(segments_mu_);
+  auto it = std::find(segments_.begin(), segments_.end(), old);
+  if (it == segments_.end()) return Status::invalid_argument(fmt::format("{}: replaced twice at once", old->path()));
+  *it = *seg;
+  return *seg;
 }
 
 std::vector<std::shared_ptr<Segment>> Log::segments() const {

@@ -88,10 +88,18 @@ class Log {
   // Where the next write lands: the active segment and the offset in it (writer thread only).
   uint64_t active_offset() const { return active_file_->size(); }
   std::shared_ptr<Segment> active_segment() const;
-  // Rolls to a new segment first when the active one is full and holds at least one commit. `pending`
-  // bytes not yet written are written to the old segment before the roll.
-  Status maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending);
+  // Rolls to a new segment first when the active one is full (or, with force, not empty) and holds at least
+  // one commit. `pending` bytes not yet written are written to the old segment before the roll.
+  Status maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t last_time_ns, std::string& pending,
+                    bool force = false);
   Status write(const std::string& bytes);
+  // --- the privacy purge (the only writer of sealed segments) ---
+  // Puts `replacement` (a complete, synced file in log/, named *.tmp) in place of the sealed segment `old`:
+  // rename over it, sync the directory, map the new file, and swap it in for readers. The replacement must
+  // hold the same frames at the same offsets (the purge keeps every size), so indexes stay valid. Readers
+  // holding the old segment keep its mapping until they let go. Any thread; one purge at a time.
+  Result<std::shared_ptr<Segment>> replace_sealed_segment(const std::shared_ptr<Segment>& old, const std::string& replacement);
+
   // --- the syncer thread ---
   Status sync();
   // Makes commits up to `durable_end` (ending at `end_offset` of `segment`) visible to readers: only after

@@ -29,6 +29,8 @@ inline constexpr uint8_t kEventFlagPayloadRemoved = 1;
 // The data holds personal parts sealed by the store; the payload digest covers the data's redactable form
 // (privacy/personal.h), so that a purge of those parts keeps the chain.
 inline constexpr uint8_t kEventFlagSealedParts = 2;
+// Some of those parts were purged (privacy/purge.h): their envelopes hold purged markers, same width.
+inline constexpr uint8_t kEventFlagSealedPartsPurged = 4;
 
 struct SegmentHeader {
   uint64_t first_position = 0;

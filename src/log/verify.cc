@@ -11,6 +11,7 @@
 #include "log/file.h"
 #include "log/record.h"
 #include "log/segment.h"
+#include "log/verify.h"
 #include "store/embedded_store.h"
 
 namespace cairn {
@@ -108,24 +109,38 @@ Result<VerifyReport> verify_log(const std::string& dir, const ProgressFn& progre
     return Status::io_error(fmt::format("cannot list {}", log_dir));
   }
   std::sort(firsts.begin(), firsts.end());
-  std::vector<std::shared_ptr<log::Segment>> segs;
-  uint64_t total = 0;
-  Walker w;
+  std::vector<log::SegmentExtent> segs;
   for (uint64_t first : firsts) {
     const std::string path = log_dir + "/" + log::segment_file_name(first);
     auto s = log::Segment::open(path, 0);
     if (!s.ok()) {
-      w.fail(path, 0, std::nullopt, s.status().message());
-      return w.r;
+      VerifyReport r;
+      r.ok = false;
+      r.file = path;
+      r.problem = s.status().message();
+      return r;
     }
-    total += (*s)->file_size_at_open();
-    segs.push_back(std::move(*s));
+    const uint64_t size = (*s)->file_size_at_open();
+    segs.push_back({std::move(*s), size});
   }
+  return log::verify_segments(segs, /*allow_torn_tail=*/true, progress);
+}
+
+namespace log {
+
+VerifyReport verify_segments(const std::vector<SegmentExtent>& segs, bool allow_torn_tail, const ProgressFn& progress) {
+  Walker w;
+  uint64_t total = 0;
+  for (const auto& e : segs) total += e.size;
   uint64_t done = 0;
   for (size_t i = 0; i < segs.size(); ++i) {
-    const auto& seg = *segs[i];
+    const auto& seg = *segs[i].segment;
     const bool last = i + 1 == segs.size();
     const auto& hdr = seg.header();
+    if (!seg.header_error().ok()) {
+      w.fail(seg.path(), 0, std::nullopt, seg.header_error().message());
+      return w.r;
+    }
     if (hdr.first_position != w.next_position) {
       w.fail(seg.path(), 16, hdr.first_position,
              fmt::format("segment starts at position {}, expected {}", hdr.first_position, w.next_position));
@@ -136,12 +151,12 @@ Result<VerifyReport> verify_log(const std::string& dir, const ProgressFn& progre
       return w.r;
     }
     ++w.r.segments;
-    const uint64_t size = seg.file_size_at_open();
+    const uint64_t size = segs[i].size;
     uint64_t offset = log::kSegmentHeaderSize;
     for (;;) {
       log::FrameCheck c = log::check_frame(seg.data() + offset, size - offset, true);
       if (c.state == log::FrameState::kEnd) break;
-      if (c.state == log::FrameState::kTorn && last) {
+      if (c.state == log::FrameState::kTorn && last && allow_torn_tail) {
         w.r.torn_tail_bytes = size - offset;
         break;
       }
@@ -163,4 +178,5 @@ Result<VerifyReport> verify_log(const std::string& dir, const ProgressFn& progre
   return w.r;
 }
 
+}  // namespace log
 }  // namespace cairn

@@ -578,7 +578,8 @@ Result<std::string> redactable_form(std::string_view stored_data) {
   return out;
 }
 
-Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_data, size_t* purged) {
+Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_data, size_t* purged,
+                                std::vector<std::string>* key_ids) {
   *purged = 0;
   std::string out;
   out.reserve(stored_data.size());
@@ -595,6 +596,7 @@ Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_da
     out += stored_data.substr(copied, at - copied);
     append_purged_marker(out, env->sealed, env->end - env->begin);
     ++*purged;
+    if (key_ids) key_ids->emplace_back(env->key_id);
     return copied = env->end;
   }));
   out += stored_data.substr(copied);

@@ -74,7 +74,9 @@ Result<std::string> redactable_form(std::string_view stored_data);
 
 // The stored data with every part whose key the KeyStore destroyed replaced by its purged marker (the same
 // text redactable_form gives it); *purged counts them. Parts whose keys live, and parts under keys this
-// KeyStore never had, are kept. The result's redactable form equals the input's.
-Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_data, size_t* purged);
+// KeyStore never had, are kept. The result's redactable form equals the input's, and its length the input's.
+// key_ids, if given, receives the key id of each purged part.
+Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_data, size_t* purged,
+                                std::vector<std::string>* key_ids = nullptr);
 
 }  // namespace cairn::privacy

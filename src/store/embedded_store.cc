@@ -48,10 +48,6 @@ void unlock_data_dir(int fd) {
   if (fd >= 0) ::close(fd);  // closing releases the flock
 }
 
-namespace {
-constexpr std::string_view kPrivacyStream = "$privacy";
-constexpr std::string_view kForgottenType = "privacy.subject.forgotten";
-}  // namespace
 
 Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, log::FileSystem* fs,
                                                            const ProgressFn& replay_progress) {
@@ -378,66 +374,6 @@ Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
   std::lock_guard g(references_mu_);
   if (first.ok() && references_loaded_) references_.finish(ledger_events, true);
   return first;
-}
-
-Result<ForgetResult> EmbeddedStore::forget(std::string_view subject, std::string_view reason, std::string_view actor_json) {
-  CAIRN_RETURN_IF_ERROR(writable());
-  if (!keys_) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
-  if (subject.empty() || subject.size() > 256) return Status::invalid_argument("subject: required, 1 to 256 bytes");
-  if (reason.empty() || reason.size() > 4096) return Status::invalid_argument("reason: required, 1 to 4096 bytes");
-  if (!actor_json.empty()) CAIRN_RETURN_IF_ERROR(validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
-  std::lock_guard g(forget_mu_);
-  ForgetResult out;
-  out.subject_id = keys_->subject_id(subject);
-  // The earlier record of this subject's forget, if any.
-  std::optional<RecordedEvent> earlier;
-  {
-    auto page = read_stream_stored(std::string(kPrivacyStream), std::nullopt, Direction::kForward, 1u << 20);
-    if (page.ok()) {
-      for (auto& e : page->events)
-        if (e.type == kForgottenType && e.data.find(out.subject_id) != std::string::npos) earlier = std::move(e);
-    } else if (page.status().code() != ErrorCode::kNotFound) {
-      return page.status();
-    }
-  }
-  // The events holding its parts: their metadata names its keyed hash.
-  CAIRN_RETURN_IF_ERROR(scan_stored(0, Filter{}, [&](const EventView& v) {
-    if (v.sealed_parts && v.metadata.find(out.subject_id) != std::string_view::npos) ++out.affected_events;
-    return true;
-  }));
-  auto destroyed = keys_->destroy(out.subject_id);
-  if (!destroyed.ok()) return destroyed.status();
-  out.keys_destroyed = *destroyed;
-  if (out.keys_destroyed == 0) {
-    if (earlier) {
-      simdjson::dom::parser p;
-      simdjson::dom::element d;
-      uint64_t n = 0;
-      if (p.parse(earlier->data).get(d) == simdjson::SUCCESS && d["affected_events"].get(n) == simdjson::SUCCESS)
-        out.affected_events = n;
-      out.position = earlier->position;
-      out.already = true;
-      return out;
-    }
-    if (!keys_->forgotten(out.subject_id))
-      return Status::not_found(fmt::format("subject: no personal data of this subject is stored here ({})", out.subject_id));
-    // Forgotten, but the record of it is missing (a crash between the two steps): record it now.
-  }
-  // The key is gone; now the record. It names the subject only by its keyed hash.
-  std::string data = fmt::format(R"({{"subject":"{}","keys_destroyed":{},"affected_events":{},"reason":)", out.subject_id,
-                                 out.keys_destroyed, out.affected_events);
-  codec::append_json_string(data, reason);
-  data += "}";
-  EventData e;
-  e.type = std::string(kForgottenType);
-  e.data = std::move(data);
-  if (!actor_json.empty()) e.metadata = fmt::format(R"({{"actor":{}}})", actor_json);
-  auto r = append_reserved(StreamAppend{std::string(kPrivacyStream), ExpectedRevision::any(), {std::move(e)}});
-  if (!r.ok())
-    return Status(r.status().code(), fmt::format("the subject's keys are destroyed, but recording it failed ({}); forget "
-                                                 "again to record it", r.status().message()));
-  out.position = r->streams[0].first_position;
-  return out;
 }
 
 Status EmbeddedStore::open_personal(RecordedEvent& e) const {

@@ -39,6 +39,8 @@ class EmbeddedStore final : public Store {
   Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
   Status scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
   Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) override;
+  Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) override;
+  Result<VerifyReport> verify_chain() override;
   Result<RecordedEvent> read_position(uint64_t position) override;
   Result<RecordedEvent> read_event(const Uuid& id) override;
   Result<StreamInfo> stream_info(std::string_view stream) override;
@@ -75,6 +77,9 @@ class EmbeddedStore final : public Store {
   std::atomic<bool> closed_{false};
   std::unique_ptr<privacy::KeyStore> keys_;  // personal data's keys; null without Options::key_store_dir
   std::mutex forget_mu_;                     // one forget at a time (destroy, then record)
+  std::mutex purge_mu_;                      // one purge at a time (the only writer of sealed segments)
+  // Appends one of the store's own privacy records to $privacy (actor_json, if any, as metadata.actor).
+  Result<uint64_t> record_privacy_event(std::string_view type, std::string data, std::string_view actor_json);
   // Opens the sealed personal parts of a stored event in place (no-op for others, and without a key store).
   Status open_personal(RecordedEvent& e) const;
   Result<ReadPage> read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,

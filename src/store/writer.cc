@@ -110,6 +110,12 @@ Result<uint64_t> Writer::import(std::vector<ImportEvent> events) {
   return r.import_position;
 }
 
+Status Writer::roll() {
+  Request r;
+  r.roll = true;
+  return wait(r);
+}
+
 void Writer::run() {
   std::vector<Request*> group;
   for (;;) {
@@ -443,6 +449,15 @@ std::unique_ptr<Writer::Written> Writer::process_group(std::vector<Request*>& gr
     if (!log_.poisoned().ok()) {
       w->failed = log_.poisoned();
       break;
+    }
+    if (r->roll) {
+      // Commits planned before it in this group go to the segment being sealed.
+      Status st = log_.maybe_roll(t.next_position, chain, t.last_time_ns, pending_, /*force=*/true);
+      if (!st.ok()) {
+        w->failed = log_.poisoned().ok() ? st : log_.poisoned();
+        break;
+      }
+      continue;
     }
     inputs.clear();
     const int64_t time_before = t.last_time_ns;

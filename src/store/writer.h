@@ -47,6 +47,10 @@ class Writer {
 
   Result<AppendResult> submit(std::vector<PreparedAppend> appends);
   Result<uint64_t> import(std::vector<ImportEvent> events);
+  // Seals the active segment (when it holds a commit) and starts the next one, in log order with appends:
+  // on return, every append acknowledged before the call is in a sealed segment (the privacy purge rewrites
+  // only those).
+  Status roll();
   // Finishes what is queued, then refuses everything with kClosed.
   void stop();
 
@@ -60,6 +64,7 @@ class Writer {
   struct Request {
     std::vector<PreparedAppend>* appends = nullptr;
     std::vector<ImportEvent>* imports = nullptr;
+    bool roll = false;
     size_t bytes = 0;
     Status status;
     AppendResult result;

@@ -14,26 +14,18 @@
 #include "cairn/store.h"
 #include "log/file.h"
 #include "privacy/keystore.h"
+#include "privacy_test_util.h"
 #include "testing/temp_dir.h"
 
 namespace cairn {
 namespace {
 
 using nlohmann::json;
-constexpr const char* kMaster = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+using privacy_test::all_bytes_under;
+using privacy_test::kMaster;
 constexpr const char* kAnaEmail = "qx-ana-5521@example.org";
 constexpr const char* kAnaStreet = "Impasse Wqrtz 9";
 constexpr const char* kBoEmail = "vv-bo-0173@example.net";
-
-std::string all_bytes_under(const std::string& dir) {
-  std::string out;
-  for (const auto& f : std::filesystem::recursive_directory_iterator(dir))
-    if (f.is_regular_file()) {
-      auto t = log::read_whole_file(f.path().string());
-      if (t.ok()) out += *t;
-    }
-  return out;
-}
 
 class StorePrivacy : public ::testing::Test {
  protected:

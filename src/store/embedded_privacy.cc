@@ -1,0 +1,171 @@
+// The store's privacy operations (docs/privacy.md): forgetting a subject, the physical purge of forgotten
+// parts from sealed segments, and the chain verification both rest on.
+#include <chrono>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "codec/event_json.h"
+#include "log/verify.h"
+#include "privacy/purge.h"
+#include "store/embedded_store.h"
+#include "store/validate.h"
+
+namespace cairn::store {
+namespace {
+constexpr std::string_view kPrivacyStream = "$privacy";
+constexpr std::string_view kForgottenType = "privacy.subject.forgotten";
+constexpr std::string_view kPurgedType = "privacy.purge.completed";
+
+std::vector<log::SegmentExtent> extents(const std::vector<std::shared_ptr<log::Segment>>& segs) {
+  std::vector<log::SegmentExtent> out;
+  for (const auto& s : segs) out.push_back({s, s->durable_size()});
+  return out;
+}
+}  // namespace
+
+Result<uint64_t> EmbeddedStore::record_privacy_event(std::string_view type, std::string data, std::string_view actor_json) {
+  EventData e;
+  e.type = std::string(type);
+  e.data = std::move(data);
+  if (!actor_json.empty()) e.metadata = fmt::format(R"({{"actor":{}}})", actor_json);
+  auto r = append_reserved(StreamAppend{std::string(kPrivacyStream), ExpectedRevision::any(), {std::move(e)}});
+  if (!r.ok()) return r.status();
+  return r->streams[0].first_position;
+}
+
+Result<ForgetResult> EmbeddedStore::forget(std::string_view subject, std::string_view reason, std::string_view actor_json) {
+  CAIRN_RETURN_IF_ERROR(writable());
+  if (!keys_) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
+  if (subject.empty() || subject.size() > 256) return Status::invalid_argument("subject: required, 1 to 256 bytes");
+  if (reason.empty() || reason.size() > 4096) return Status::invalid_argument("reason: required, 1 to 4096 bytes");
+  if (!actor_json.empty()) CAIRN_RETURN_IF_ERROR(validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
+  std::lock_guard g(forget_mu_);
+  ForgetResult out;
+  out.subject_id = keys_->subject_id(subject);
+  // The earlier record of this subject's forget, if any.
+  std::optional<RecordedEvent> earlier;
+  {
+    auto page = read_stream_stored(std::string(kPrivacyStream), std::nullopt, Direction::kForward, 1u << 20);
+    if (page.ok()) {
+      for (auto& e : page->events)
+        if (e.type == kForgottenType && e.data.find(out.subject_id) != std::string::npos) earlier = std::move(e);
+    } else if (page.status().code() != ErrorCode::kNotFound) {
+      return page.status();
+    }
+  }
+  // The events holding its parts: their metadata names its keyed hash.
+  CAIRN_RETURN_IF_ERROR(scan_stored(0, Filter{}, [&](const EventView& v) {
+    if (v.sealed_parts && v.metadata.find(out.subject_id) != std::string_view::npos) ++out.affected_events;
+    return true;
+  }));
+  auto destroyed = keys_->destroy(out.subject_id);
+  if (!destroyed.ok()) return destroyed.status();
+  out.keys_destroyed = *destroyed;
+  if (out.keys_destroyed == 0) {
+    if (earlier) {
+      simdjson::dom::parser p;
+      simdjson::dom::element d;
+      uint64_t n = 0;
+      if (p.parse(earlier->data).get(d) == simdjson::SUCCESS && d["affected_events"].get(n) == simdjson::SUCCESS)
+        out.affected_events = n;
+      out.position = earlier->position;
+      out.already = true;
+      return out;
+    }
+    if (!keys_->forgotten(out.subject_id))
+      return Status::not_found(fmt::format("subject: no personal data of this subject is stored here ({})", out.subject_id));
+    // Forgotten, but the record of it is missing (a crash between the two steps): record it now.
+  }
+  // The key is gone; now the record. It names the subject only by its keyed hash.
+  std::string data = fmt::format(R"({{"subject":"{}","keys_destroyed":{},"affected_events":{},"reason":)", out.subject_id,
+                                 out.keys_destroyed, out.affected_events);
+  codec::append_json_string(data, reason);
+  data += "}";
+  auto r = record_privacy_event(kForgottenType, std::move(data), actor_json);
+  if (!r.ok())
+    return Status(r.status().code(), fmt::format("the subject's keys are destroyed, but recording it failed ({}); forget "
+                                                 "again to record it", r.status().message()));
+  out.position = *r;
+  return out;
+}
+
+Result<VerifyReport> EmbeddedStore::verify_chain() {
+  if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
+  return log::verify_segments(extents(log_->segments()), /*allow_torn_tail=*/false, {});
+}
+
+Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) {
+  CAIRN_RETURN_IF_ERROR(writable());
+  if (!keys_) return Status::invalid_argument("purge: this store has no key store (docs/privacy.md)");
+  if (!actor_json.empty()) CAIRN_RETURN_IF_ERROR(validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
+  std::lock_guard g(purge_mu_);
+  const auto start = std::chrono::steady_clock::now();
+  PurgeResult out;
+  // Everything acknowledged so far goes into sealed segments; the new active one is never rewritten.
+  CAIRN_RETURN_IF_ERROR(writer_->roll());
+  std::vector<std::shared_ptr<log::Segment>> sealed = log_->segments();
+  sealed.pop_back();
+  for (const auto& s : sealed) out.bytes_scanned += s->durable_size();
+  out.segments_scanned = sealed.size();
+  const uint64_t total = 3 * out.bytes_scanned;  // verify, rewrite, verify again
+  uint64_t done = 0;
+  auto verify = [&](const std::vector<std::shared_ptr<log::Segment>>& segs, std::string* head) -> Status {
+    const VerifyReport r = log::verify_segments(extents(segs), /*allow_torn_tail=*/false, [&](uint64_t d, uint64_t) {
+      if (progress) progress(done + d, total);
+    });
+    if (!r.ok)
+      return Status::corruption(fmt::format("purge: the log does not verify ({} offset {}: {}); nothing is rewritten in a "
+                                            "damaged log", r.file, r.offset, r.problem));
+    *head = r.chain_head_hex;
+    done += out.bytes_scanned;
+    return {};
+  };
+  if (!sealed.empty()) out.verified_through = sealed.back()->first_position();
+  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_before));
+  for (auto& seg : sealed) {
+    const std::string tmp = seg->path() + ".purge.tmp";
+    auto p = privacy::purge_segment(*seg, seg->durable_size(), *keys_, fs_, tmp, options_.durability != Durability::kNone,
+                                    [&](uint64_t scanned) {
+                                      if (progress) progress(done + scanned, total);
+                                    });
+    if (!p.ok()) return p.status();
+    done += seg->durable_size();
+    if (!p->rewritten) continue;
+    auto replaced = log_->replace_sealed_segment(seg, tmp);
+    if (!replaced.ok()) return replaced.status();
+    seg = *replaced;
+    ++out.segments_rewritten;
+    out.events += p->events;
+    out.parts += p->parts;
+    out.bytes_replaced += p->bytes_replaced;
+    for (auto& s : p->subjects)
+      if (std::find(out.subjects.begin(), out.subjects.end(), s) == out.subjects.end()) out.subjects.push_back(std::move(s));
+  }
+  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_after));
+  if (out.chain_head_after != out.chain_head_before)
+    return Status::corruption(fmt::format("purge: the chain head changed from {} to {}; this is a bug, report it",
+                                          out.chain_head_before, out.chain_head_after));
+  // The sealed segments end where the last one ends.
+  {
+    auto all = log_->segments();
+    for (size_t i = 0; i + 1 < all.size(); ++i)
+      if (all[i] == sealed.back()) out.verified_through = all[i + 1]->first_position();
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (out.parts == 0) return out;
+  std::string data = fmt::format(
+      R"({{"segments_scanned":{},"segments_rewritten":{},"events":{},"parts":{},"bytes_scanned":{},"bytes_replaced":{},)"
+      R"("verified_through":{},"chain_head_before":"{}","chain_head_after":"{}","subjects":[)",
+      out.segments_scanned, out.segments_rewritten, out.events, out.parts, out.bytes_scanned, out.bytes_replaced,
+      out.verified_through, out.chain_head_before, out.chain_head_after);
+  for (size_t i = 0; i < out.subjects.size(); ++i) data += fmt::format(R"({}"{}")", i ? "," : "", out.subjects[i]);
+  data += "]}";
+  auto r = record_privacy_event(kPurgedType, std::move(data), actor_json);
+  if (!r.ok())
+    return Status(r.status().code(), fmt::format("the purge is done (and durable), but recording it failed: {}", r.status().message()));
+  out.position = *r;
+  return out;
+}
+
+}  // namespace cairn::store
