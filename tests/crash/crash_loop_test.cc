@@ -48,18 +48,11 @@
 #include <gtest/gtest.h>
 
 #include "cairn/maintenance.h"
+#include "crash_env.h"
 #include "cairn/store.h"
 #include "log/record.h"
 #include "log/segment.h"
 #include "testing/temp_dir.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CAIRN_CRASH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CAIRN_CRASH_ASAN 1
-#endif
-#endif
 
 namespace cairn {
 namespace {
@@ -497,21 +490,9 @@ ChildRun run_child(const ChildArgs& args, uint64_t delay_us) {
   return run;
 }
 
-int iterations_from_env() {
-#ifdef CAIRN_CRASH_ASAN
-  int n = 20;  // AddressSanitizer slows the child and the checks several times: fewer kills by default
-#else
-  int n = 50;
-#endif
-  if (const char* e = std::getenv("CAIRN_CRASH_ITERATIONS"); e && *e) n = std::max(1, std::atoi(e));
-  return n;
-}
+int iterations_from_env() { return crash::iterations(50, 20); }
 
-uint64_t seed_from_env() {
-  if (const char* e = std::getenv("CAIRN_CRASH_SEED"); e && *e) return std::strtoull(e, nullptr, 0);
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
+uint64_t seed_from_env() { return crash::seed(); }
 
 struct Stats {
   uint64_t acks = 0, events = 0, replays = 0, retried_pending = 0, torn_tails = 0, max_segments = 0, early_kills = 0;

@@ -21,16 +21,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cairn/projection.h"
+#include "crash_env.h"
 #include "cairn/store.h"
 #include "testing/temp_dir.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CAIRN_PCRASH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CAIRN_PCRASH_ASAN 1
-#endif
-#endif
 
 namespace cairn {
 namespace {
@@ -87,14 +80,8 @@ void append_some(Store& store, std::mt19937_64& rng, int commits) {
 }
 
 TEST(ProjectionCrash, KilledDuringCatchUpAndLiveResumesToTheSameStateAsAReplay) {
-#ifdef CAIRN_PCRASH_ASAN
-  int iterations = 5;
-#else
-  int iterations = 12;
-#endif
-  if (const char* e = std::getenv("CAIRN_CRASH_ITERATIONS")) iterations = std::max(1, std::atoi(e));
-  uint64_t seed = std::random_device{}();
-  if (const char* e = std::getenv("CAIRN_CRASH_SEED")) seed = std::strtoull(e, nullptr, 10);
+  const int iterations = crash::iterations(12, 5);
+  const uint64_t seed = crash::seed();
   SCOPED_TRACE(fmt::format("CAIRN_CRASH_SEED={}", seed));
   std::mt19937_64 rng(seed);
 

@@ -23,23 +23,16 @@
 #include <nlohmann/json.hpp>
 
 #include "cairn/maintenance.h"
+#include "crash_env.h"
 #include "cairn/store.h"
-#include "log/file.h"
+#include "privacy/privacy_test_util.h"
 #include "testing/temp_dir.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CAIRN_PURGE_CRASH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CAIRN_PURGE_CRASH_ASAN 1
-#endif
-#endif
 
 namespace cairn {
 namespace {
 
 using nlohmann::json;
-constexpr const char* kMaster = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+using privacy_test::kMaster;
 
 struct Written {
   std::string subject;  // "" for an event without personal parts
@@ -57,16 +50,6 @@ Options options(const std::string& data, const std::string& keys, Durability d) 
   return o;
 }
 
-std::string bytes_under(const std::string& dir) {
-  std::string out;
-  for (const auto& f : std::filesystem::recursive_directory_iterator(dir))
-    if (f.is_regular_file()) {
-      auto t = log::read_whole_file(f.path().string());
-      if (t.ok()) out += *t;
-    }
-  return out;
-}
-
 // The child: open, purge, exit 0 when done.
 [[noreturn]] void child(const std::string& data, const std::string& keys) {
   auto s = open_store(options(data, keys, Durability::kFsync));
@@ -78,14 +61,8 @@ std::string bytes_under(const std::string& dir) {
 }
 
 TEST(PurgeCrash, KilledAnywhereTheStoreOpensVerifiesAndLosesNothingOfOthers) {
-#ifdef CAIRN_PURGE_CRASH_ASAN
-  int iterations = 6;
-#else
-  int iterations = 12;
-#endif
-  if (const char* e = std::getenv("CAIRN_CRASH_ITERATIONS")) iterations = std::max(1, std::atoi(e));
-  uint64_t seed = std::random_device{}();
-  if (const char* e = std::getenv("CAIRN_CRASH_SEED")) seed = std::strtoull(e, nullptr, 10);
+  const int iterations = crash::iterations(12, 6);
+  const uint64_t seed = crash::seed();
   SCOPED_TRACE(fmt::format("CAIRN_CRASH_SEED={}", seed));
   std::mt19937_64 rng(seed);
 
@@ -174,7 +151,7 @@ TEST(PurgeCrash, KilledAnywhereTheStoreOpensVerifiesAndLosesNothingOfOthers) {
 
     {
       // Where the kill landed: how many of ana's ciphertexts the killed purge had already dropped.
-      const std::string killed = bytes_under(work + "/log");
+      const std::string killed = privacy_test::all_bytes_under(work + "/log");
       size_t left = 0, total = 0;
       for (const auto& w : written)
         if (w.subject == "ana") {
@@ -204,7 +181,7 @@ TEST(PurgeCrash, KilledAnywhereTheStoreOpensVerifiesAndLosesNothingOfOthers) {
     ASSERT_TRUE(p.ok()) << p.status().to_string();
     EXPECT_EQ(p->chain_head_before, p->chain_head_after);
     ASSERT_TRUE((*s)->close().ok());
-    const std::string bytes = bytes_under(work);
+    const std::string bytes = privacy_test::all_bytes_under(work);
     for (const auto& w : written) {
       if (w.subject != "ana") continue;
       ASSERT_EQ(bytes.find(w.email), std::string::npos);
