@@ -217,6 +217,8 @@ class Store {
   // when anything was purged. Appends and reads go on meanwhile. progress: (bytes done, bytes to do).
   // The only writer of sealed segments. Needs a key store.
   virtual Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) = 0;
+  // The keyed hash ("hs:…") under which the store records a data subject. Needs a key store.
+  virtual Result<std::string> subject_id(std::string_view subject) const = 0;
   // Verifies every durable commit (what cairn verify checks, on the open store): the report's chain head is
   // the head after the last durable commit at the time of the call.
   virtual Result<VerifyReport> verify_chain() = 0;

@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
   demo->add_option("--clock", ai.clock, "RFC 3339 time the review times count back from (default: now)");
 
   ForgetArgs fa;
-  auto* priv = app.add_subcommand("privacy", "personal data: forget a subject (see docs/privacy.md)");
+  auto* priv = app.add_subcommand("privacy", "personal data: forget a subject, purge, report (see docs/privacy.md)");
   priv->require_subcommand(1);
   auto* forget = priv->add_subcommand("forget", "destroy a data subject's keys (its parts become unreadable everywhere) and record it");
   add_store_flags(forget, true);
@@ -240,6 +240,16 @@ int main(int argc, char** argv) {
   forget->add_option("--reason", fa.reason, "why (recorded)")->required();
   forget->add_option("--actor", fa.actor_id, "who asks (recorded as a human actor)");
   forget->add_flag("--json", fa.json, "print JSON");
+  auto* purge = priv->add_subcommand("purge", "drop forgotten subjects' parts from the sealed segments (chain kept, verified)");
+  add_store_flags(purge, true);
+  add_remote_flags(purge);
+  purge->add_option("--actor", fa.actor_id, "who runs it (recorded as a human actor)");
+  purge->add_flag("--json", fa.json, "print JSON");
+  auto* report = priv->add_subcommand("report", "what forgetting a subject touched, the purges, and the log verified now");
+  add_store_flags(report, true);
+  add_remote_flags(report);
+  report->add_option("subject", fa.subject, "the subject as the events named it, or its keyed hash hs:…")->required();
+  report->add_flag("--json", fa.json, "print JSON");
 
   try {
     app.parse(argc, argv);
@@ -260,6 +270,8 @@ int main(int argc, char** argv) {
     }
     if (*proj) return cmd_projection(flags, remote, pa);
     if (*forget) return cmd_privacy_forget(flags, remote, fa);
+    if (*purge) return cmd_privacy_purge(flags, remote, fa);
+    if (*report) return cmd_privacy_report(flags, remote, fa);
     if (*why) return cmd_why(flags, remote, ai);
     if (*corr) return cmd_correlation(flags, remote, ai);
     if (*rates) return cmd_ai_rates(flags, remote, ai);

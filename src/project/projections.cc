@@ -770,7 +770,21 @@ Status ProjectionsImpl::start_rebuild(Version& ver) {
 void ProjectionsImpl::privacy_step() {
   auto info = store_.stream_info("$privacy");
   const uint64_t events = info.ok() ? info->last_revision + 1 : 0;
+  // Only a forget calls for rebuilds; the purge's own records (privacy.purge.completed) change no read.
+  bool forgot = false;
+  uint64_t target = 0;
+  {
+    std::lock_guard g(mu_);
+    target = privacy_target_;
+  }
+  if (events > target) {
+    auto page = store_.read_stream("$privacy", target, Direction::kForward, events - target);
+    forgot = !page.ok();  // when in doubt, rebuild
+    if (page.ok())
+      for (const auto& e : page->events) forgot = forgot || e.type == "privacy.subject.forgotten";
+  }
   std::lock_guard g(mu_);
+  if (events > privacy_target_ && !forgot) privacy_target_ = events;
   if (events > privacy_target_) {
     // Every version whose state may hold event data; $streams, $types and $ai.lineage keep none.
     for (auto& [name, e] : entries_)

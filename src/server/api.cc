@@ -179,6 +179,7 @@ Api::Api(Store& store, KeyStore& keys, ApiOptions options, Projections* projecti
     projections_ = std::make_unique<ProjectionsApi>(*projections);
     ledger_ = std::make_unique<LedgerApi>(store, *projections);
   }
+  privacy_ = std::make_unique<PrivacyApi>(store, options_.projections_dir);
 }
 
 Api::~Api() { begin_shutdown(); }
@@ -674,32 +675,8 @@ Response Api::dispatch(const Request& req) {
     return json_response(req, http::status::ok, page_json(events, next));
   }
 
-  // ---- /v1/privacy/subjects/{subject}/forget
-  if (seg.size() >= 2 && seg[1] == "privacy") {
-    if (seg.size() != 5 || seg[2] != "subjects" || seg[4] != "forget")
-      return error_response(req, http::status::not_found, "not_found", "use POST /v1/privacy/subjects/{subject}/forget");
-    if (method != http::verb::post) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use POST");
-    if (auto r = need(Role::kAdmin)) return *r;
-    if (key->scoped())
-      return error_response(req, http::status::forbidden, "forbidden", "forgetting a subject needs an admin key without stream scopes");
-    if (!has_json_body) return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send application/json");
-    const json body = json::parse(req.body(), nullptr, false);
-    if (body.is_discarded() || !body.is_object())
-      return status_response(req, Status::invalid_argument("body: must be a JSON object {\"reason\", \"actor\"?}"));
-    for (auto it = body.begin(); it != body.end(); ++it)
-      if (it.key() != "reason" && it.key() != "actor")
-        return status_response(req, Status::invalid_argument(fmt::format("{}: not a field of the body (reason, actor)", it.key().substr(0, 64))));
-    if (!body.contains("reason") || !body["reason"].is_string())
-      return status_response(req, Status::invalid_argument("reason: required, a string (why the subject is forgotten)"));
-    // Who asked: the body's actor, else the API key.
-    const std::string actor = body.contains("actor") ? body["actor"].dump() : json{{"kind", "service"}, {"id", key->id}}.dump();
-    auto r = store_.forget(seg[3], body["reason"].get<std::string>(), actor);
-    if (!r.ok()) return status_response(req, r.status(), "subject_not_found");
-    return json_response(req, r->already ? http::status::ok : http::status::created,
-                         json{{"subject", r->subject_id}, {"keys_destroyed", r->keys_destroyed}, {"affected_events", r->affected_events},
-                              {"position", r->position}, {"already_forgotten", r->already}}
-                             .dump());
-  }
+  // ---- /v1/privacy/...
+  if (PrivacyApi::handles(t)) return privacy_->dispatch(req, t, *key);
 
   // ---- /v1/stats
   if (seg.size() == 2 && seg[1] == "stats") {

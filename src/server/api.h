@@ -22,6 +22,7 @@
 #include "server/http_server.h"
 #include "server/keys.h"
 #include "server/ledger_api.h"
+#include "server/privacy_api.h"
 #include "server/projections_api.h"
 
 namespace cairn::server {
@@ -31,6 +32,7 @@ struct ApiOptions {
   size_t workers = 64;     // threads for store calls
   uint32_t heartbeat_ms = 15000;  // subscriptions send a heartbeat after this long without events
   size_t max_queued = 4096;       // requests waiting for or running on a worker; past it: 503 overloaded
+  std::string projections_dir;    // the projection runtime's directory (privacy reports read it); "" if none
 };
 
 class Api {
@@ -55,6 +57,7 @@ class Api {
   KeyStore& keys_;
   std::unique_ptr<ProjectionsApi> projections_;
   std::unique_ptr<LedgerApi> ledger_;  // with projections only: the ledger's queries read them
+  std::unique_ptr<PrivacyApi> privacy_;
   // The key of a request's Authorization header, or the 401 answer.
   std::variant<ApiKey, Response> authenticate(const Request& req);
   ApiOptions options_;

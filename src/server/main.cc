@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context ioc;
-  server::Api api(**store, **keys, server::ApiOptions{1000, workers, 15000, max_queued}, projections->get());
+  server::Api api(**store, **keys, server::ApiOptions{1000, workers, 15000, max_queued, data + "/projections"}, projections->get());
   server::HttpServer http(ioc, limits, [&api](server::Request req, server::Respond respond,
                                               server::RespondStream respond_stream) {
     api.handle(std::move(req), std::move(respond), std::move(respond_stream));

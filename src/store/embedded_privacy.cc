@@ -90,6 +90,12 @@ Result<ForgetResult> EmbeddedStore::forget(std::string_view subject, std::string
   return out;
 }
 
+Result<std::string> EmbeddedStore::subject_id(std::string_view subject) const {
+  if (!keys_) return Status::invalid_argument("subject: this store has no key store (docs/privacy.md)");
+  if (subject.empty() || subject.size() > 256) return Status::invalid_argument("subject: required, 1 to 256 bytes");
+  return keys_->subject_id(subject);
+}
+
 Result<VerifyReport> EmbeddedStore::verify_chain() {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   return log::verify_segments(extents(log_->segments()), /*allow_torn_tail=*/false, {});

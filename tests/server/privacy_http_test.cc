@@ -1,7 +1,10 @@
 // Personal data over HTTP (docs/privacy.md): cairnd with a key store seals declared parts and reads them back
 // in clear; only an unscoped admin key may forget a subject; a forget answers 201, a second one 200, an
 // unknown subject 404, a missing reason 400; afterwards the event reads redacted; DELETE stays 405; the CLI
-// forgets through the server too.
+// forgets through the server too. The purge and the report: admin only; the purge drops the forgotten part
+// with the same chain head before and after; the report names the forget, the event's state (awaiting a
+// purge, then purged), the purge and a verification; by keyed hash too; 404 for an unknown subject; the CLI's
+// purge and report work offline and through the server.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -73,6 +76,75 @@ TEST(PrivacyHttp, SealForgetAndRedactOverHttp) {
   auto c = cli_split("privacy forget user-78 --reason test --json --url http://127.0.0.1:" + std::to_string(p) + " --key " + k);
   ASSERT_EQ(c.code, 0) << c.err;
   EXPECT_TRUE(contains(c.out, "\"keys_destroyed\":1")) << c.out;
+  ::unsetenv("CAIRN_MASTER_KEY");
+}
+
+TEST(PrivacyHttp, PurgeAndReportOverHttpAndOffline) {
+  cairn::testing::TempDir dir;
+  ::setenv("CAIRN_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 1);
+  {
+    Cairnd d(dir.sub("data"), {"--durability", "none", "--key-store", dir.sub("keys")});
+    const int p = d.port();
+    const std::string& k = d.key();
+    for (int i = 0; i < 3; ++i) {
+      auto r = call(p, http::verb::post, "/v1/streams/customer-90", k,
+                    R"({"events":[{"type":"customer.contacted","data":{"email":"pp-purge-7741@example.org","n":)" +
+                        std::to_string(i) + R"(},"metadata":{"privacy":{"subject":"user-90","personal":["/email"]}}}]})");
+      ASSERT_EQ(r.status, 201) << r.body;
+    }
+    const std::string report = "/v1/privacy/subjects/user-90/report";
+    auto rep = call(p, http::verb::get, report, k);
+    ASSERT_EQ(rep.status, 200) << rep.body;
+    EXPECT_TRUE(rep.j()["forgotten"].is_null());
+    EXPECT_EQ(rep.j()["events"]["count"], 3);
+    EXPECT_EQ(rep.j()["events"]["readable"], 3);
+    EXPECT_EQ(call(p, http::verb::get, "/v1/privacy/subjects/nobody/report", k).status, 404);
+    auto reader = call(p, http::verb::post, "/v1/keys", k, R"({"role":"reader"})").j().value("key", std::string());
+    EXPECT_EQ(call(p, http::verb::get, report, reader).status, 403);
+    EXPECT_EQ(call(p, http::verb::post, "/v1/privacy/purge", reader, "{}").status, 403);
+    EXPECT_EQ(call(p, http::verb::get, "/v1/privacy/purge", k).status, 405);
+    EXPECT_EQ(call(p, http::verb::post, "/v1/privacy/purge", k, R"({"colour":"red"})").status, 400);
+
+    ASSERT_EQ(call(p, http::verb::post, "/v1/privacy/subjects/user-90/forget", k, R"({"reason":"request 90"})").status, 201);
+    rep = call(p, http::verb::get, report, k);
+    ASSERT_EQ(rep.status, 200) << rep.body;
+    EXPECT_EQ(rep.j()["forgotten"]["reason"], "request 90");
+    EXPECT_EQ(rep.j()["events"]["unreadable_awaiting_purge"], 3);
+    const std::string hs = rep.j()["subject"];
+
+    auto purge = call(p, http::verb::post, "/v1/privacy/purge", k, "");
+    ASSERT_EQ(purge.status, 200) << purge.body;
+    EXPECT_EQ(purge.j()["parts"], 3);
+    EXPECT_EQ(purge.j()["chain_head_before"], purge.j()["chain_head_after"]);
+    EXPECT_EQ(purge.j()["subjects"][0], hs);
+
+    rep = call(p, http::verb::get, "/v1/privacy/subjects/" + hs + "/report", k);  // by keyed hash
+    ASSERT_EQ(rep.status, 200) << rep.body;
+    EXPECT_EQ(rep.j()["events"]["purged"], 3);
+    EXPECT_EQ(rep.j()["events"]["unreadable_awaiting_purge"], 0);
+    ASSERT_EQ(rep.j()["purges"].size(), 1u);
+    EXPECT_EQ(rep.j()["purges"][0]["chain_unchanged"], true);
+    EXPECT_EQ(rep.j()["verification"]["ok"], true);
+    EXPECT_EQ(rep.body.find("user-90"), std::string::npos);
+    EXPECT_EQ(rep.body.find("pp-purge-7741"), std::string::npos);
+
+    auto c = cli_split("privacy report user-90 --url http://127.0.0.1:" + std::to_string(p) + " --key " + k);
+    ASSERT_EQ(c.code, 0) << c.err;
+    EXPECT_TRUE(contains(c.out, "3 purged")) << c.out;
+    c = cli_split("privacy purge --json --url http://127.0.0.1:" + std::to_string(p) + " --key " + k);
+    ASSERT_EQ(c.code, 0) << c.err;
+    EXPECT_TRUE(contains(c.out, "\"parts\":0")) << c.out;
+  }
+  // Offline, on the data directory with its key store.
+  const std::string offline = " --data " + dir.sub("data") + " --key-store " + dir.sub("keys");
+  auto c = cli_split("privacy purge" + offline);
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_TRUE(contains(c.out, "nothing to purge")) << c.out;
+  c = cli_split("privacy report user-90 --json" + offline);
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_TRUE(contains(c.out, "\"purged\":3")) << c.out;
+  c = cli_split("privacy report nobody" + offline);
+  EXPECT_EQ(c.code, 1) << c.out;
   ::unsetenv("CAIRN_MASTER_KEY");
 }
 
