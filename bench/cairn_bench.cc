@@ -52,6 +52,8 @@ constexpr const char* kUsage =
     "  subscribe    a subscriber blocked in next(), --writers appenders at --rate events/s for --seconds;\n"
     "               latency from just before append() to the subscriber's receipt\n"
     "  fsync-probe  pwrite of --payload bytes at the end of a file + fdatasync, --events times\n"
+    "  purge        build --events events (durability none), each with its /output text sealed as a personal\n"
+    "               part of one of 1000 subjects; forget 10 of them; time Store::purge (verify, rewrite, verify)\n"
     "options (defaults): --writers 1, --batch 1, --events (per workload), --payload 256,\n"
     "  --durability fsync, --dir /tmp, --streams 1000 (per writer), --seconds (append: no cap; subscribe: 5),\n"
     "  --rate 2000, --repeat 5\n";
@@ -129,7 +131,7 @@ Args parse_args(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     std::exit(0);
   }
-  static const char* kWorkloads[] = {"append", "read-all", "read-stream", "open", "subscribe", "fsync-probe"};
+  static const char* kWorkloads[] = {"append", "read-all", "read-stream", "open", "subscribe", "fsync-probe", "purge"};
   if (std::find_if(std::begin(kWorkloads), std::end(kWorkloads), [&](const char* w) { return a.workload == w; }) ==
       std::end(kWorkloads))
     usage_error(fmt::format("unknown workload '{}'", a.workload));
@@ -857,6 +859,75 @@ void run_fsync_probe(const Args& a) {
 
 }  // namespace
 
+void run_purge(const Args& a) {
+  const uint64_t total = a.events.value_or(1'000'000);
+  const std::string dir = make_temp_dir(a.dir);
+  const std::string payload = make_payload(a.payload);
+  constexpr uint64_t kSubjects = 1000, kForgotten = 10;
+  {
+    auto store = open_with_keys_or_die(dir, Durability::kNone);
+    const auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (unsigned t = 0; t < 2; ++t)
+      ts.emplace_back([&, t] {
+        uint64_t k = t;
+        for (uint64_t done = t * 100; done < total; done += 200) {
+          cairn::StreamAppend req;
+          req.stream = fmt::format("customer-{}", k % 997);
+          req.expected = cairn::ExpectedRevision::any();
+          for (uint64_t i = 0; i < 100 && done + i < total; ++i) {
+            cairn::EventData e;
+            e.type = kEventType;
+            e.data = payload;  // its /output (the generated text) is the personal part
+            e.metadata = fmt::format(R"({{"privacy":{{"subject":"user-{}","personal":["/output"]}}}})", (done + i) % kSubjects);
+            req.events.push_back(std::move(e));
+          }
+          auto r = store->append(std::move(req));
+          if (!r.ok()) fail(fmt::format("purge load: {}", r.status().to_string()));
+          ++k;
+        }
+      });
+    for (auto& t : ts) t.join();
+    report_load(a, "purge", total, 100, 2, secs(Clock::now() - t0), store->stats().log_bytes);
+    for (uint64_t s = 0; s < kForgotten; ++s) check(store->forget(fmt::format("user-{}", s), "benchmark", "").status(), "forget");
+    check(store->close(), "close");
+  }
+  auto store = open_with_keys_or_die(dir, a.durability);
+  // The three phases, timed from the progress callback: verify, rewrite, verify again (a third each).
+  std::vector<Clock::time_point> marks;
+  const auto start = Clock::now();
+  auto p = store->purge("", [&](uint64_t done, uint64_t total_bytes) {
+    while (marks.size() < 2 && done >= total_bytes / 3 * (marks.size() + 1)) marks.push_back(Clock::now());
+  });
+  const double elapsed = secs(Clock::now() - start);
+  if (!p.ok()) fail(fmt::format("purge: {}", p.status().to_string()));
+  while (marks.size() < 2) marks.push_back(Clock::now());
+  check(store->close(), "close");
+  store.reset();
+  Result r = base_result(a, "purge");
+  r.events = total;
+  r.seconds = elapsed;
+  r.events_per_s = static_cast<double>(total) / elapsed;
+  r.mb_per_s = static_cast<double>(p->bytes_scanned) / elapsed / 1e6;
+  const double verify_s = secs(marks[0] - start), rewrite_s = secs(marks[1] - marks[0]);
+  r.add("log_bytes", std::to_string(p->bytes_scanned));
+  r.add("segments_scanned", std::to_string(p->segments_scanned));
+  r.add("segments_rewritten", std::to_string(p->segments_rewritten));
+  r.add("parts_purged", std::to_string(p->parts));
+  r.add("bytes_replaced", std::to_string(p->bytes_replaced));
+  r.add("verify_MB_per_s", num(static_cast<double>(p->bytes_scanned) / verify_s / 1e6, 1));
+  r.add("rewrite_MB_per_s", num(static_cast<double>(p->bytes_scanned) / rewrite_s / 1e6, 1));
+  r.add("chain_unchanged", p->chain_head_before == p->chain_head_after ? "true" : "false");
+  r.add_str("note", fmt::format("every event has one sealed part of one of {} subjects; {} subjects forgotten, so every "
+                                "segment holds forgotten parts (all rewritten); MB_per_s = log bytes / whole purge "
+                                "(verify + rewrite + verify); rewrite_MB_per_s: the scan-and-rewrite phase alone",
+                                kSubjects, kForgotten));
+  r.print();
+  std::error_code ec;
+  std::filesystem::remove_all(dir + "-keys", ec);
+  remove_temp_dir();
+}
+
 int main(int argc, char** argv) {
   const Args a = parse_args(argc, argv);
   if (a.workload == "append") run_append(a);
@@ -865,6 +936,7 @@ int main(int argc, char** argv) {
   else if (a.workload == "open") run_open(a);
   else if (a.workload == "subscribe") run_subscribe(a);
   else if (a.workload == "fsync-probe") run_fsync_probe(a);
+  else if (a.workload == "purge") run_purge(a);
   remove_temp_dir();
   return 0;
 }

@@ -167,6 +167,8 @@ cairn append --writers 64 --batch 1 --events 1000000 --seconds 30 --durability n
 cairn append --writers 16 --batch 100 --events 5000000 --seconds 30 --durability none
 # Personal data (docs/privacy.md): the same batch-100 appends with one sealed part per event.
 cairn append --writers 16 --batch 100 --events 5000000 --seconds 30 --personal 1
+# The purge of forgotten parts: 1M events, each with one sealed part of one of 1000 subjects, 10 forgotten.
+cairn purge --events 1000000
 
 cairn read-all --events 1000000
 cairn read-stream --events 100000
@@ -379,6 +381,19 @@ if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ]; then
     emit "{\"system\":\"postgresql\",\"workload\":\"ledger-why\",\"chain_events\":20,\"queries\":30,\"p50_ms\":$p50,\"p99_ms\":$p99,\"query\":\"recursive CTE over causation_id (unique index on id), psql, chain only: no correlation, corrections or HTTP\",\"server_version\":\"$pg_version\",\"machine\":$MACHINE,\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
     "${PSQL[@]}" -c "drop table ledger_events" >/dev/null
   fi
+  # Erasure in SQL: the same 1M events (one ~200-byte personal text each, 1000 subjects), the personal text of
+  # 10 subjects overwritten by an UPDATE, then VACUUM FULL so the old row versions are gone from the files
+  # (without it PostgreSQL keeps them until the space is reused). No digest, no chain, no verification.
+  log "PostgreSQL erasure baseline"
+  "${PSQL[@]}" -c "create table purge_events (position bigint primary key, subject text not null, data jsonb not null)" \
+    -c "insert into purge_events select g, 'user-' || (g % 1000), jsonb_build_object('model', 'm-1', 'prompt_version', 'v3', 'output', repeat('Lorem ipsum dolor sit amet ', 7), 'latency_ms', 812) from generate_series(0, 999999) g" \
+    -c "create index on purge_events (subject)" -c "vacuum analyze purge_events" >/dev/null
+  table_mb=$("${PSQL[@]}" -At -c "select pg_total_relation_size('purge_events') / 1e6")
+  t=$("${PSQL[@]}" -At -c '\timing on' \
+    -c "update purge_events set data = jsonb_set(data, '{output}', '\"[erased]\"') where subject in ('user-0','user-1','user-2','user-3','user-4','user-5','user-6','user-7','user-8','user-9')" \
+    -c "vacuum full purge_events" -c "checkpoint" | awk '/^Time: / {s += $2 / 1000} END {printf "%.3f", s}')
+  emit "{\"system\":\"postgresql\",\"workload\":\"purge\",\"events\":1000000,\"seconds\":$t,\"MB_per_s\":$(awk -v mb="$table_mb" -v t="$t" 'BEGIN {printf "%.1f", mb / t}'),\"table_MB\":$table_mb,\"query\":\"UPDATE of 10 subjects' text (10k rows) + VACUUM FULL + CHECKPOINT; MB_per_s = table and index size / total time\",\"server_version\":\"$pg_version\",\"machine\":$MACHINE,\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+  "${PSQL[@]}" -c "drop table purge_events" >/dev/null
   meta after-postgresql
 fi
 
@@ -443,6 +458,11 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
     ratio=$(awk -v a="$(jget events_per_s "$c")" -v b="$(jget events_per_s "$plain")" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * (1 - a / b); else print "?" }')
     pg=$(pick postgresql append writers=4 batch=100)
     echo "| append with one personal part sealed per event, batch 100, 16 writers | fsync | $(cell_rate "$c") | $(cell_lat "$c") | $(cell_rate "$pg") (4 clients, no sealing) | $(cell_lat "$pg") | ≤ 15% below the same without personal parts: $ratio below, $(awk -v a="$(jget events_per_s "$c")" -v b="$(jget events_per_s "$plain")" 'BEGIN { print (b > 0 && a >= 0.85 * b) ? "met" : "missed" }') |"
+  fi
+  c=$(pick cairn purge)
+  if [ -n "$c" ]; then
+    pg=$(pick postgresql purge)
+    echo "| purge of forgotten parts: $(jget events "$c") events, $(awk -v b="$(jget log_bytes "$c")" 'BEGIN {printf "%.0f", b / 1e6}') MB of log, 10 of 1000 subjects, every segment rewritten (verify, rewrite, verify) | fsync | $(jget MB_per_s "$c") MB/s (rewrite alone $(jget rewrite_MB_per_s "$c") MB/s, each verify $(jget verify_MB_per_s "$c") MB/s; chain unchanged: $(jget chain_unchanged "$c")) | — | $([ -n "$pg" ] && echo "$(jget MB_per_s "$pg") MB/s (UPDATE + VACUUM FULL + CHECKPOINT, $(jget table_MB "$pg") MB, no proof)" || echo —) | — | ≥ 200 MB/s: $(verdict "$(jget MB_per_s "$c")" '>=' 200) |"
   fi
   for which in best median; do
     c=$(pick cairn read-all stat=$which)
