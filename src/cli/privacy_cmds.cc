@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/progress.h"
+#include "privacy/keystore.h"
 #include "privacy/report.h"
 
 namespace cairn::cli {
@@ -105,7 +106,7 @@ int cmd_privacy_report(const StoreFlags& flags, const RemoteFlags& remote, const
   auto got = run(flags, remote, "GET", "/v1/privacy/subjects/" + encode_segment(a.subject) + "/report", "",
                  [&](Store& store, const Options& o) -> Result<ojson> {
                    std::string id = a.subject;
-                   if (!(id.starts_with("hs:") && id.size() == 35)) {
+                   if (!privacy::is_subject_id(id)) {
                      auto h = store.subject_id(a.subject);
                      if (!h.ok()) return h.status();
                      id = *h;

@@ -85,6 +85,13 @@ Result<std::string> load_master_key_text(const std::string& file) {
   return key;
 }
 
+bool is_subject_id(std::string_view s) {
+  if (s.size() != 35 || !s.starts_with("hs:")) return false;
+  for (char c : s.substr(3))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
 Sealed seal(const Key& key, std::string_view plaintext, std::string_view associated) {
   init_sodium();
   Sealed s;
@@ -243,7 +250,7 @@ Status KeyStore::append_line(const std::string& line) {
 }
 
 Result<std::pair<std::string, Key>> KeyStore::key_for_write(std::string_view subject) {
-  if (!subject.starts_with("hs:") || subject.size() != 35)
+  if (!is_subject_id(subject))
     return Status::invalid_argument("subject id: must be a keyed hash from subject_id() (hs: and 32 hex digits)");
   std::lock_guard g(mu_);
   auto& entries = subjects_[std::string(subject)];

@@ -41,6 +41,9 @@ Result<Key> parse_master_key(std::string_view base64);
 // environment variable CAIRN_MASTER_KEY; never a flag value (command lines are visible to other users).
 Result<std::string> load_master_key_text(const std::string& file);
 
+// Whether s is a subject id as subject_id() writes it: "hs:" and 32 lowercase hex digits.
+bool is_subject_id(std::string_view s);
+
 struct Sealed {
   std::array<uint8_t, 24> nonce{};
   std::string ciphertext;  // plaintext length + 16 (the tag)

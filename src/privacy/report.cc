@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include "codec/event_json.h"
+#include "ledger/vocabulary.h"
 #include "log/file.h"
+#include "privacy/keystore.h"
 
 namespace cairn::privacy {
 namespace {
@@ -26,16 +28,14 @@ std::string recorded_at(const RecordedEvent& e) {
   return j.is_object() ? j.value("recorded_at", "") : "";
 }
 
-bool is_ledger_type(std::string_view type) {
-  return type == "ai.proposal.made" || type == "human.decision.recorded" || type == "correction.recorded" ||
-         type.starts_with("feedback.") || type == "skill.executed" || type == "question.asked" || type == "path.chosen";
-}
+bool is_ledger_type(std::string_view type) { return ledger::ledger_type(type) != ledger::LedgerType::kNone; }
+
 
 }  // namespace
 
 Result<ojson> subject_report(Store& store, std::string_view subject_id, const std::string& projections_dir,
                              size_t max_events) {
-  if (!subject_id.starts_with("hs:") || subject_id.size() != 35)
+  if (!is_subject_id(subject_id))
     return Status::invalid_argument("subject: a keyed hash hs:<32 hex> (Store::subject_id) was expected");
   ojson report;
   report["subject"] = subject_id;
@@ -91,7 +91,7 @@ Result<ojson> subject_report(Store& store, std::string_view subject_id, const st
       state = "readable";  // written after the forget, under the subject's next key
       ++readable;
     } else if (v.data.find(key_prefix) != std::string_view::npos) {
-      state = forgotten.is_null() ? "readable" : "unreadable, awaiting purge";
+      state = forgotten.is_null() ? "readable" : "unreadable_awaiting_purge";
       ++(forgotten.is_null() ? readable : awaiting);
     } else {
       state = "purged";

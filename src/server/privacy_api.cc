@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "privacy/keystore.h"
 #include "privacy/report.h"
 
 namespace cairn::server {
@@ -33,7 +34,7 @@ Response PrivacyApi::dispatch(const Request& req, const Target& t, const ApiKey&
   if (report) {
     // The subject in clear, or already as its keyed hash (what the forgotten event shows).
     std::string id = seg[3];
-    if (!(id.starts_with("hs:") && id.size() == 35)) {
+    if (!privacy::is_subject_id(id)) {
       auto h = store_.subject_id(seg[3]);
       if (!h.ok()) return status_response(req, h.status());
       id = *h;

@@ -147,7 +147,9 @@ TEST(PurgeCrash, KilledAnywhereTheStoreOpensVerifiesAndLosesNothingOfOthers) {
     ASSERT_TRUE(v->ok) << v->file << " offset " << v->offset << ": " << v->problem;
     ASSERT_GE(v->events, base->events);
     ASSERT_LE(v->events, base->events + 1);
-    if (v->events == base->events) EXPECT_EQ(v->chain_head_hex, base->chain_head_hex);
+    if (v->events == base->events) {
+      EXPECT_EQ(v->chain_head_hex, base->chain_head_hex);
+    }
 
     {
       // Where the kill landed: how many of ana's ciphertexts the killed purge had already dropped.

@@ -230,7 +230,9 @@ TEST_F(Personal, ADamagedEnvelopeIsCorruptionNotACrash) {
     auto r = open_data(*keys_, kId, damaged, &redacted);
     EXPECT_FALSE(r.ok());
     auto f = redactable_form(damaged);
-    if (!f.ok()) EXPECT_EQ(f.status().code(), ErrorCode::kCorruption);
+    if (!f.ok()) {
+      EXPECT_EQ(f.status().code(), ErrorCode::kCorruption);
+    }
   }
   std::string flipped = s.data;
   flipped[flipped.find("\"c\":\"") + 6] ^= 1;
