@@ -388,7 +388,7 @@ if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ]; then
   "${PSQL[@]}" -c "create table purge_events (position bigint primary key, subject text not null, data jsonb not null)" \
     -c "insert into purge_events select g, 'user-' || (g % 1000), jsonb_build_object('model', 'm-1', 'prompt_version', 'v3', 'output', repeat('Lorem ipsum dolor sit amet ', 7), 'latency_ms', 812) from generate_series(0, 999999) g" \
     -c "create index on purge_events (subject)" -c "vacuum analyze purge_events" >/dev/null
-  table_mb=$("${PSQL[@]}" -At -c "select pg_total_relation_size('purge_events') / 1e6")
+  table_mb=$("${PSQL[@]}" -At -c "select round(pg_total_relation_size('purge_events') / 1e6, 1)")
   t=$("${PSQL[@]}" -At -c '\timing on' \
     -c "update purge_events set data = jsonb_set(data, '{output}', '\"[erased]\"') where subject in ('user-0','user-1','user-2','user-3','user-4','user-5','user-6','user-7','user-8','user-9')" \
     -c "vacuum full purge_events" -c "checkpoint" | awk '/^Time: / {s += $2 / 1000} END {printf "%.3f", s}')

@@ -252,7 +252,14 @@ Status KeyStore::append_line(const std::string& line) {
 Result<std::pair<std::string, Key>> KeyStore::key_for_write(std::string_view subject) {
   if (!is_subject_id(subject))
     return Status::invalid_argument("subject id: must be a keyed hash from subject_id() (hs: and 32 hex digits)");
-  std::lock_guard g(mu_);
+  {
+    // The common case, a subject with a live key: a shared lock, so concurrent appends do not queue here.
+    std::shared_lock g(mu_);
+    auto it = subjects_.find(subject);
+    if (it != subjects_.end() && !it->second.empty() && !it->second.back().destroyed)
+      return std::pair{key_id(subject, it->second.back().generation), it->second.back().key};
+  }
+  std::unique_lock g(mu_);
   auto& entries = subjects_[std::string(subject)];
   if (!entries.empty() && !entries.back().destroyed) return std::pair{key_id(subject, entries.back().generation), entries.back().key};
   Entry e;
@@ -274,8 +281,8 @@ Result<std::optional<Key>> KeyStore::key(std::string_view id) const {
   if (slash == std::string_view::npos ||
       std::from_chars(id.data() + slash + 1, id.data() + id.size(), gen).ec != std::errc())
     return Status::invalid_argument(fmt::format("key id: '{}' is not <subject id>/<generation>", id.substr(0, 64)));
-  std::lock_guard g(mu_);
-  auto it = subjects_.find(std::string(id.substr(0, slash)));
+  std::shared_lock g(mu_);
+  auto it = subjects_.find(id.substr(0, slash));
   if (it != subjects_.end())
     for (const Entry& e : it->second)
       if (e.generation == gen) return e.destroyed ? std::optional<Key>() : std::optional<Key>(e.key);
@@ -283,13 +290,13 @@ Result<std::optional<Key>> KeyStore::key(std::string_view id) const {
 }
 
 bool KeyStore::forgotten(std::string_view subject) const {
-  std::lock_guard g(mu_);
+  std::shared_lock g(mu_);
   auto it = subjects_.find(std::string(subject));
   return it != subjects_.end() && !it->second.empty() && it->second.back().destroyed;
 }
 
 size_t KeyStore::live_keys() const {
-  std::lock_guard g(mu_);
+  std::shared_lock g(mu_);
   size_t n = 0;
   for (const auto& [_, entries] : subjects_)
     for (const Entry& e : entries) n += !e.destroyed;
@@ -297,7 +304,7 @@ size_t KeyStore::live_keys() const {
 }
 
 Result<size_t> KeyStore::destroy(std::string_view subject) {
-  std::lock_guard g(mu_);
+  std::unique_lock g(mu_);
   auto it = subjects_.find(std::string(subject));
   std::vector<Entry*> doomed;
   if (it != subjects_.end())

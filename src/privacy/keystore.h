@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,8 +90,13 @@ class KeyStore {
   Key index_key_{};
   std::unique_ptr<crypto_auth_hmacsha256_state> index_mac_;  // keyed with index_key_, copied per subject id
   std::unique_ptr<log::WritableFile> file_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, std::vector<Entry>> subjects_;  // subject id -> its keys, by generation
+  // Looked up by string_view without building a string (C++20 heterogeneous lookup).
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::string, std::vector<Entry>, NameHash, std::equal_to<>> subjects_;  // subject id -> keys by generation
   std::vector<std::string> forgotten_lines_;
 };
 

@@ -263,12 +263,27 @@ Status scan(std::string_view text, F&& f) {
   }
 }
 
+// "<what>.metadata.privacy" in an error message.
+struct PrivacyField {
+  std::string_view what;
+};
+
 }  // namespace
+}  // namespace cairn::privacy
+
+template <>
+struct fmt::formatter<cairn::privacy::PrivacyField> : fmt::formatter<std::string_view> {
+  auto format(const cairn::privacy::PrivacyField& f, format_context& ctx) const {
+    return fmt::format_to(ctx.out(), "{}.metadata.privacy", f.what);
+  }
+};
+
+namespace cairn::privacy {
 
 Result<std::optional<Declaration>> read_declaration(std::string_view metadata, std::string_view data, ContentType type,
                                                     std::string_view what) {
   if (metadata.empty() || metadata.find("\"privacy\"") == std::string_view::npos) return std::optional<Declaration>();
-  const std::string at = fmt::format("{}.metadata.privacy", what);
+  const PrivacyField at{what};  // formatted only into errors: the path of every append stays free of it
   // The metadata, read with On-Demand (it was validated as a JSON object before): the declaration, and the
   // byte range of each subject's string so that sealing can splice its keyed hash in.
   struct Raw {
@@ -300,11 +315,11 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
     od::object po;
     if (privacy.get_object().get(po))
       return Status::invalid_argument(fmt::format("{}: must be an object {{subject, personal}} or {{parts}}", at));
-    auto subject = [&](od::value v, const std::string& where, Span* token, std::string* out) -> Status {
+    auto subject = [&](od::value v, const auto& where, Span* token, std::string* out) -> Status {
       std::string_view s;
       const std::string_view tok = trim(v.raw_json_token());
       if (v.get_string().get(s) || s.empty() || s.size() > kMaxSubjectBytes)
-        return Status::invalid_argument(fmt::format("{}: required, a string of 1 to {} bytes", where, kMaxSubjectBytes));
+        return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where(), kMaxSubjectBytes));
       *out = std::string(s);
       token->begin = static_cast<size_t>(tok.data() - base);
       token->end = token->begin + tok.size();
@@ -316,7 +331,7 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
       if (std::move(field).get(f) || f.unescaped_key().get(key)) return Status::invalid_argument(fmt::format("{}: not valid JSON", at));
       if (key == "subject") {
         raw.has_subject = true;
-        CAIRN_RETURN_IF_ERROR(subject(f.value(), at + ".subject", &raw.subject_token, &raw.subject));
+        CAIRN_RETURN_IF_ERROR(subject(f.value(), [&] { return fmt::format("{}", at); }, &raw.subject_token, &raw.subject));
       } else if (key == "personal") {
         raw.has_personal = true;
         od::value v = f.value();
@@ -347,34 +362,35 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
           return Status::invalid_argument(fmt::format("{}.parts: a non-empty array of {{subject, pointer}}", at));
         size_t i = 0;
         for (auto item : a) {
-          const std::string where = fmt::format("{}.parts[{}]", at, i++);
+          const size_t index = i++;
+          auto where = [&] { return fmt::format("{}.parts[{}]", at, index); };
           od::object o;
           if (item.get_object().get(o))
-            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where));
+            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
           PersonalPart part;
           bool has_pointer = false, has_subject = false;
           for (auto pf : o) {
             od::field g;
             std::string_view k;
-            if (std::move(pf).get(g) || g.unescaped_key().get(k)) return Status::invalid_argument(fmt::format("{}: not valid JSON", where));
+            if (std::move(pf).get(g) || g.unescaped_key().get(k)) return Status::invalid_argument(fmt::format("{}: not valid JSON", where()));
             if (k == "pointer") {
               std::string_view ptr;
               if (g.value().get_string().get(ptr))
-                return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where));
+                return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
               part.pointer = std::string(ptr);
               has_pointer = true;
             } else if (k == "subject") {
               has_subject = true;
-              CAIRN_RETURN_IF_ERROR(subject(g.value(), where + ".subject", &part.subject_token, &part.subject));
+              CAIRN_RETURN_IF_ERROR(subject(g.value(), where, &part.subject_token, &part.subject));
             } else {
               return Status::invalid_argument(
-                  fmt::format("{}.{}: not a field of a part (subject, pointer)", where, std::string(k.substr(0, 64))));
+                  fmt::format("{}.{}: not a field of a part (subject, pointer)", where(), std::string(k.substr(0, 64))));
             }
           }
           if (!has_pointer)
-            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where));
+            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
           if (!has_subject)
-            return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where, kMaxSubjectBytes));
+            return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where(), kMaxSubjectBytes));
           raw.parts.push_back(std::move(part));
         }
         raw.empty_parts = i == 0;  // reported after a mix of forms, which is the bigger mistake
@@ -421,23 +437,23 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
     for (size_t i = 0; i < d.parts.size(); ++i) {
       PersonalPart& part = d.parts[i];
       const std::string& ptr = part.pointer;
-      const std::string where = list ? fmt::format("{}.personal[{}]", at, i) : fmt::format("{}.parts[{}].pointer", at, i);
+      auto where = [&] { return list ? fmt::format("{}.personal[{}]", at, i) : fmt::format("{}.parts[{}].pointer", at, i); };
       if (ptr.empty()) {
         if (d.parts.size() > 1)
-          return Status::invalid_argument(fmt::format("{}: the whole data cannot be one part among others", where));
+          return Status::invalid_argument(fmt::format("{}: the whole data cannot be one part among others", where()));
         const std::string_view whole = trim(data);
         part.value = {static_cast<size_t>(whole.data() - data.data()), static_cast<size_t>(whole.data() - data.data()) + whole.size()};
         continue;
       }
       if (!split_pointer(ptr, &tokens))
         return Status::invalid_argument(fmt::format(
-            "{}: '{}' is not a JSON Pointer (RFC 6901: \"\" or /token/token, ~0 for ~, ~1 for /)", where, ptr.substr(0, 128)));
+            "{}: '{}' is not a JSON Pointer (RFC 6901: \"\" or /token/token, ~0 for ~, ~1 for /)", where(), ptr.substr(0, 128)));
       if (!locate(doc, p.buffer.data(), tokens, &part.value))
-        return Status::invalid_argument(fmt::format("{}: '{}' names nothing in the data", where, ptr.substr(0, 128)));
+        return Status::invalid_argument(fmt::format("{}: '{}' names nothing in the data", where(), ptr.substr(0, 128)));
       for (size_t j = 0; j < i; ++j) {
         const std::string& other = d.parts[j].pointer;
         if (other == ptr || ptr.starts_with(other + "/") || other.starts_with(ptr + "/"))
-          return Status::invalid_argument(fmt::format("{}: '{}' overlaps '{}'", where, ptr.substr(0, 128), other.substr(0, 128)));
+          return Status::invalid_argument(fmt::format("{}: '{}' overlaps '{}'", where(), ptr.substr(0, 128), other.substr(0, 128)));
       }
     }
     return {};
