@@ -260,13 +260,19 @@ Result<std::shared_ptr<Segment>> Log::replace_sealed_segment(const std::shared_p
     if (it == segments_.end() || std::next(it) == segments_.end())
       return Status::invalid_argument(fmt::format("{}: not a sealed segment of this log", old->path()));
   }
+  {
+    // Checked before it takes the old one's place: a replacement must keep the header and every size.
+    auto candidate = Segment::open(replacement, 0);
+    if (!candidate.ok()) return candidate.status();
+    if ((*candidate)->first_position() != old->first_position() || (*candidate)->file_size_at_open() != old->durable_size() ||
+        (*candidate)->header().chain_before != old->header().chain_before)
+      return Status::invalid_argument(fmt::format("{}: not a replacement of {} (header or size differs)", replacement, old->path()));
+  }
   // The old file stays whole under its name until the rename, which is atomic: a crash leaves either file.
   CAIRN_RETURN_IF_ERROR(options_.fs->rename(replacement, old->path()));
   if (options_.sync) CAIRN_RETURN_IF_ERROR(options_.fs->sync_dir(log_dir_));
   auto seg = Segment::open(old->path(), 0);
   if (!seg.ok()) return seg.status();
-  if ((*seg)->first_position() != old->first_position() || (*seg)->file_size_at_open() != old->durable_size())
-    return Status::corruption(fmt::format("{}: the replacement differs in first position or size", old->path()));
   (*seg)->set_durable_size((*seg)->file_size_at_open());
   std::unique_lock lock(segments_mu_);
   auto it = std::find(segments_.begin(), segments_.end(), old);
