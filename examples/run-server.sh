@@ -12,10 +12,16 @@ CAIRN=${CAIRN:-$(dirname "$CAIRND")/../cli/cairn}
 DATA=${2:-./data}
 HTTP=${3:-${CAIRN_HTTP:-127.0.0.1:2114}}
 KEY_FILE=.cairn-dev-key
+# Personal data (docs/privacy.md) needs a key store outside the data directory and a master key that is never
+# written beside the data. For this development server both live next to the checkout, git-ignored; a real
+# deployment keeps the master key in a secret store.
+KEY_STORE=${CAIRN_KEY_STORE:-.cairn-dev-keys}
+MASTER_FILE=.cairn-dev-master-key
+[ -f "$MASTER_FILE" ] || (umask 077 && head -c 32 /dev/urandom | base64 > "$MASTER_FILE")
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 
-"$CAIRND" --data "$DATA" --http "$HTTP" > >(tee "$LOG") 2>&1 &
+"$CAIRND" --data "$DATA" --http "$HTTP" --key-store "$KEY_STORE" --master-key-file "$MASTER_FILE" > >(tee "$LOG") 2>&1 &
 PID=$!
 trap 'kill -INT $PID 2>/dev/null; wait $PID; rm -f "$LOG"' INT TERM
 for _ in $(seq 100); do
@@ -55,6 +61,11 @@ if [ -n "$KEY" ]; then
       "description":"AI proposals and the outcomes of the human decisions on them",
       "lua":"return function(s, e)\n  if e.type == \"ai.proposal.made\" then\n    s.proposals = (s.proposals or 0) + 1\n  elseif e.type == \"human.decision.recorded\" then\n    s.outcomes = s.outcomes or {}\n    local o = e.data.outcome or \"unknown\"\n    s.outcomes[o] = (s.outcomes[o] or 0) + 1\n  end\nend\n"}')
   echo "demo projection: demo-decisions (HTTP $pcode)"
+  # Personal data: the customer's email is sealed under the subject's key; forget, purge and report below.
+  ccode=$(post "demo-customer-$run" '{"events":[{"type":"customer.registered",
+      "data":{"email":"ana-'"$run"'@example.org","plan":"pro"},
+      "metadata":{"privacy":{"subject":"demo-user-'"$run"'","personal":["/email"]}}}]}')
+  echo "demo personal data: demo-customer-$run, email sealed for subject demo-user-$run (HTTP $ccode)"
   # The AI ledger's demo history: support conversations with proposals from two models and two prompt
   # versions, human decisions, feedback and late corrections. The same seed always writes the same history.
   seed=$(date -u +%s)
@@ -78,7 +89,12 @@ Try:
   $CAIRN ai rates --by model,prompt_version,skill --url $URL --key ${KEY:-KEY}
   $CAIRN why ${decision:-EVENT_ID} --url $URL --key ${KEY:-KEY}
   $CAIRN ai export --format preference --out prefs.jsonl --url $URL --key ${KEY:-KEY}
-API reference: docs/http-api.md, projections: docs/projections.md, the AI ledger: docs/ai-ledger.md.
+  curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/streams/demo-customer-${run:-RUN}"
+  $CAIRN privacy forget demo-user-${run:-RUN} --reason "demo erasure request" --url $URL --key ${KEY:-KEY}
+  $CAIRN privacy purge --url $URL --key ${KEY:-KEY}
+  $CAIRN privacy report demo-user-${run:-RUN} --url $URL --key ${KEY:-KEY}
+API reference: docs/http-api.md, projections: docs/projections.md, the AI ledger: docs/ai-ledger.md,
+personal data and erasure: docs/privacy.md.
 Stop with Ctrl-C.
 TXT
 wait $PID

@@ -139,7 +139,7 @@ int cmd_privacy_report(const StoreFlags& flags, const RemoteFlags& remote, const
   if (out["projections"].is_object())
     std::printf("  projections: %s\n", out["projections"].value("rebuilt_without_the_subject", false)
                                           ? "rebuilt without the subject's parts"
-                                          : "rebuild pending (runs when the projection runtime is up)");
+                                          : "rebuild not finished yet (the projection runtime rebuilds in the background while it runs)");
   for (const auto& p : out["purges"])
     std::printf("  purge at position %llu (%s): %llu part(s); chain head at position %llu %s before and after\n",
                 u(p, "position"), p.value("recorded_at", "").c_str(), u(p, "parts"), u(p, "verified_through"),
