@@ -2,8 +2,9 @@
 // personal part under such a key.
 //
 // Cipher: XChaCha20-Poly1305-IETF (libsodium), associated data binding a ciphertext to its place (the caller
-// passes e.g. event id ‖ JSON pointer), and a 24-byte nonce derived from key, place and plaintext (keyed
-// BLAKE2b), so that sealing is deterministic: a retried append seals to the same bytes. Subject keys are random 32-byte
+// passes e.g. event id ‖ JSON pointer), and a 24-byte nonce derived from key, place and plaintext (SipHash-2-4,
+// 128-bit, keyed by a key derived from the subject key), so that sealing is deterministic: a retried append
+// seals to the same bytes. Subject keys are random 32-byte
 // keys, stored wrapped (sealed) under a key derived from the master key, which is given by configuration
 // and never written by Cairn. Subjects are named by a keyed hash of their id, never in clear.
 //
@@ -23,6 +24,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include <sodium.h>
 
 #include "cairn/status.h"
 
@@ -49,7 +52,13 @@ struct Sealed {
   std::array<uint8_t, 24> nonce{};
   std::string ciphertext;  // plaintext length + 16 (the tag)
 };
-Sealed seal(const Key& key, std::string_view plaintext, std::string_view associated);
+// A key ready for sealing: the cipher key and, derived from it once, the key of the nonce's PRF.
+struct SealingKey {
+  Key key{};
+  std::array<uint8_t, crypto_shorthash_siphashx24_KEYBYTES> nonce_key{};
+};
+SealingKey sealing_key(const Key& key);
+Sealed seal(const SealingKey& key, std::string_view plaintext, std::string_view associated);
 // kCorruption when the ciphertext, the nonce or the associated data do not match what was sealed.
 Result<std::string> unseal(const Key& key, const Sealed& sealed, std::string_view associated);
 
@@ -65,7 +74,7 @@ class KeyStore {
   // The subject's current key and its id ("<subject id>/<generation>"), created if it has none. A subject
   // forgotten earlier gets a new generation: what is written from now on is readable again, what was written
   // before stays unreadable.
-  Result<std::pair<std::string, Key>> key_for_write(std::string_view subject_id);
+  Result<std::pair<std::string, SealingKey>> key_for_write(std::string_view subject_id);
   // A key by its id: nullopt when it was destroyed; kNotFound when no such key ever existed.
   Result<std::optional<Key>> key(std::string_view key_id) const;
   // Destroys every key of the subject. Returns how many were destroyed (0 when it had none left, which
@@ -79,14 +88,14 @@ class KeyStore {
   struct Entry {
     uint32_t generation = 0;
     bool destroyed = false;
-    Key key{};
+    SealingKey key{};
     std::string line;     // the file line holding it (to rewrite the file)
     uint64_t offset = 0;  // where that line is in the current file (to overwrite it once destroyed)
   };
   Status append_line(const std::string& line);
   Status rewrite();
   std::string dir_;
-  Key wrap_key_{};
+  SealingKey wrap_key_{};
   Key index_key_{};
   std::unique_ptr<crypto_auth_hmacsha256_state> index_mac_;  // keyed with index_key_, copied per subject id
   std::unique_ptr<log::WritableFile> file_;

@@ -27,7 +27,7 @@ std::string as_text(const Key& k) { return std::string(reinterpret_cast<const ch
 
 TEST(Seal, OpensOnlyWithItsKeyAndPlace) {
   const Key k = master(7), other = master(8);
-  const Sealed s = seal(k, "ana@example.com", "event-1/email");
+  const Sealed s = seal(sealing_key(k), "ana@example.com", "event-1/email");
   EXPECT_EQ(s.ciphertext.size(), std::string("ana@example.com").size() + 16);
   EXPECT_EQ(s.ciphertext.find("ana@example.com"), std::string::npos);
   auto p = unseal(k, s, "event-1/email");
@@ -40,10 +40,10 @@ TEST(Seal, OpensOnlyWithItsKeyAndPlace) {
   EXPECT_EQ(unseal(k, flipped, "event-1/email").status().code(), ErrorCode::kCorruption);
   // Deterministic for one place (a retried append seals to the same bytes), unrelated across places and
   // keys: equal values in two events cannot be spotted in the log.
-  EXPECT_EQ(seal(k, "x", "a").ciphertext, seal(k, "x", "a").ciphertext);
-  EXPECT_NE(seal(k, "x", "a").ciphertext, seal(k, "x", "b").ciphertext);
-  EXPECT_NE(seal(k, "x", "a").nonce, seal(k, "x", "b").nonce);
-  EXPECT_NE(seal(k, "x", "a").ciphertext, seal(other, "x", "a").ciphertext);
+  EXPECT_EQ(seal(sealing_key(k), "x", "a").ciphertext, seal(sealing_key(k), "x", "a").ciphertext);
+  EXPECT_NE(seal(sealing_key(k), "x", "a").ciphertext, seal(sealing_key(k), "x", "b").ciphertext);
+  EXPECT_NE(seal(sealing_key(k), "x", "a").nonce, seal(sealing_key(k), "x", "b").nonce);
+  EXPECT_NE(seal(sealing_key(k), "x", "a").ciphertext, seal(sealing_key(other), "x", "a").ciphertext);
 }
 
 TEST(MasterKey, Parsing) {
@@ -72,12 +72,12 @@ TEST(KeyStore, KeysPersistAndDestroyedOnesAreGoneFromTheFile) {
     EXPECT_EQ(ana_id, ana + "/1");
     auto again = (*ks)->key_for_write(ana);
     ASSERT_TRUE(again.ok());
-    EXPECT_EQ(again->second, a->second);  // one key per subject until it is forgotten
-    ana_key_bytes = as_text(a->second);
+    EXPECT_EQ(again->second.key, a->second.key);  // one key per subject until it is forgotten
+    ana_key_bytes = as_text(a->second.key);
     auto b = (*ks)->key_for_write((*ks)->subject_id("bo@example.com"));
     ASSERT_TRUE(b.ok());
     bo_id = b->first;
-    bo_key = b->second;
+    bo_key = b->second.key;
     // Neither subject nor key is in the file in clear.
     const std::string bytes = file_bytes(path);
     EXPECT_EQ(bytes.find("ana@example.com"), std::string::npos);
@@ -118,7 +118,7 @@ TEST(KeyStore, KeysPersistAndDestroyedOnesAreGoneFromTheFile) {
   auto fresh = (*again)->key_for_write(ana);
   ASSERT_TRUE(fresh.ok());
   EXPECT_EQ(fresh->first, ana + "/2");
-  EXPECT_NE(as_text(fresh->second), ana_key_bytes);
+  EXPECT_NE(as_text(fresh->second.key), ana_key_bytes);
   EXPECT_FALSE((*again)->forgotten(ana));
   EXPECT_EQ((*again)->live_keys(), 2u);
   // And after one more reopen: generation 1 destroyed, generation 2 alive.
@@ -130,7 +130,7 @@ TEST(KeyStore, KeysPersistAndDestroyedOnesAreGoneFromTheFile) {
   ASSERT_TRUE(g1.ok() && g2.ok());
   EXPECT_FALSE(*g1);
   ASSERT_TRUE(*g2);
-  EXPECT_EQ(**g2, fresh->second);
+  EXPECT_EQ(**g2, fresh->second.key);
 }
 
 TEST(KeyStore, AWrongMasterKeyOrADamagedFileIsRefused) {
