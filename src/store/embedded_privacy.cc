@@ -116,19 +116,20 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
   out.segments_scanned = sealed.size();
   const uint64_t total = 3 * out.bytes_scanned;  // verify, rewrite, verify again
   uint64_t done = 0;
-  auto verify = [&](const std::vector<std::shared_ptr<log::Segment>>& segs, std::string* head) -> Status {
+  auto verify = [&](const std::vector<std::shared_ptr<log::Segment>>& segs, std::string* head, bool before) -> Status {
     const VerifyReport r = log::verify_segments(extents(segs), /*allow_torn_tail=*/false, [&](uint64_t d, uint64_t) {
       if (progress) progress(done + d, total);
     });
     if (!r.ok)
-      return Status::corruption(fmt::format("purge: the log does not verify ({} offset {}: {}); nothing is rewritten in a "
-                                            "damaged log", r.file, r.offset, r.problem));
+      return Status::corruption(fmt::format("purge: the log does not verify {} ({} offset {}: {}){}", before ? "before" : "after",
+                                            r.file, r.offset, r.problem,
+                                            before ? "; nothing is rewritten in a damaged log (run cairn verify)"
+                                                   : "; this is a bug, report it"));
     *head = r.chain_head_hex;
     done += out.bytes_scanned;
     return {};
   };
-  if (!sealed.empty()) out.verified_through = sealed.back()->first_position();
-  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_before));
+  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_before, true));
   for (auto& seg : sealed) {
     const std::string tmp = seg->path() + ".purge.tmp";
     auto p = privacy::purge_segment(*seg, seg->durable_size(), *keys_, fs_, tmp, options_.durability != Durability::kNone,
@@ -148,12 +149,12 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
     for (auto& s : p->subjects)
       if (std::find(out.subjects.begin(), out.subjects.end(), s) == out.subjects.end()) out.subjects.push_back(std::move(s));
   }
-  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_after));
+  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_after, false));
   if (out.chain_head_after != out.chain_head_before)
     return Status::corruption(fmt::format("purge: the chain head changed from {} to {}; this is a bug, report it",
                                           out.chain_head_before, out.chain_head_after));
-  // The sealed segments end where the last one ends.
-  {
+  // The sealed segments end where the next one (the active one after the roll, or later ones) begins.
+  if (!sealed.empty()) {
     auto all = log_->segments();
     for (size_t i = 0; i + 1 < all.size(); ++i)
       if (all[i] == sealed.back()) out.verified_through = all[i + 1]->first_position();
