@@ -3,7 +3,7 @@
 // none of the forgotten subject's values (generated, distinctive) nor their ciphertext; verify passes with
 // the same chain head, before and after, online and offline; other subjects' parts and all non-personal data
 // read as written; a second purge changes nothing; the purge is recorded in $privacy; appends made while it
-// runs are kept.
+// runs are kept; an export of the purged store imports to the same chain head.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -224,6 +224,45 @@ TEST_F(Purge, ForgetAndPurgeLeaveNoTraceOfTheSubjectAndKeepTheChain) {
   auto reopened = open_store(options());
   ASSERT_TRUE(reopened.ok()) << reopened.status().to_string();
   EXPECT_EQ((*reopened)->head_position(), written_.size() + concurrent.load() + 2 /* forgotten + purge records */);
+}
+
+TEST_F(Purge, AnExportOfAPurgedStoreImportsToTheSameChain) {
+  auto opened = open_store(options());
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  Store& s = **opened;
+  write_history(s, 30);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(s.forget("ana", "request", "").ok());
+  auto p = s.purge("", {});
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_GT(p->parts, 0u);
+  // The stored form, commit by commit (what cairn export writes and cairn import reads).
+  std::vector<std::vector<ImportEvent>> commits;
+  uint64_t commit = UINT64_MAX;
+  ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const EventView& v) {
+                 if (v.commit_position != commit) commits.emplace_back();
+                 commit = v.commit_position;
+                 ImportEvent ie = privacy_test::import_event_of(v);
+                 commits.back().push_back(std::move(ie));
+                 return true;
+               }).ok());
+  const std::string head = s.stats().chain_head_hex;
+  ASSERT_TRUE(s.close().ok());
+  Options copy = options();
+  copy.dir = dir_.sub("copy");
+  auto c = open_store(copy);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  for (auto& events : commits) ASSERT_TRUE((*c)->import_commit(std::move(events)).ok());
+  EXPECT_EQ((*c)->stats().chain_head_hex, head);
+  auto v = (*c)->verify_chain();
+  ASSERT_TRUE(v.ok() && v->ok) << (v.ok() ? v->problem : v.status().to_string());
+  for (const auto& w : written_) {
+    if (w.subject != "ana") continue;
+    auto e = (*c)->read_position(w.position);
+    ASSERT_TRUE(e.ok());
+    EXPECT_TRUE(json::parse(e->data)["email"].contains("$cairn.redacted"));
+    break;
+  }
 }
 
 TEST_F(Purge, WithoutForgottenSubjectsNothingIsRewrittenOrRecorded) {

@@ -161,17 +161,7 @@ TEST_F(StorePrivacy, AnImportOfTheStoredEventsReproducesTheChain) {
     ASSERT_TRUE(s.ok());
     ASSERT_TRUE((*s)->append({"customer-1", ExpectedRevision::any(), {person(kAnaEmail, kAnaStreet, "ana")}}).ok());
     ASSERT_TRUE((*s)->scan_stored(0, Filter{}, [&](const EventView& v) {
-      ImportEvent ie;
-      ie.stream = std::string(v.stream);
-      ie.revision = v.revision;
-      ie.id = v.id;
-      ie.type = std::string(v.type);
-      ie.recorded_ns = v.recorded_ns;
-      ie.content_type = v.content_type;
-      ie.metadata = std::string(v.metadata);
-      ie.data = std::string(v.data);
-      std::copy(v.digest_salt.begin(), v.digest_salt.end(), ie.digest_salt.begin());
-      ie.sealed_parts = v.sealed_parts;
+      ImportEvent ie = privacy_test::import_event_of(v);
       events.push_back(std::move(ie));
       return true;
     }).ok());
