@@ -148,6 +148,12 @@ struct StoreStats {
   std::array<uint64_t, 10> group_buckets{};
   uint64_t groups = 0;
   uint64_t group_events = 0;
+  // The privacy purge (Store::purge): whether one runs now, its progress, and how many finished since open.
+  bool purge_running = false;
+  uint64_t purge_done_bytes = 0;
+  uint64_t purge_total_bytes = 0;
+  uint64_t purges = 0;
+  uint64_t purged_parts = 0;  // parts purged by the purges finished since open
 };
 
 using EventVisitor = std::function<bool(const EventView&)>;  // return false to stop

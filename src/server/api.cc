@@ -312,6 +312,12 @@ std::string Api::metrics_text() {
                      s.groups, s.group_events, s.groups);
   single("cairn_index_memtable_events", "gauge", "Events indexed in memory, not yet in an index run.",
          s.index_memtable_events);
+  single("cairn_privacy_purge_running", "gauge", "1 while a privacy purge runs.", s.purge_running ? 1 : 0);
+  single("cairn_privacy_purge_done_bytes", "gauge", "Bytes the running (or last) purge has done: verify, rewrite, verify.",
+         s.purge_done_bytes);
+  single("cairn_privacy_purge_total_bytes", "gauge", "Bytes the running (or last) purge has to do.", s.purge_total_bytes);
+  single("cairn_privacy_purges_total", "counter", "Privacy purges finished since start.", s.purges);
+  single("cairn_privacy_purged_parts_total", "counter", "Personal parts purged since start.", s.purged_parts);
   single("cairn_http_open_connections", "gauge", "Open HTTP connections.", open_connections_ ? open_connections_() : 0);
   uint64_t subs = 0, max_lag = 0;
   {

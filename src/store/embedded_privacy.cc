@@ -108,6 +108,17 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
   std::lock_guard g(purge_mu_);
   const auto start = std::chrono::steady_clock::now();
   PurgeResult out;
+  purge_running_ = true;
+  purge_done_bytes_ = 0;
+  struct Finished {
+    std::atomic<bool>& running;
+    ~Finished() { running = false; }
+  } finished{purge_running_};
+  // The caller's progress and the store's (for /metrics) see the same numbers.
+  const auto report = [&](uint64_t done_bytes, uint64_t total_bytes) {
+    purge_done_bytes_.store(done_bytes, std::memory_order_relaxed);
+    if (progress) progress(done_bytes, total_bytes);
+  };
   // Everything acknowledged so far goes into sealed segments; the new active one is never rewritten.
   CAIRN_RETURN_IF_ERROR(writer_->roll());
   std::vector<std::shared_ptr<log::Segment>> sealed = log_->segments();
@@ -115,11 +126,11 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
   for (const auto& s : sealed) out.bytes_scanned += s->durable_size();
   out.segments_scanned = sealed.size();
   const uint64_t total = 3 * out.bytes_scanned;  // verify, rewrite, verify again
+  purge_total_bytes_ = total;
   uint64_t done = 0;
   auto verify = [&](const std::vector<std::shared_ptr<log::Segment>>& segs, std::string* head, bool before) -> Status {
-    const VerifyReport r = log::verify_segments(extents(segs), /*allow_torn_tail=*/false, [&](uint64_t d, uint64_t) {
-      if (progress) progress(done + d, total);
-    });
+    const VerifyReport r = log::verify_segments(extents(segs), /*allow_torn_tail=*/false,
+                                                [&](uint64_t d, uint64_t) { report(done + d, total); });
     if (!r.ok)
       return Status::corruption(fmt::format("purge: the log does not verify {} ({} offset {}: {}){}", before ? "before" : "after",
                                             r.file, r.offset, r.problem,
@@ -133,9 +144,7 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
   for (auto& seg : sealed) {
     const std::string tmp = seg->path() + ".purge.tmp";
     auto p = privacy::purge_segment(*seg, seg->durable_size(), *keys_, fs_, tmp, options_.durability != Durability::kNone,
-                                    [&](uint64_t scanned) {
-                                      if (progress) progress(done + scanned, total);
-                                    });
+                                    [&](uint64_t scanned) { report(done + scanned, total); });
     if (!p.ok()) return p.status();
     done += seg->durable_size();
     if (!p->rewritten) continue;
@@ -160,6 +169,8 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
       if (all[i] == sealed.back()) out.verified_through = all[i + 1]->first_position();
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ++purges_;
+  purged_parts_ += out.parts;
   if (out.parts == 0) return out;
   std::string data = fmt::format(
       R"({{"segments_scanned":{},"segments_rewritten":{},"events":{},"parts":{},"bytes_scanned":{},"bytes_replaced":{},)"

@@ -676,6 +676,11 @@ StoreStats EmbeddedStore::stats() const {
   s.indexed_through = is.indexed_through;
   s.durability = options_.durability;
   if (writer_) writer_->fill_metrics(&s);
+  s.purge_running = purge_running_.load(std::memory_order_relaxed);
+  s.purge_done_bytes = purge_done_bytes_.load(std::memory_order_relaxed);
+  s.purge_total_bytes = purge_total_bytes_.load(std::memory_order_relaxed);
+  s.purges = purges_.load(std::memory_order_relaxed);
+  s.purged_parts = purged_parts_.load(std::memory_order_relaxed);
   // The chain head after the last durable commit is in that commit's header.
   s.chain_head_hex = log::hex(log_->recovered_chain_head());
   const uint64_t end = log_->durable_end();

@@ -6,6 +6,7 @@
 // hook that tests use to inject faults.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 
@@ -79,6 +80,9 @@ class EmbeddedStore final : public Store {
   std::unique_ptr<privacy::KeyStore> keys_;  // personal data's keys; null without Options::key_store_dir
   std::mutex forget_mu_;                     // one forget at a time (destroy, then record)
   std::mutex purge_mu_;                      // one purge at a time (the only writer of sealed segments)
+  // A running purge's progress and the finished ones, for stats() (written under purge_mu_, read anywhere).
+  std::atomic<bool> purge_running_{false};
+  std::atomic<uint64_t> purge_done_bytes_{0}, purge_total_bytes_{0}, purges_{0}, purged_parts_{0};
   // Appends one of the store's own privacy records to $privacy (actor_json, if any, as metadata.actor).
   Result<uint64_t> record_privacy_event(std::string_view type, std::string data, std::string_view actor_json);
   // Opens the sealed personal parts of a stored event in place (no-op for others, and without a key store).

@@ -131,6 +131,12 @@ TEST_F(Purge, ForgetAndPurgeLeaveNoTraceOfTheSubjectAndKeepTheChain) {
   ASSERT_TRUE(purged.ok()) << purged.status().to_string();
   EXPECT_TRUE(monotonic);
   EXPECT_GT(calls, 0u);
+  const StoreStats st = s.stats();
+  EXPECT_FALSE(st.purge_running);
+  EXPECT_EQ(st.purges, 1u);
+  EXPECT_EQ(st.purged_parts, purged->parts);
+  EXPECT_EQ(st.purge_done_bytes, st.purge_total_bytes);
+  EXPECT_EQ(st.purge_total_bytes, 3 * purged->bytes_scanned);
   EXPECT_EQ(purged->parts, 2 * ana_events);
   EXPECT_EQ(purged->events, ana_events);
   EXPECT_GT(purged->segments_rewritten, 0u);

@@ -117,6 +117,11 @@ TEST(PrivacyHttp, PurgeAndReportOverHttpAndOffline) {
     EXPECT_EQ(purge.j()["parts"], 3);
     EXPECT_EQ(purge.j()["chain_head_before"], purge.j()["chain_head_after"]);
     EXPECT_EQ(purge.j()["subjects"][0], hs);
+    auto metrics = call(p, http::verb::get, "/metrics", k);
+    ASSERT_EQ(metrics.status, 200);
+    EXPECT_TRUE(contains(metrics.body, "cairn_privacy_purges_total 1\n")) << metrics.body;
+    EXPECT_TRUE(contains(metrics.body, "cairn_privacy_purged_parts_total 3\n")) << metrics.body;
+    EXPECT_TRUE(contains(metrics.body, "cairn_privacy_purge_running 0\n")) << metrics.body;
 
     rep = call(p, http::verb::get, "/v1/privacy/subjects/" + hs + "/report", k);  // by keyed hash
     ASSERT_EQ(rep.status, 200) << rep.body;
