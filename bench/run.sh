@@ -462,7 +462,7 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
   c=$(pick cairn purge)
   if [ -n "$c" ]; then
     pg=$(pick postgresql purge)
-    echo "| purge of forgotten parts: $(jget events "$c") events, $(awk -v b="$(jget log_bytes "$c")" 'BEGIN {printf "%.0f", b / 1e6}') MB of log, 10 of 1000 subjects, every segment rewritten (verify, rewrite, verify) | fsync | $(jget MB_per_s "$c") MB/s (rewrite alone $(jget rewrite_MB_per_s "$c") MB/s, each verify $(jget verify_MB_per_s "$c") MB/s; chain unchanged: $(jget chain_unchanged "$c")) | — | $([ -n "$pg" ] && echo "$(jget MB_per_s "$pg") MB/s (UPDATE + VACUUM FULL + CHECKPOINT, $(jget table_MB "$pg") MB, no proof)" || echo —) | — | ≥ 200 MB/s: $(verdict "$(jget MB_per_s "$c")" '>=' 200) |"
+    echo "| purge of forgotten parts: $(jget events "$c") events, $(awk -v b="$(jget log_bytes "$c")" 'BEGIN {printf "%.0f", b / 1e6}') MB of log, 10 of 1000 subjects, every segment rewritten (verify; per segment rewrite + verify of the copy) | fsync | $(jget MB_per_s "$c") MB/s (first verify $(jget verify_MB_per_s "$c") MB/s, rewrite + verify of the copies $(jget rewrite_and_check_MB_per_s "$c") MB/s; chain unchanged: $(jget chain_unchanged "$c")) | — | $([ -n "$pg" ] && echo "$(jget MB_per_s "$pg") MB/s (UPDATE + VACUUM FULL + CHECKPOINT, $(jget table_MB "$pg") MB, no proof)" || echo —) | — | ≥ 200 MB/s: $(verdict "$(jget MB_per_s "$c")" '>=' 200) |"
   fi
   for which in best median; do
     c=$(pick cairn read-all stat=$which)

@@ -218,9 +218,9 @@ class Store {
   virtual Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) = 0;
   // The physical purge: seals the active segment, verifies the sealed segments (digests and chain), rewrites
   // each one that holds parts of forgotten subjects with those parts replaced by their purged markers (same
-  // sizes; the new file synced and renamed over the old one, so a crash leaves the old or the new, both
-  // whole), verifies again (same chain head, or kCorruption), and records privacy.purge.completed in $privacy
-  // when anything was purged. Appends and reads go on meanwhile. progress: (bytes done, bytes to do).
+  // sizes), verifies each copy on its own (same chain head, or kCorruption and the old segment kept) before
+  // it is synced and renamed over the old one (a crash leaves the old or the new, both whole), and records
+  // privacy.purge.completed in $privacy when anything was purged. Appends and reads go on meanwhile. progress: (bytes done, bytes to do).
   // The only writer of sealed segments. Needs a key store.
   virtual Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) = 0;
   // The keyed hash ("hs:…") under which the store records a data subject. Needs a key store.

@@ -24,6 +24,7 @@ struct Walker {
   uint64_t next_position = 0;
   int64_t last_time = 0;
   std::unordered_map<std::string, uint64_t> revisions;
+  bool standalone = false;  // one segment on its own: a stream's first revision in it may be any
   log::Sha256 digest_sha;
   log::Sha256 chain_sha;
 
@@ -47,7 +48,7 @@ struct Walker {
     Status st = log::for_each_event(h, f + log::kFrameHeaderSize, [&](const EventView& v, const uint8_t* rec, uint32_t) {
       const uint64_t rec_offset = offset + static_cast<uint64_t>(rec - f);
       auto [it, fresh] = revisions.try_emplace(std::string(v.stream), v.revision);
-      if (fresh ? v.revision != 0 : v.revision != it->second + 1) {
+      if (fresh ? (v.revision != 0 && !standalone) : v.revision != it->second + 1) {
         ok = fail(seg.path(), rec_offset, v.position,
                   fmt::format("stream '{}' jumps to revision {} (expected {})", v.stream, v.revision,
                               fresh ? 0 : it->second + 1));
@@ -128,8 +129,17 @@ Result<VerifyReport> verify_log(const std::string& dir, const ProgressFn& progre
 
 namespace log {
 
-VerifyReport verify_segments(const std::vector<SegmentExtent>& segs, bool allow_torn_tail, const ProgressFn& progress) {
+namespace {
+
+VerifyReport walk(const std::vector<SegmentExtent>& segs, bool allow_torn_tail, bool standalone, const ProgressFn& progress) {
   Walker w;
+  if (standalone && !segs.empty()) {
+    const SegmentHeader& h = segs[0].segment->header();
+    w.standalone = true;
+    w.chain = h.chain_before;
+    w.next_position = h.first_position;
+    w.last_time = h.last_time_before;
+  }
   uint64_t total = 0;
   for (const auto& e : segs) total += e.size;
   uint64_t done = 0;
@@ -176,6 +186,30 @@ VerifyReport verify_segments(const std::vector<SegmentExtent>& segs, bool allow_
   w.r.streams = w.revisions.size();
   w.r.chain_head_hex = log::hex(w.chain);
   return w.r;
+}
+
+}  // namespace
+
+VerifyReport verify_segments(const std::vector<SegmentExtent>& segs, bool allow_torn_tail, const ProgressFn& progress) {
+  return walk(segs, allow_torn_tail, /*standalone=*/false, progress);
+}
+
+VerifyReport verify_segment_alone(const SegmentExtent& seg, const ProgressFn& progress) {
+  return walk({seg}, /*allow_torn_tail=*/false, /*standalone=*/true, progress);
+}
+
+Result<std::string> segment_end_head(const SegmentExtent& seg) {
+  Hash head = seg.segment->header().chain_before;
+  uint64_t offset = kSegmentHeaderSize;
+  while (offset < seg.size) {
+    const FrameCheck c = check_frame(seg.segment->data() + offset, seg.size - offset, /*check_body=*/false);
+    if (c.state == FrameState::kEnd) break;
+    if (c.state != FrameState::kOk)
+      return Status::corruption(fmt::format("{} offset {}: {}", seg.segment->path(), offset, c.problem));
+    head = c.header.chain_head;
+    offset += c.header.frame_size;
+  }
+  return hex(head);
 }
 
 }  // namespace log

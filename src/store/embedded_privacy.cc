@@ -125,29 +125,56 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
   sealed.pop_back();
   for (const auto& s : sealed) out.bytes_scanned += s->durable_size();
   out.segments_scanned = sealed.size();
-  const uint64_t total = 3 * out.bytes_scanned;  // verify, rewrite, verify again
+  // Verify, rewrite, verify each rewritten segment: at most three passes over the sealed bytes.
+  const uint64_t total = 3 * out.bytes_scanned;
   purge_total_bytes_ = total;
   uint64_t done = 0;
-  auto verify = [&](const std::vector<std::shared_ptr<log::Segment>>& segs, std::string* head, bool before) -> Status {
-    const VerifyReport r = log::verify_segments(extents(segs), /*allow_torn_tail=*/false,
-                                                [&](uint64_t d, uint64_t) { report(done + d, total); });
-    if (!r.ok)
-      return Status::corruption(fmt::format("purge: the log does not verify {} ({} offset {}: {}){}", before ? "before" : "after",
-                                            r.file, r.offset, r.problem,
-                                            before ? "; nothing is rewritten in a damaged log (run cairn verify)"
-                                                   : "; this is a bug, report it"));
-    *head = r.chain_head_hex;
-    done += out.bytes_scanned;
-    return {};
-  };
-  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_before, true));
-  for (auto& seg : sealed) {
+  const VerifyReport before = log::verify_segments(extents(sealed), /*allow_torn_tail=*/false,
+                                                   [&](uint64_t d, uint64_t) { report(done + d, total); });
+  if (!before.ok)
+    return Status::corruption(fmt::format("purge: the log does not verify ({} offset {}: {}); nothing is rewritten in a "
+                                          "damaged log (run cairn verify)", before.file, before.offset, before.problem));
+  out.chain_head_before = out.chain_head_after = before.chain_head_hex;
+  done += out.bytes_scanned;
+  for (size_t i = 0; i < sealed.size(); ++i) {
+    auto& seg = sealed[i];
+    const uint64_t size = seg->durable_size();
     const std::string tmp = seg->path() + ".purge.tmp";
-    auto p = privacy::purge_segment(*seg, seg->durable_size(), *keys_, fs_, tmp, options_.durability != Durability::kNone,
+    auto p = privacy::purge_segment(*seg, size, *keys_, fs_, tmp, options_.durability != Durability::kNone,
                                     [&](uint64_t scanned) { report(done + scanned, total); });
     if (!p.ok()) return p.status();
-    done += seg->durable_size();
+    done += size;
     if (!p->rewritten) continue;
+    // The proof, before anything is replaced: the rewritten copy verifies on its own (every digest, every
+    // commit's chain head from its header's) and ends at the chain head the old segment ends at. A copy that
+    // fails is deleted and the old segment stays.
+    Status proof;
+    {
+      auto copy = log::Segment::open(tmp, 0);
+      if (!copy.ok()) {
+        proof = copy.status();
+      } else {
+        const VerifyReport r = log::verify_segment_alone({*copy, size}, [&](uint64_t d, uint64_t) { report(done + d, total); });
+        auto old_end = log::segment_end_head({seg, size});
+        if (!r.ok)
+          proof = Status::corruption(fmt::format("purge: the rewritten copy of {} does not verify (offset {}: {}); the "
+                                                 "segment is kept as it was. This is a bug, report it", seg->path(),
+                                                 r.offset, r.problem));
+        else if (!old_end.ok())
+          proof = old_end.status();
+        else if (r.chain_head_hex != *old_end)
+          proof = Status::corruption(fmt::format("purge: the rewritten copy of {} ends at chain head {}, the segment at {}; "
+                                                 "the segment is kept as it was. This is a bug, report it",
+                                                 seg->path(), r.chain_head_hex, *old_end));
+        else if (i + 1 == sealed.size())
+          out.chain_head_after = r.chain_head_hex;
+      }
+    }
+    if (!proof.ok()) {
+      (void)fs_->remove(tmp);  // the error being reported is the proof's; a leftover *.tmp goes at the next open
+      return proof;
+    }
+    done += size;
     auto replaced = log_->replace_sealed_segment(seg, tmp);
     if (!replaced.ok()) return replaced.status();
     seg = *replaced;
@@ -158,7 +185,7 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
     for (auto& s : p->subjects)
       if (std::find(out.subjects.begin(), out.subjects.end(), s) == out.subjects.end()) out.subjects.push_back(std::move(s));
   }
-  CAIRN_RETURN_IF_ERROR(verify(sealed, &out.chain_head_after, false));
+  report(total, total);
   if (out.chain_head_after != out.chain_head_before)
     return Status::corruption(fmt::format("purge: the chain head changed from {} to {}; this is a bug, report it",
                                           out.chain_head_before, out.chain_head_after));

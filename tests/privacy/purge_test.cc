@@ -3,7 +3,8 @@
 // none of the forgotten subject's values (generated, distinctive) nor their ciphertext; verify passes with
 // the same chain head, before and after, online and offline; other subjects' parts and all non-personal data
 // read as written; a second purge changes nothing; the purge is recorded in $privacy; appends made while it
-// runs are kept; an export of the purged store imports to the same chain head.
+// runs are kept; an export of the purged store imports to the same chain head; a rewrite that came out wrong
+// is caught by its own verification before it replaces anything.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -17,7 +18,9 @@
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
 #include "codec/event_json.h"
+#include "log/file.h"
 #include "privacy_test_util.h"
+#include "store/embedded_store.h"
 #include "testing/temp_dir.h"
 
 namespace cairn {
@@ -268,6 +271,66 @@ TEST_F(Purge, AnExportOfAPurgedStoreImportsToTheSameChain) {
     ASSERT_TRUE(e.ok());
     EXPECT_TRUE(json::parse(e->data)["email"].contains("$cairn.redacted"));
     break;
+  }
+}
+
+// A file system whose *.purge.tmp files get one altered byte in the middle: a purge that wrote a wrong copy.
+class DamagingFs final : public log::FileSystem {
+ public:
+  Result<std::unique_ptr<log::WritableFile>> create_file(const std::string& path) override {
+    auto f = log::posix_fs()->create_file(path);
+    if (!f.ok() || !path.ends_with(".purge.tmp")) return f;
+    return std::unique_ptr<log::WritableFile>(new Damaging(std::move(*f)));
+  }
+  Result<std::unique_ptr<log::WritableFile>> open_for_append(const std::string& path) override {
+    return log::posix_fs()->open_for_append(path);
+  }
+  Status rename(const std::string& from, const std::string& to) override { return log::posix_fs()->rename(from, to); }
+  Status remove(const std::string& path) override { return log::posix_fs()->remove(path); }
+  Status sync_dir(const std::string& dir) override { return log::posix_fs()->sync_dir(dir); }
+
+ private:
+  class Damaging final : public log::WritableFile {
+   public:
+    explicit Damaging(std::unique_ptr<log::WritableFile> inner) : inner_(std::move(inner)) {}
+    Status append(const void* data, size_t n) override {
+      std::string bytes(static_cast<const char*>(data), n);
+      const uint64_t at = inner_->size();
+      if (at <= 3000 && at + n > 3000) bytes[3000 - at] ^= 0x01;
+      return inner_->append(bytes.data(), bytes.size());
+    }
+    Status sync() override { return inner_->sync(); }
+    Status truncate(uint64_t size) override { return inner_->truncate(size); }
+    uint64_t size() const override { return inner_->size(); }
+    const std::string& path() const override { return inner_->path(); }
+
+   private:
+    std::unique_ptr<log::WritableFile> inner_;
+  };
+};
+
+TEST_F(Purge, AWrongRewriteIsCaughtBeforeItReplacesTheSegment) {
+  DamagingFs fs;
+  auto opened = store::EmbeddedStore::open(options(), &fs);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  Store& s = **opened;
+  write_history(s, 40);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(s.forget("ana", "request", "").ok());
+  const std::string first = dir_.sub("data") + "/log/00000000000000000000.seg";
+  const std::string before = *log::read_whole_file(first);
+  auto p = s.purge("", {});
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), ErrorCode::kCorruption);
+  EXPECT_NE(p.status().message().find("does not verify"), std::string::npos) << p.status().to_string();
+  EXPECT_EQ(*log::read_whole_file(first), before);  // the segment is kept as it was
+  EXPECT_FALSE(std::filesystem::exists(first + ".purge.tmp"));
+  auto v = s.verify_chain();
+  ASSERT_TRUE(v.ok() && v->ok) << (v.ok() ? v->problem : v.status().to_string());
+  for (const auto& w : written_) {
+    auto e = s.read_position(w.position);
+    ASSERT_TRUE(e.ok()) << e.status().to_string();
+    EXPECT_EQ(json::parse(e->data)["order"], w.order);
   }
 }
 
