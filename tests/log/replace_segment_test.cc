@@ -24,7 +24,9 @@ Hash write_commits(Log& log, int commits, int per_segment) {
   std::array<uint8_t, kSaltSize> salt{};
   std::string pending;
   for (int i = 0; i < commits; ++i) {
-    if (i > 0 && i % per_segment == 0) EXPECT_TRUE(log.maybe_roll(i, head, 1, pending, /*force=*/true).ok());
+    if (i > 0 && i % per_segment == 0) {
+      EXPECT_TRUE(log.maybe_roll(i, head, 1, pending, /*force=*/true).ok());
+    }
     const std::string data = "{\"n\":" + std::to_string(i) + "}";
     EventInput e;
     e.stream = "s";
