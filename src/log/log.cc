@@ -270,7 +270,9 @@ Result<std::shared_ptr<Segment>> Log::replace_sealed_segment(const std::shared_p
   }
   // The old file stays whole under its name until the rename, which is atomic: a crash leaves either file.
   CAIRN_RETURN_IF_ERROR(options_.fs->rename(replacement, old->path()));
-  if (options_.sync) CAIRN_RETURN_IF_ERROR(options_.fs->sync_dir(log_dir_));
+  // Synced whatever the durability mode: the segment it replaces may have reached the disk long ago, and an
+  // unsynced replacement could take its place empty after a power loss.
+  CAIRN_RETURN_IF_ERROR(options_.fs->sync_dir(log_dir_));
   auto seg = Segment::open(old->path(), 0);
   if (!seg.ok()) return seg.status();
   (*seg)->set_durable_size((*seg)->file_size_at_open());

@@ -95,7 +95,7 @@ class Log {
   Status write(const std::string& bytes);
   // --- the privacy purge (the only writer of sealed segments) ---
   // Puts `replacement` (a complete, synced file in log/, named *.tmp) in place of the sealed segment `old`:
-  // rename over it, sync the directory, map the new file, and swap it in for readers. The replacement must
+  // rename over it, sync the directory (also with durability none), map the new file, and swap it in for readers. The replacement must
   // hold the same frames at the same offsets (the purge keeps every size), so indexes stay valid. Readers
   // holding the old segment keep its mapping until they let go. Any thread; one purge at a time.
   Result<std::shared_ptr<Segment>> replace_sealed_segment(const std::shared_ptr<Segment>& old, const std::string& replacement);

@@ -140,7 +140,8 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
     auto& seg = sealed[i];
     const uint64_t size = seg->durable_size();
     const std::string tmp = seg->path() + ".purge.tmp";
-    auto p = privacy::purge_segment(*seg, size, *keys_, fs_, tmp, options_.durability != Durability::kNone,
+    // The copy is synced even with durability none (see Log::replace_sealed_segment).
+    auto p = privacy::purge_segment(*seg, size, *keys_, fs_, tmp, /*sync=*/true,
                                     [&](uint64_t scanned) { report(done + scanned, total); });
     if (!p.ok()) return p.status();
     done += size;
