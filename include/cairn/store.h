@@ -55,6 +55,14 @@ struct Options {
   // parts (metadata.privacy) is refused.
   std::string key_store_dir;
   std::string master_key;
+  // The PostgreSQL backend (docs/scaling.md): a libpq connection string or postgres:// URI of the primary,
+  // as a role that `cairn pg init` made a member of cairn_writer. When set, the events live there and
+  // `dir` is not used by the store (projections keep their derived state there); durability, segment_size,
+  // index_memtable_events, repair and read_only do not apply.
+  std::string postgres;
+  // A streaming replica of that primary: reads and subscriptions are served from it.
+  std::string postgres_read_replica;
+  size_t postgres_pool = 8;  // connections for reads (appends use one more, subscriptions' waits none)
 };
 
 // The optimistic concurrency check of one stream append.
@@ -266,7 +274,8 @@ class Store {
   virtual Status close() = 0;
 };
 
-// Opens (creating if needed) the embedded store in options.dir, recovering a torn tail.
+// Opens (creating if needed) the embedded store in options.dir, recovering a torn tail; or, when
+// options.postgres is set, the PostgreSQL backend.
 Result<std::unique_ptr<Store>> open_store(const Options& options);
 
 }  // namespace cairn

@@ -47,6 +47,7 @@ class LocalBackend final : public Backend {
     o.durability = f.durability == "none" ? Durability::kNone : Durability::kFsync;
     o.segment_size = f.segment_size;
     CAIRN_RETURN_IF_ERROR(apply_key_store(f, &o));
+    o.postgres = f.backend;
     auto store = open_store(o);
     if (!store.ok()) {
       if (store.status().code() == ErrorCode::kBusy)

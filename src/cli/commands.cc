@@ -58,6 +58,7 @@ Result<Options> store_options(const StoreFlags& f, bool read_only) {
   Options o;
   o.dir = f.data;
   CAIRN_RETURN_IF_ERROR(apply_key_store(f, &o));
+  o.postgres = f.backend;
   o.read_only = read_only;
   o.segment_size = f.segment_size;
   if (f.durability == "fsync") {

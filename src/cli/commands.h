@@ -16,6 +16,7 @@ struct StoreFlags {
   uint64_t segment_size = 128ull << 20;
   std::string key_store;        // personal data's key store (docs/privacy.md); empty: none
   std::string master_key_file;  // else CAIRN_MASTER_KEY
+  std::string backend;          // a PostgreSQL connection URL (docs/scaling.md); empty: the embedded store in data
 };
 // Sets the key store and its master key of the options from the flags (nothing without --key-store).
 Status apply_key_store(const StoreFlags& f, Options* o);

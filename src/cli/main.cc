@@ -6,6 +6,7 @@
 
 #include "cli/ai_cmds.h"
 #include "cli/commands.h"
+#include "cli/pg_cmds.h"
 #include "cli/privacy_cmds.h"
 #include "cli/projection_cmds.h"
 #include "cli/remote.h"
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   };
   auto add_store_flags = [&](CLI::App* c, bool writes) {
     c->add_option("--data", flags.data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
+    c->add_option("--backend", flags.backend, "a PostgreSQL database (postgres://...) instead of the embedded store")
+        ->envname("CAIRN_BACKEND");
     c->add_option("--key-store", flags.key_store, "personal data's key store directory, outside --data (docs/privacy.md)")
         ->envname("CAIRN_KEY_STORE");
     c->add_option("--master-key-file", flags.master_key_file, "the key store's master key (base64); or CAIRN_MASTER_KEY")
@@ -87,7 +90,22 @@ int main(int argc, char** argv) {
   };
   auto* verify = app.add_subcommand("verify", "check every checksum, position, revision, digest and the hash chain");
   add_dir(verify);
+  verify->add_option("--backend", flags.backend, "verify a PostgreSQL-backed store's seal chain (postgres://...)")
+      ->envname("CAIRN_BACKEND");
   verify->add_flag("--json", json, "print the report as JSON");
+  PgArgs pga;
+  auto* pgcmd = app.add_subcommand("pg", "the PostgreSQL backend: create the roles and schema, migrate (docs/scaling.md)");
+  pgcmd->require_subcommand(1);
+  auto* pg_init = pgcmd->add_subcommand("init", "create the Cairn roles and the login role, then apply every migration");
+  auto* pg_migrate = pgcmd->add_subcommand("migrate", "apply the migrations this build has and the database lacks");
+  for (auto* c : {pg_init, pg_migrate})
+    c->add_option("--admin", pga.admin, "a superuser (or CREATEROLE + database owner) connection URL")
+        ->envname("CAIRN_PG_ADMIN")
+        ->required();
+  pg_init->add_option("--app-role", pga.app_role, "login role for cairnd (member of cairn_writer, cairn_privacy)")
+      ->capture_default_str();
+  pg_init->add_option("--reader-role", pga.reader_role, "login role for read-only clients (member of cairn_reader)");
+  pga.app_password_env = "CAIRN_PG_APP_PASSWORD";
   auto* reindex = app.add_subcommand("reindex", "rebuild the derived indexes from the log");
   add_dir(reindex);
   auto* stats = app.add_subcommand("stats", "counts, sizes and the chain head");
@@ -283,7 +301,9 @@ int main(int argc, char** argv) {
     if (*stats && online) return remote_stats(remote, json);
     if (*streams) return online ? remote_streams(remote, streams_prefix, streams_limit, json)
                                 : cmd_streams(target, streams_prefix, streams_limit, json);
-    if (*verify) return cmd_verify(target, json);
+    if (*verify) return flags.backend.empty() ? cmd_verify(target, json) : cmd_pg_verify(flags.backend, json);
+    if (*pg_init) return cmd_pg_init(pga);
+    if (*pg_migrate) return cmd_pg_migrate(pga);
     if (*reindex) return cmd_reindex(target);
     if (*stats) return cmd_stats(target, json);
     if (*exp) return cmd_export(target, out_path, export_from);

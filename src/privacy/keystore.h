@@ -109,4 +109,10 @@ class KeyStore {
   std::vector<std::string> forgotten_lines_;
 };
 
+// The key store a store is configured with (its directory and the base64 master key), refusing a directory
+// inside data_dir or containing it (a copy of the data must not carry the keys that read it). nullptr when
+// neither is set; kInvalidArgument when only one is.
+Result<std::unique_ptr<KeyStore>> open_configured(const std::string& key_dir, const std::string& master_base64,
+                                                  const std::string& data_dir);
+
 }  // namespace cairn::privacy

@@ -36,6 +36,11 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "read settings from this INI or TOML file (keys are the long flag names)");
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt setting is an error, not silence
   app.add_option("--data", data, "data directory")->envname("CAIRN_DATA")->capture_default_str();
+  std::string backend, read_replica;
+  app.add_option("--backend", backend, "keep the events in PostgreSQL (postgres://USER@HOST/DB, a role made by cairn pg init) "
+                 "instead of --data; --data keeps keys and projections")->envname("CAIRN_BACKEND");
+  app.add_option("--read-replica", read_replica, "serve reads and subscriptions from this streaming replica of --backend")
+      ->envname("CAIRN_READ_REPLICA");
   app.add_option("--http", listen, "address and port to listen on (ADDR:PORT)")->envname("CAIRN_HTTP")->capture_default_str();
   app.add_option("--durability", durability, "fsync (default) or none (tests and benchmarks only)")
       ->envname("CAIRN_DURABILITY")->check(CLI::IsMember({"fsync", "none"}))->capture_default_str();
@@ -86,6 +91,12 @@ int main(int argc, char** argv) {
   o.dir = data;
   o.segment_size = segment_size;
   o.durability = durability == "none" ? Durability::kNone : Durability::kFsync;
+  o.postgres = backend;
+  o.postgres_read_replica = read_replica;
+  if (!read_replica.empty() && backend.empty()) {
+    std::fprintf(stderr, "error: --read-replica needs --backend (the primary it replicates)\n");
+    return 2;
+  }
   if (!key_store.empty()) {
     auto master = privacy::load_master_key_text(master_key_file);
     if (!master.ok()) {

@@ -7,15 +7,13 @@
 
 #include "codec/event_json.h"
 #include "log/verify.h"
+#include "privacy/forget.h"
 #include "privacy/purge.h"
 #include "store/embedded_store.h"
 #include "store/validate.h"
 
 namespace cairn::store {
 namespace {
-constexpr std::string_view kPrivacyStream = "$privacy";
-constexpr std::string_view kForgottenType = "privacy.subject.forgotten";
-constexpr std::string_view kPurgedType = "privacy.purge.completed";
 
 std::vector<log::SegmentExtent> extents(const std::vector<std::shared_ptr<log::Segment>>& segs) {
   std::vector<log::SegmentExtent> out;
@@ -24,70 +22,11 @@ std::vector<log::SegmentExtent> extents(const std::vector<std::shared_ptr<log::S
 }
 }  // namespace
 
-Result<uint64_t> EmbeddedStore::record_privacy_event(std::string_view type, std::string data, std::string_view actor_json) {
-  EventData e;
-  e.type = std::string(type);
-  e.data = std::move(data);
-  if (!actor_json.empty()) e.metadata = fmt::format(R"({{"actor":{}}})", actor_json);
-  auto r = append_reserved(StreamAppend{std::string(kPrivacyStream), ExpectedRevision::any(), {std::move(e)}});
-  if (!r.ok()) return r.status();
-  return r->streams[0].first_position;
-}
-
 Result<ForgetResult> EmbeddedStore::forget(std::string_view subject, std::string_view reason, std::string_view actor_json) {
   CAIRN_RETURN_IF_ERROR(writable());
   if (!keys_) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
-  if (subject.empty() || subject.size() > 256) return Status::invalid_argument("subject: required, 1 to 256 bytes");
-  if (reason.empty() || reason.size() > 4096) return Status::invalid_argument("reason: required, 1 to 4096 bytes");
-  if (!actor_json.empty()) CAIRN_RETURN_IF_ERROR(validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
   std::lock_guard g(forget_mu_);
-  ForgetResult out;
-  out.subject_id = keys_->subject_id(subject);
-  // The earlier record of this subject's forget, if any.
-  std::optional<RecordedEvent> earlier;
-  {
-    auto page = read_stream_stored(std::string(kPrivacyStream), std::nullopt, Direction::kForward, 1u << 20);
-    if (page.ok()) {
-      for (auto& e : page->events)
-        if (e.type == kForgottenType && e.data.find(out.subject_id) != std::string::npos) earlier = std::move(e);
-    } else if (page.status().code() != ErrorCode::kNotFound) {
-      return page.status();
-    }
-  }
-  // The events holding its parts: their metadata names its keyed hash.
-  CAIRN_RETURN_IF_ERROR(scan_stored(0, Filter{}, [&](const EventView& v) {
-    if (v.sealed_parts && v.metadata.find(out.subject_id) != std::string_view::npos) ++out.affected_events;
-    return true;
-  }));
-  auto destroyed = keys_->destroy(out.subject_id);
-  if (!destroyed.ok()) return destroyed.status();
-  out.keys_destroyed = *destroyed;
-  if (out.keys_destroyed == 0) {
-    if (earlier) {
-      simdjson::dom::parser p;
-      simdjson::dom::element d;
-      uint64_t n = 0;
-      if (p.parse(earlier->data).get(d) == simdjson::SUCCESS && d["affected_events"].get(n) == simdjson::SUCCESS)
-        out.affected_events = n;
-      out.position = earlier->position;
-      out.already = true;
-      return out;
-    }
-    if (!keys_->forgotten(out.subject_id))
-      return Status::not_found(fmt::format("subject: no personal data of this subject is stored here ({})", out.subject_id));
-    // Forgotten, but the record of it is missing (a crash between the two steps): record it now.
-  }
-  // The key is gone; now the record. It names the subject only by its keyed hash.
-  std::string data = fmt::format(R"({{"subject":"{}","keys_destroyed":{},"affected_events":{},"reason":)", out.subject_id,
-                                 out.keys_destroyed, out.affected_events);
-  codec::append_json_string(data, reason);
-  data += "}";
-  auto r = record_privacy_event(kForgottenType, std::move(data), actor_json);
-  if (!r.ok())
-    return Status(r.status().code(), fmt::format("the subject's keys are destroyed, but recording it failed ({}); forget "
-                                                 "again to record it", r.status().message()));
-  out.position = *r;
-  return out;
+  return privacy::forget_subject(*this, *keys_, subject, reason, actor_json);
 }
 
 Result<std::string> EmbeddedStore::subject_id(std::string_view subject) const {
@@ -207,7 +146,7 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
       out.verified_through, out.chain_head_before, out.chain_head_after);
   for (size_t i = 0; i < out.subjects.size(); ++i) data += fmt::format(R"({}"{}")", i ? "," : "", out.subjects[i]);
   data += "]}";
-  auto r = record_privacy_event(kPurgedType, std::move(data), actor_json);
+  auto r = privacy::record_privacy_event(*this, privacy::kPurgedType, std::move(data), actor_json);
   if (!r.ok())
     return Status(r.status().code(), fmt::format("the purge is done (and durable), but recording it failed: {}", r.status().message()));
   out.position = *r;

@@ -17,6 +17,7 @@
 #include "ledger/vocabulary.h"
 #include "codec/event_json.h"
 #include "privacy/personal.h"
+#include "store/prepare.h"
 #include "store/validate.h"
 #include "subscribe/subscription.h"
 
@@ -59,20 +60,8 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   std::unique_ptr<EmbeddedStore> s(new EmbeddedStore());
   s->options_ = options;
   s->fs_ = fs;
-  if (!options.key_store_dir.empty() || !options.master_key.empty()) {
-    if (options.key_store_dir.empty() || options.master_key.empty())
-      return Status::invalid_argument("key_store_dir, master_key: personal data needs both a key store and its master key");
-    // A copy of the data directory must not carry the keys that can read it.
-    std::error_code ec;
-    const auto keys_dir = std::filesystem::weakly_canonical(options.key_store_dir, ec).string() + "/";
-    const auto data_dir = std::filesystem::weakly_canonical(options.dir, ec).string() + "/";
-    if (keys_dir.starts_with(data_dir) || data_dir.starts_with(keys_dir))
-      return Status::invalid_argument(fmt::format("key_store_dir: '{}' must be outside the data directory '{}' (and not contain it)",
-                                                  options.key_store_dir, options.dir));
-    auto master = privacy::parse_master_key(options.master_key);
-    if (!master.ok()) return master.status();
-    auto keys = privacy::KeyStore::open(options.key_store_dir, *master);
-    master->fill(0);
+  {
+    auto keys = privacy::open_configured(options.key_store_dir, options.master_key, options.dir);
     if (!keys.ok()) return keys.status();
     s->keys_ = std::move(*keys);
   }
@@ -118,19 +107,6 @@ EmbeddedStore::~EmbeddedStore() { (void)close(); }
 
 // An amendment's replacement is checked as data of the corrected event's type: the corrected event is
 // durable or comes earlier in the same append (if it is neither, the reference check says so).
-Status EmbeddedStore::check_amendment(const std::vector<StreamAppend>& requests, size_t i, size_t j,
-                                      const ledger::References& refs, const std::string& what) {
-  const EventData& correction = requests[i].events[j];
-  for (size_t a = 0; a <= i; ++a)
-    for (size_t b = 0; b < (a == i ? j : requests[a].events.size()); ++b)
-      if (const EventData& e = requests[a].events[b]; e.id && *e.id == *refs.corrects)
-        return ledger::check_amendment(refs, e.type, e.data, correction.metadata, what);
-  auto found = reader_->find_by_id(*refs.corrects, reader_->durable_end());
-  if (!found.ok()) return found.status();
-  if (!*found) return {};
-  return ledger::check_amendment(refs, (*found)->type, (*found)->data, correction.metadata, what);
-}
-
 // The proposals made and decided so far, found through the type index (derived from the log).
 Status EmbeddedStore::load_ledger_references() {
   Filter f;
@@ -218,105 +194,12 @@ Result<AppendResult> EmbeddedStore::append_multi(std::vector<StreamAppend> reque
 
 Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests, bool multi, bool reserved) {
   CAIRN_RETURN_IF_ERROR(writable());
-  uint64_t total = 0;
-  size_t events = 0;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    uint64_t bytes = 0;
-    CAIRN_RETURN_IF_ERROR(validate_stream_append(requests[i], options_.limits,
-                                                 multi ? fmt::format("appends[{}].", i) : std::string(), &bytes, reserved));
-    total += bytes;
-    events += requests[i].events.size();
-  }
-  {
-    std::unordered_set<Uuid, UuidHash> seen;
-    for (size_t i = 0; i < requests.size(); ++i)
-      for (size_t j = 0; j < requests[i].events.size(); ++j)
-        if (requests[i].events[j].id && !seen.insert(*requests[i].events[j].id).second)
-          return Status::invalid_argument(fmt::format("appends[{}].events[{}].id: {} appears twice in the same append", i, j,
-                                                      requests[i].events[j].id->to_string()));
-  }
-  // The AI ledger's vocabulary: each type's rules, and what its events refer to.
-  std::vector<ledger::PendingEvent> ledger_events;
-  std::vector<std::optional<privacy::Declaration>> personal;  // per event, in request order
-  bool has_references = false, has_personal = false;
-  for (size_t i = 0; i < requests.size(); ++i)
-    for (size_t j = 0; j < requests[i].events.size(); ++j) {
-      const std::string what = multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
-      const EventData& ev = requests[i].events[j];
-      // Personal parts (docs/privacy.md): declared in metadata.privacy, sealed below once the event has its id.
-      auto declared = privacy::read_declaration(ev.metadata, ev.data, ev.content_type, what);
-      if (!declared.ok()) return declared.status();
-      if (*declared && !keys_)
-        return Status::invalid_argument(fmt::format(
-            "{}.metadata.privacy: personal parts need a key store; start cairnd with --key-store DIR and CAIRN_MASTER_KEY "
-            "(docs/privacy.md)", what));
-      has_personal = has_personal || declared->has_value();
-      personal.push_back(std::move(*declared));
-      auto refs = ledger::check_event(requests[i].events[j], what);
-      if (!refs.ok()) return refs.status();
-      has_references = has_references || refs->any() || refs->type == ledger::LedgerType::kProposalMade;
-      if (refs->corrects && !refs->replacement.empty())
-        CAIRN_RETURN_IF_ERROR(check_amendment(requests, i, j, *refs, what));
-      ledger_events.push_back({Uuid{}, std::move(*refs), what});
-    }
-  if (total > options_.limits.max_append_bytes)
-    return Status::limit_exceeded(
-        fmt::format("the append is {} bytes, the limit is {}", total, options_.limits.max_append_bytes));
-  if (events > options_.limits.max_events_per_append)
-    return Status::limit_exceeded(
-        fmt::format("the append has {} events, the limit is {}", events, options_.limits.max_events_per_append));
-  std::vector<PreparedAppend> prepared(requests.size());
-  std::vector<uint8_t> salt_bytes(events * log::kSaltSize);
-  if (RAND_bytes(salt_bytes.data(), static_cast<int>(salt_bytes.size())) != 1)
-    return Status::io_error("the random generator failed (RAND_bytes)");
-  size_t missing = 0;
-  for (const auto& r : requests)
-    for (const auto& e : r.events) missing += e.id ? 0 : 1;
-  std::vector<Uuid> fresh(missing);
-  Uuid::generate_v7(fresh.data(), fresh.size());
-  // The payload digests are hashed here, in the caller's thread, so that concurrent appenders share the
-  // work instead of queueing it on the single writer.
-  thread_local log::Sha256 sha;
-  size_t k = 0, f = 0;
-  uint64_t sealed_growth = 0;
-  std::string redactable;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    PreparedAppend& p = prepared[i];
-    p.append = std::move(requests[i]);
-    const size_t n = p.append.events.size();
-    p.id_supplied.resize(n);
-    p.salts.resize(n);
-    p.digests.resize(n);
-    for (size_t j = 0; j < n; ++j, ++k) {
-      auto& e = p.append.events[j];
-      p.id_supplied[j] = e.id.has_value();
-      if (!e.id) e.id = fresh[f++];
-      std::memcpy(p.salts[j].data(), salt_bytes.data() + k * log::kSaltSize, log::kSaltSize);
-      if (personal[k]) {
-        const size_t before = e.metadata.size() + e.data.size();
-        auto sealed = privacy::seal_event(*keys_, *e.id, e.data, e.metadata, *personal[k]);
-        if (!sealed.ok()) return sealed.status();
-        e.data = std::move(sealed->data);
-        e.metadata = std::move(sealed->metadata);
-        redactable = std::move(sealed->redactable);
-        sealed_growth += e.metadata.size() + e.data.size() - std::min(before, e.metadata.size() + e.data.size());
-        if (e.type.size() + e.metadata.size() + e.data.size() > options_.limits.max_event_bytes)
-          return Status::limit_exceeded(fmt::format(
-              "{}: with its personal parts sealed the event is {} bytes, the limit is {}",
-              multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j),
-              e.type.size() + e.metadata.size() + e.data.size(), options_.limits.max_event_bytes));
-        if (p.flags.empty()) p.flags.resize(n);
-        p.flags[j] = log::kEventFlagSealedParts;
-        // The digest covers the redactable form (format.md), which sealing produced in the same pass.
-        p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, redactable);
-      } else {
-        p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, e.data);
-      }
-    }
-  }
-  if (has_personal && total + sealed_growth > options_.limits.max_append_bytes)
-    return Status::limit_exceeded(fmt::format("with its personal parts sealed the append is {} bytes, the limit is {}",
-                                              total + sealed_growth, options_.limits.max_append_bytes));
+  auto batch = prepare_appends(std::move(requests), multi, reserved, options_.limits, keys_.get(),
+                               [this](const Uuid& id) { return reader_->find_by_id(id, reader_->durable_end()); });
+  if (!batch.ok()) return batch.status();
+  auto& prepared = batch->appends;
+  auto& ledger_events = batch->ledger_events;
+  const bool has_references = batch->has_references;
   if (!has_references) return writer_->submit(std::move(prepared));
   // The ledger's index is loaded on the first append that needs it, so that opening never reads history.
   {
@@ -326,9 +209,6 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
       references_loaded_ = true;
     }
   }
-  size_t n = 0;
-  for (const auto& p : prepared)
-    for (const auto& e : p.append.events) ledger_events[n++].id = *e.id;
   CAIRN_RETURN_IF_ERROR(references_.check_and_reserve(ledger_events, [this](const Uuid& id) {
     auto found = reader_->find_by_id(id, reader_->durable_end());
     return found.ok() && found->has_value();

@@ -58,8 +58,6 @@ class EmbeddedStore final : public Store {
   EmbeddedStore() = default;
   Status replay_index(const ProgressFn& progress);
   Status load_ledger_references();
-  Status check_amendment(const std::vector<StreamAppend>& requests, size_t i, size_t j, const ledger::References& refs,
-                         const std::string& what);
   Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi, bool reserved);
   Status writable() const;
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,
@@ -83,8 +81,6 @@ class EmbeddedStore final : public Store {
   // A running purge's progress and the finished ones, for stats() (written under purge_mu_, read anywhere).
   std::atomic<bool> purge_running_{false};
   std::atomic<uint64_t> purge_done_bytes_{0}, purge_total_bytes_{0}, purges_{0}, purged_parts_{0};
-  // Appends one of the store's own privacy records to $privacy (actor_json, if any, as metadata.actor).
-  Result<uint64_t> record_privacy_event(std::string_view type, std::string data, std::string_view actor_json);
   // Opens the sealed personal parts of a stored event in place (no-op for others, and without a key store).
   Status open_personal(RecordedEvent& e) const;
   Result<ReadPage> read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,

@@ -1,10 +1,12 @@
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
+#include "pg/pg_store.h"
 #include "store/embedded_store.h"
 
 namespace cairn {
 
 Result<std::unique_ptr<Store>> open_store(const Options& options) {
+  if (!options.postgres.empty()) return pg::open_pg_store(options);
   auto s = store::EmbeddedStore::open(options, log::posix_fs());
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(std::move(*s));
