@@ -8,6 +8,7 @@
 #include <csignal>
 #include <sys/resource.h>
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <thread>
 #include <utility>
@@ -110,6 +111,15 @@ int main(int argc, char** argv) {
   if (!store.ok()) {
     std::fprintf(stderr, "error: %s\n", store.status().to_string().c_str());
     return 1;
+  }
+  if (!backend.empty()) {
+    // The embedded store creates --data itself; on PostgreSQL it only keeps API keys and projection state.
+    std::error_code ec;
+    std::filesystem::create_directories(data, ec);
+    if (ec) {
+      std::fprintf(stderr, "error: --data %s: %s\n", data.c_str(), ec.message().c_str());
+      return 1;
+    }
   }
   auto keys = server::KeyStore::open(data);
   if (!keys.ok()) {

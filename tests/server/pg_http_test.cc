@@ -1,0 +1,74 @@
+// cairnd on the PostgreSQL backend: two servers on one database append with expected revisions through
+// HTTP, each sees the other's events in the same order, and the CLI migrates, reads and verifies it.
+#include <gtest/gtest.h>
+
+#include "pg/pg_test_env.h"
+#include "server/harness.h"
+#include "testing/temp_dir.h"
+
+namespace cairn::server_test {
+namespace {
+
+TEST(PgHttp, TwoServersOnOneDatabaseShareOneOrder) {
+  auto db = cairn::testing::fresh_pg_db();
+  cairn::testing::TempDir dir;
+  auto m = cli("pg migrate --admin " + shell_quote(db.admin));
+  ASSERT_EQ(m.first, 0) << m.second;
+  EXPECT_NE(m.second.find("nothing to apply"), std::string::npos) << m.second;
+  Cairnd a(dir.sub("a"), {"--backend", db.app});
+  Cairnd b(dir.sub("b"), {"--backend", db.app});
+  ASSERT_GT(a.port(), 0);
+  ASSERT_GT(b.port(), 0);
+  auto r = call(a.port(), http::verb::post, "/v1/streams/conv-1", a.key(), one_event("no_stream", "test.asked", R"({"q":1})"));
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(r.j()["first_position"], 0);
+  r = call(b.port(), http::verb::post, "/v1/streams/conv-1", b.key(), one_event("0", "test.answered", R"({"a":1})"));
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(r.j()["first_position"], 1);
+  // A stale expected revision on the other server is refused with the truth.
+  r = call(a.port(), http::verb::post, "/v1/streams/conv-1", a.key(), one_event("0", "test.answered", R"({"a":2})"));
+  ASSERT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(r.j()["error"]["details"]["actual"], 1);
+  for (int i = 0; i < 20; ++i) {
+    const int port = i % 2 ? a.port() : b.port();
+    const std::string& key = i % 2 ? a.key() : b.key();
+    ASSERT_EQ(call(port, http::verb::post, "/v1/streams/conv-" + std::to_string(i % 3), key,
+                   one_event("any", "test.noted", "{\"i\":" + std::to_string(i) + "}")).status, 201);
+  }
+  auto pa = call(a.port(), http::verb::get, "/v1/events?limit=100", a.key());
+  auto pb = call(b.port(), http::verb::get, "/v1/events?limit=100", b.key());
+  ASSERT_EQ(pa.status, 200) << pa.body;
+  ASSERT_EQ(pb.status, 200) << pb.body;
+  ASSERT_EQ(pa.j()["events"].size(), 22u);
+  EXPECT_EQ(pa.j()["events"], pb.j()["events"]);
+  for (size_t i = 0; i < 22; ++i) EXPECT_EQ(pa.j()["events"][i]["position"], i);
+  auto read = cli("read conv-1 --backend " + shell_quote(db.app) + " --data " + shell_quote(dir.sub("cli")));
+  ASSERT_EQ(read.first, 0) << read.second;
+  EXPECT_NE(read.second.find("test.answered"), std::string::npos) << read.second;
+  auto v = cli("verify --backend " + shell_quote(db.app));
+  EXPECT_EQ(v.first, 0) << v.second;
+  EXPECT_NE(v.second.find("ok:"), std::string::npos) << v.second;
+  EXPECT_EQ(a.stop(SIGTERM), 0);
+  EXPECT_EQ(b.stop(SIGTERM), 0);
+}
+
+TEST(PgHttp, TheCliInitializesADatabaseAndRefusesBadInput) {
+  auto db = cairn::testing::fresh_pg_db();
+  std::string error;
+  ASSERT_TRUE(db.cluster->psql("CREATE DATABASE cli_init_" + std::to_string(::getpid()) + ";", nullptr, &error)) << error;
+  const std::string admin = db.cluster->conninfo(db.cluster->superuser(), "cli_init_" + std::to_string(::getpid()));
+  auto init = cli("pg init --admin " + shell_quote(admin));
+  ASSERT_EQ(init.first, 0) << init.second;
+  EXPECT_NE(init.second.find("applied 0001 initial"), std::string::npos) << init.second;
+  auto again = cli("pg init --admin " + shell_quote(admin));
+  EXPECT_EQ(again.first, 0) << again.second;
+  EXPECT_NE(again.second.find("nothing to apply"), std::string::npos) << again.second;
+  auto bad = cli("pg migrate --admin 'host=127.0.0.1 port=1 user=nobody connect_timeout=2'");
+  EXPECT_EQ(bad.first, 1) << bad.second;
+  EXPECT_NE(bad.second.find("cannot connect to PostgreSQL"), std::string::npos) << bad.second;
+  auto no_backend = cli("verify --backend 'host=127.0.0.1 port=1 connect_timeout=2'");
+  EXPECT_EQ(no_backend.first, 1) << no_backend.second;
+}
+
+}  // namespace
+}  // namespace cairn::server_test
