@@ -56,7 +56,9 @@ constexpr const char* kUsage =
     "               part of one of 1000 subjects; forget 10 of them; time Store::purge (verify, rewrite + verify of each copy)\n"
     "options (defaults): --writers 1, --batch 1, --events (per workload), --payload 256,\n"
     "  --durability fsync, --dir /tmp, --streams 1000 (per writer), --seconds (append: no cap; subscribe: 5),\n"
-    "  --rate 2000, --repeat 5\n";
+    "  --rate 2000, --repeat 5,\n"
+    "  --backend URL (append, subscribe: the PostgreSQL backend, a database `cairn pg init` prepared; append then\n"
+    "  also runs a subscriber from position 0 and reports any event it skipped or saw twice)\n";
 
 // ---------------------------------------------------------------------------------------------- failures
 
@@ -99,7 +101,10 @@ struct Args {
   double rate = 2000;
   uint64_t repeat = 5;
   bool personal = false;  // append: declare the payload's text personal (sealed with a subject key)
+  std::string backend;    // a PostgreSQL connection string: the PostgreSQL backend instead of the embedded store
 };
+
+std::string g_backend;  // Args::backend, for the helpers that open stores
 
 uint64_t parse_count(const std::string& flag, const std::string& v, uint64_t min, uint64_t max) {
   uint64_t x = 0;
@@ -158,6 +163,7 @@ Args parse_args(int argc, char** argv) {
     else if (flag == "--repeat") a.repeat = parse_count(flag, value, 1, 1000);
     else if (flag == "--seconds") a.seconds = parse_positive(flag, value);
     else if (flag == "--rate") a.rate = parse_positive(flag, value);
+    else if (flag == "--backend") a.backend = g_backend = value;
     else if (flag == "--dir") {
       if (value.empty()) usage_error("--dir: a directory is required");
       a.dir = value;
@@ -378,6 +384,7 @@ std::unique_ptr<cairn::Store> open_or_die(const std::string& dir, Durability d) 
   cairn::Options o;
   o.dir = dir;
   o.durability = d;
+  o.postgres = g_backend;
   auto s = cairn::open_store(o);
   if (!s.ok()) fail(fmt::format("open_store({}): {}", dir, s.status().to_string()));
   return std::move(*s);
@@ -439,6 +446,7 @@ Result base_result(const Args& a, std::string workload) {
   r.batch = a.batch;
   r.payload_bytes = make_payload(a.payload).size();
   r.durability = a.durability;
+  r.add_str("backend", a.backend.empty() ? "embedded" : "postgres");
   return r;
 }
 
@@ -514,6 +522,30 @@ void run_append(const Args& a) {
       }
     });
   }
+  // On the PostgreSQL backend a subscriber follows $all from 0 during the run: the goal is throughput with no
+  // skipped event, so it checks that every position arrives once, in order.
+  std::atomic<bool> writers_done{false};
+  uint64_t sub_events = 0, sub_skipped = 0, sub_repeated = 0;
+  std::thread subscriber;
+  if (!a.backend.empty()) {
+    subscriber = std::thread([&] {
+      auto sub = store->subscribe_all(0, cairn::Filter{});
+      if (!sub.ok()) fail(fmt::format("subscribe_all: {}", sub.status().to_string()));
+      uint64_t want = 0;
+      for (;;) {
+        const bool last_round = writers_done.load();
+        auto b = (*sub)->next(10'000, std::chrono::milliseconds(50));
+        if (!b.ok()) fail(fmt::format("subscription: {}", b.status().to_string()));
+        for (const auto& e : *b) {
+          if (e.position > want) sub_skipped += e.position - want;
+          if (e.position < want) ++sub_repeated;
+          want = std::max(want, e.position + 1);
+          ++sub_events;
+        }
+        if (last_round && b->empty() && want >= store->head_position()) break;
+      }
+    });
+  }
   while (ready.load() < a.writers) std::this_thread::yield();
   CpuProbe cpu;
   cpu.start();
@@ -521,6 +553,8 @@ void run_append(const Args& a) {
   go.store(true, std::memory_order_release);
   for (auto& t : ts) t.join();
   const double elapsed = secs(Clock::now() - start);
+  writers_done = true;
+  if (subscriber.joinable()) subscriber.join();
   uint64_t total_done = 0;
   for (uint64_t d : done) total_done += d;
   Result r = base_result(a, "append");
@@ -541,6 +575,13 @@ void run_append(const Args& a) {
   r.add("capped_by_seconds", r.events < total ? "true" : "false");
   add_latency(r, all);
   r.add("personal", a.personal ? "true" : "false");
+  if (!a.backend.empty()) {
+    r.add("subscriber_events", std::to_string(sub_events));
+    r.add("subscriber_skipped", std::to_string(sub_skipped));
+    r.add("subscriber_repeated", std::to_string(sub_repeated));
+    r.add_str("durability_note", "the PostgreSQL backend: an append returns after PostgreSQL's commit "
+                                 "(fsync=on, synchronous_commit=on); the subscriber runs in the same process");
+  }
   if (a.personal)
     r.add_str("personal_parts", "each event declares /output (the generated text) personal, one subject per writer: "
                                 "sealed with XChaCha20-Poly1305 under that subject's key; the key store beside the data");

@@ -105,7 +105,6 @@ int main(int argc, char** argv) {
   pg_init->add_option("--app-role", pga.app_role, "login role for cairnd (member of cairn_writer, cairn_privacy)")
       ->capture_default_str();
   pg_init->add_option("--reader-role", pga.reader_role, "login role for read-only clients (member of cairn_reader)");
-  pga.app_password_env = "CAIRN_PG_APP_PASSWORD";
   auto* reindex = app.add_subcommand("reindex", "rebuild the derived indexes from the log");
   add_dir(reindex);
   auto* stats = app.add_subcommand("stats", "counts, sizes and the chain head");

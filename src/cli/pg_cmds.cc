@@ -34,7 +34,8 @@ int cmd_pg_init(const PgArgs& a) {
   PgInitOptions o;
   o.app_role = a.app_role;
   o.reader_role = a.reader_role;
-  if (const char* pw = a.app_password_env ? std::getenv(a.app_password_env) : nullptr) o.app_password = o.reader_password = pw;
+  if (const char* pw = std::getenv("CAIRN_PG_APP_PASSWORD")) o.app_password = pw;
+  if (const char* pw = std::getenv("CAIRN_PG_READER_PASSWORD")) o.reader_password = pw;
   return print_report(pg_init(a.admin, o));
 }
 

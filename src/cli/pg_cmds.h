@@ -10,7 +10,7 @@ struct PgArgs {
   std::string admin;
   std::string app_role = "cairn_app";
   std::string reader_role;
-  const char* app_password_env = nullptr;  // the login roles' password comes from this variable, never a flag
+  // The login roles' passwords come from CAIRN_PG_APP_PASSWORD and CAIRN_PG_READER_PASSWORD, never a flag.
 };
 
 int cmd_pg_init(const PgArgs& a);

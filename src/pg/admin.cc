@@ -39,6 +39,15 @@ Status check_engine(Connection& c, const std::string& conninfo) {
     if (version.find(engine) != std::string::npos)
       return refuse(fmt::format("{} does not give commit-ordered visibility of a locked row on one primary", engine));
   if (num < 130000) return refuse("PostgreSQL 13 or later is needed (xid8 and pg_current_snapshot)");
+  auto enc = c.exec("SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()");
+  if (!enc.ok()) return enc.status();
+  if (enc->rows() == 1 && enc->bytes(0, 0) != "UTF8")
+    return refuse(fmt::format("the database's encoding is {}; stream names and event types are UTF-8: create it with "
+                              "ENCODING 'UTF8'", enc->bytes(0, 0)));
+  auto sync = c.exec("SHOW synchronous_commit");
+  if (!sync.ok()) return sync.status();
+  if (sync->bytes(0, 0) == "off")
+    return refuse("synchronous_commit is off for this session: a server crash could lose appends already acknowledged");
   // Unqualified on purpose: whatever the session's search path makes of these names is what Cairn gets.
   auto x = c.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text, pg_current_xact_id_if_assigned() IS NULL");
   if (!x.ok()) return refuse(fmt::format("the snapshot functions fail ({})", x.status().message()));

@@ -256,6 +256,21 @@ Result<PgResult> Connection::prepared(const std::string& name, const std::string
                  c_, name);
 }
 
+Status Connection::send_prepared(const std::string& name, const std::string& sql, const Params& params) {
+  CAIRN_RETURN_IF_ERROR(ensure_prepared(name, sql, params));
+  auto values = params.values();
+  if (PQsendQueryPrepared(c_, name.c_str(), params.size(), values.data(), params.lengths(), params.formats(), 1) != 1)
+    return error_status(nullptr, c_, name);
+  return {};
+}
+
+Result<PgResult> Connection::receive(std::string_view context) {
+  PGresult* first = PQgetResult(c_);
+  // Drain to the end of this statement's results (the null), keeping the first.
+  for (PGresult* more = first ? PQgetResult(c_) : nullptr; more; more = PQgetResult(c_)) PQclear(more);
+  return checked(first, c_, context);
+}
+
 Status Connection::pipeline_begin() {
   if (PQenterPipelineMode(c_) != 1) return error_status(nullptr, c_, "entering pipeline mode");
   pipeline_pending_ = 0;

@@ -123,6 +123,11 @@ class Connection {
   // Prepares `sql` under `name` once per connection, then runs it: binary parameters and results.
   Result<PgResult> prepared(const std::string& name, const std::string& sql, const Params& params);
 
+  // Sends a prepared statement without waiting (binary parameters and results); receive() then waits for its
+  // result. Nothing else may be sent on the connection in between.
+  Status send_prepared(const std::string& name, const std::string& sql, const Params& params);
+  Result<PgResult> receive(std::string_view context);
+
   // Pipeline mode: queue several prepared statements and read their results in order, one round trip.
   Status pipeline_begin();
   Status pipeline_send(const std::string& name, const std::string& sql, const Params& params);

@@ -74,8 +74,7 @@ BEGIN
      AND NEW.recorded_ns = OLD.recorded_ns AND NEW.content_type = OLD.content_type AND NEW.metadata = OLD.metadata
      AND NEW.salt = OLD.salt AND NEW.digest = OLD.digest AND NEW.tx_id = OLD.tx_id
      AND (OLD.flags & 2) <> 0 AND NEW.flags = (OLD.flags | 4)
-     AND octet_length(NEW.data) = octet_length(OLD.data)
-     AND sha256(OLD.salt || OLD.metadata || NEW.data) = OLD.digest THEN
+     AND octet_length(NEW.data) = octet_length(OLD.data) THEN
       RETURN NEW;
     END IF;
   END IF;
@@ -227,13 +226,15 @@ BEGIN
   RETURN QUERY SELECT * FROM unnest(st, act, pos, rev, det);
 END $fn$;
 
--- A 148-byte record of one event for the seal chain: everything the log commits to about it, with the
--- payload through its digest (so the purge, which keeps the digest, keeps the chain).
+-- The record of one event in the seal chain: everything the log commits to about it, with the payload
+-- through its digest (so the purge, which keeps the digest, keeps the chain). 92 bytes plus the stream's
+-- and the type's UTF-8 bytes, each after its length.
 CREATE FUNCTION cairn.seal_record(e cairn.events) RETURNS bytea LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp AS $fn$
   SELECT int8send(e.position) || int8send(e.commit_position) || int8send(e.revision) || int8send(e.recorded_ns)
       || uuid_send(e.event_id) || int2send(e.content_type) || int2send((e.flags & ~4)::int2) || e.digest
-      || sha256(convert_to(e.stream, 'UTF8')) || sha256(convert_to(e.event_type, 'UTF8'))
+      || int4send(octet_length(e.stream)) || textsend(e.stream)
+      || int4send(octet_length(e.event_type)) || textsend(e.event_type)
 $fn$;
 
 -- Seals the committed events after the last seal, up to p_max of them, as one new seal row:
@@ -264,25 +265,54 @@ END $fn$;
 
 RESET ROLE;
 
--- The purge: owned by its own role, the only one the update trigger lets through, and only for rows
--- whose new data has the stored digest (a sealed part can only become the marker it was committed as).
-CREATE FUNCTION cairn.purge_parts(p_positions int8[], p_data bytea[]) RETURNS int8
+-- The purge: owned by its own role, the only one the update trigger lets through. For each event it takes
+-- the new data and the event's redacted form (every sealed part replaced by its marker, same size), and
+-- refuses unless that redacted form is the one the event's digest commits to and every byte of the new data
+-- is either the stored byte or the redacted form's byte at the same offset. So a caller can only turn sealed
+-- parts into their markers (all of them, or those of forgotten subjects), never change anything else.
+CREATE FUNCTION cairn.purge_parts(p_positions int8[], p_data bytea[], p_redacted bytea[]) RETURNS int8
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE v_n int8; v_want int8 := coalesce(array_length(p_positions, 1), 0);
+DECLARE
+  v_n int8 := coalesce(array_length(p_positions, 1), 0);
+  e record; i int; v_new bytea; v_red bytea;
 BEGIN
+  IF coalesce(array_length(p_data, 1), 0) <> v_n OR coalesce(array_length(p_redacted, 1), 0) <> v_n THEN
+    RAISE EXCEPTION 'cairn: purge refused: % positions, % data and % redacted forms', v_n,
+      coalesce(array_length(p_data, 1), 0), coalesce(array_length(p_redacted, 1), 0) USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  FOR i IN 1..v_n LOOP
+    v_new := p_data[i]; v_red := p_redacted[i];
+    SELECT ev.salt, ev.metadata, ev.data, ev.digest, ev.flags INTO e FROM cairn.events ev WHERE ev.position = p_positions[i];
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'cairn: purge refused: position % does not exist', p_positions[i] USING ERRCODE = 'no_data_found';
+    END IF;
+    IF (e.flags & 2) = 0 THEN
+      RAISE EXCEPTION 'cairn: purge refused: position % has no sealed personal parts', p_positions[i]
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF octet_length(v_new) <> octet_length(e.data) OR octet_length(v_red) <> octet_length(e.data) THEN
+      RAISE EXCEPTION 'cairn: purge refused: position %: a purge keeps the size of the data', p_positions[i]
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF sha256(e.salt || e.metadata || v_red) <> e.digest THEN
+      RAISE EXCEPTION 'cairn: purge refused: position %: the redacted form given is not the one its digest commits to',
+        p_positions[i] USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF EXISTS (SELECT 1 FROM generate_series(0, octet_length(v_new) - 1) AS g(b)
+               WHERE get_byte(v_new, g.b) <> get_byte(e.data, g.b) AND get_byte(v_new, g.b) <> get_byte(v_red, g.b)) THEN
+      RAISE EXCEPTION 'cairn: purge refused: position %: the new data changes bytes that are neither stored nor redacted',
+        p_positions[i] USING ERRCODE = 'insufficient_privilege';
+    END IF;
+  END LOOP;
   PERFORM set_config('cairn.purge_in_progress', 'on', true);
   UPDATE cairn.events ev SET data = x.dat, flags = (ev.flags | 4)::int2
     FROM unnest(p_positions, p_data) AS x(pos, dat)
     WHERE ev.position = x.pos;
-  GET DIAGNOSTICS v_n = ROW_COUNT;
   PERFORM set_config('cairn.purge_in_progress', 'off', true);
-  IF v_n <> v_want THEN
-    RAISE EXCEPTION 'cairn: purge of % events found only %', v_want, v_n USING ERRCODE = 'no_data_found';
-  END IF;
   RETURN v_n;
 END $fn$;
 GRANT CREATE ON SCHEMA cairn TO cairn_purger;
-ALTER FUNCTION cairn.purge_parts(int8[], bytea[]) OWNER TO cairn_purger;
+ALTER FUNCTION cairn.purge_parts(int8[], bytea[], bytea[]) OWNER TO cairn_purger;
 REVOKE CREATE ON SCHEMA cairn FROM cairn_purger;
 GRANT USAGE ON SCHEMA cairn TO cairn_purger;
 GRANT SELECT ON cairn.events TO cairn_purger;
@@ -290,13 +320,13 @@ GRANT UPDATE (data, flags) ON cairn.events TO cairn_purger;
 
 REVOKE ALL ON FUNCTION cairn.append(int4[], text[], int8[], int4[], uuid[], bool[], text[], int2[], int2[], bytea[], bytea[], bytea[], bytea[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cairn.seal(int4) FROM PUBLIC;
-REVOKE ALL ON FUNCTION cairn.purge_parts(int8[], bytea[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cairn.purge_parts(int8[], bytea[], bytea[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cairn.refuse_change() FROM PUBLIC;
 GRANT USAGE ON SCHEMA cairn TO cairn_reader, cairn_writer;
 GRANT SELECT ON ALL TABLES IN SCHEMA cairn TO cairn_reader, cairn_writer;
 GRANT EXECUTE ON FUNCTION cairn.append(int4[], text[], int8[], int4[], uuid[], bool[], text[], int2[], int2[], bytea[], bytea[], bytea[], bytea[]) TO cairn_writer;
 GRANT EXECUTE ON FUNCTION cairn.seal(int4) TO cairn_writer;
-GRANT EXECUTE ON FUNCTION cairn.purge_parts(int8[], bytea[]) TO cairn_privacy;
+GRANT EXECUTE ON FUNCTION cairn.purge_parts(int8[], bytea[], bytea[]) TO cairn_privacy;
 )SQL";
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "pg/pg_store.h"
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -15,6 +16,7 @@
 #include "codec/event_json.h"
 #include "ledger/references.h"
 #include "log/record.h"
+#include "log/sha256.h"
 #include "pg/admin.h"
 #include "pg/client.h"
 #include "pg/verify.h"
@@ -213,9 +215,18 @@ class PgStore final : public Store {
   Result<AppendResult> submit(std::vector<store::PreparedAppend> appends);
   void run_writer();
   void run_tailer();
-  // Sends one group; answers each request. Returns false when the connection broke.
-  void write_group(std::vector<Request*>& group);
-  Status call_append(std::vector<Request*>& group, PgResult* out);
+  // Takes the queued requests that fit one group (mu_ held).
+  void take_group(std::vector<Request*>* group);
+  // Sends one group's cairn.append call on writer connection `conn` without waiting.
+  Status send_group(int conn, std::vector<Request*>& group);
+  // Waits for that call's result and answers every request of the group.
+  void finish_group(int conn, std::vector<Request*>& group);
+  // Answers each request of a group whose call failed: the outcome is unknown if the connection broke,
+  // else each request is sent again alone (one bad request must not fail the others).
+  void group_failed(int conn, std::vector<Request*>& group, const Status& st);
+  void answer_group(std::vector<Request*>& group, const PgResult& res);
+  // Answers the requests of a group that could not be sent: nothing of it reached the server.
+  void refuse_unsent(std::vector<Request*>& group, const Status& st);
   // A pooled connection for reads: the replica's once it holds this process's own appends, else the primary's.
   Result<Pool::Lease> read_conn();
   Result<ReadPage> read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision,
@@ -235,13 +246,16 @@ class PgStore final : public Store {
   std::atomic<uint64_t> primary_head_{0};  // the head after this process's latest commit (or as last read)
   std::atomic<uint64_t> read_head_{0};     // the head the read server (replica or primary) was seen at
   std::atomic<uint64_t> appended_commits_{0}, appended_events_{0}, groups_{0};
+  std::array<std::atomic<uint64_t>, 10> group_buckets_{};  // events per cairn.append call, as StoreStats has them
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable tail_cv_;
   std::deque<Request*> queue_;
   bool stopping_ = false;
-  std::unique_ptr<Connection> writer_conn_;
+  // Two connections, so that the next group is already waiting on the head row while one commits: the
+  // server goes from one group to the next without a round trip to this process in between.
+  std::array<std::unique_ptr<Connection>, 2> writer_conns_;
   std::thread writer_;
   std::thread tailer_;
 
@@ -269,7 +283,7 @@ Result<std::unique_ptr<PgStore>> PgStore::open(const Options& options) {
   auto head = (*conn)->query("SELECT next_position FROM cairn.head WHERE id", Params());
   if (!head.ok()) return head.status();
   s->primary_head_ = s->read_head_ = static_cast<uint64_t>(head->int8(0, 0));
-  s->writer_conn_ = std::move(*conn);
+  s->writer_conns_[0] = std::move(*conn);
   s->primary_ = std::make_unique<Pool>(options.postgres, std::max<size_t>(1, options.postgres_pool));
   if (!options.postgres_read_replica.empty()) {
     auto rc = Connection::connect(options.postgres_read_replica);
@@ -307,6 +321,7 @@ StoreStats PgStore::stats() const {
   s.appended_commits = appended_commits_.load();
   s.appended_events = appended_events_.load();
   s.groups = groups_.load();
+  for (size_t i = 0; i < s.group_buckets.size(); ++i) s.group_buckets[i] = group_buckets_[i].load();
   s.group_events = appended_events_.load();
   s.purge_running = purge_running_.load();
   s.purges = purges_.load();
@@ -369,43 +384,66 @@ Result<AppendResult> PgStore::submit(std::vector<store::PreparedAppend> appends)
   return std::move(r.result);
 }
 
+void PgStore::take_group(std::vector<Request*>* group) {
+  // A request whose supplied ids repeat one already in the group waits for the next group (the function
+  // checks ids against committed events only).
+  std::unordered_set<Uuid, UuidHash> ids;
+  size_t events = 0, bytes = 0;
+  while (!queue_.empty()) {
+    Request* r = queue_.front();
+    if (!group->empty() && (events + r->events > kGroupEvents || bytes + r->bytes > kGroupBytes)) break;
+    bool clash = false;
+    for (const auto& a : *r->appends)
+      for (size_t j = 0; j < a.append.events.size() && !clash; ++j)
+        clash = a.id_supplied[j] && ids.count(*a.append.events[j].id) > 0;
+    if (clash) break;
+    for (const auto& a : *r->appends)
+      for (size_t j = 0; j < a.append.events.size(); ++j)
+        if (a.id_supplied[j]) ids.insert(*a.append.events[j].id);
+    events += r->events;
+    bytes += r->bytes;
+    group->push_back(r);
+    queue_.pop_front();
+  }
+}
+
 void PgStore::run_writer() {
+  struct InFlight {
+    int conn;
+    std::vector<Request*> group;
+  };
+  std::deque<InFlight> inflight;
   for (;;) {
     std::vector<Request*> group;
     {
       std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything queued was answered
-      // Everything queued now, up to the group's bounds; a request whose supplied ids repeat one already in
-      // the group waits for the next group (the function checks ids against committed events only).
-      std::unordered_set<Uuid, UuidHash> ids;
-      size_t events = 0, bytes = 0;
-      while (!queue_.empty()) {
-        Request* r = queue_.front();
-        if (!group.empty() && (events + r->events > kGroupEvents || bytes + r->bytes > kGroupBytes)) break;
-        bool clash = false;
-        for (const auto& a : *r->appends)
-          for (size_t j = 0; j < a.append.events.size() && !clash; ++j)
-            clash = a.id_supplied[j] && ids.count(*a.append.events[j].id) > 0;
-        if (clash) break;
-        for (const auto& a : *r->appends)
-          for (size_t j = 0; j < a.append.events.size(); ++j)
-            if (a.id_supplied[j]) ids.insert(*a.append.events[j].id);
-        events += r->events;
-        bytes += r->bytes;
-        group.push_back(r);
-        queue_.pop_front();
-      }
+      if (inflight.empty()) cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+      if (inflight.empty() && queue_.empty()) return;  // stopping, and everything queued was answered
+      if (inflight.size() < writer_conns_.size()) take_group(&group);
     }
-    write_group(group);
+    if (!group.empty()) {
+      const int conn = inflight.empty() ? 0 : 1 - inflight.front().conn;
+      Status st = send_group(conn, group);
+      if (st.ok()) {
+        inflight.push_back({conn, std::move(group)});
+        continue;  // a second group may be ready to wait behind this one
+      }
+      refuse_unsent(group, st);
+    }
+    if (!inflight.empty()) {
+      InFlight f = std::move(inflight.front());
+      inflight.pop_front();
+      finish_group(f.conn, f.group);
+    }
   }
 }
 
-Status PgStore::call_append(std::vector<Request*>& group, PgResult* out) {
-  if (!writer_conn_ || writer_conn_->broken()) {
-    auto c = Connection::connect(options_.postgres);
-    if (!c.ok()) return c.status();
-    writer_conn_ = std::move(*c);
+Status PgStore::send_group(int conn, std::vector<Request*>& group) {
+  auto& c = writer_conns_[conn];
+  if (!c || c->broken()) {
+    auto fresh = Connection::connect(options_.postgres);
+    if (!fresh.ok()) return fresh.status();
+    c = std::move(*fresh);
   }
   Params p;
   p.begin_array(Oid::kInt4);
@@ -461,43 +499,57 @@ Status PgStore::call_append(std::vector<Request*>& group, PgResult* out) {
     p.el_text(std::string_view(reinterpret_cast<const char*>(a.digests[j].data()), a.digests[j].size()));
   });
   p.end_array();
-  auto r = writer_conn_->prepared(
+  return c->send_prepared(
       "cairn_append",
       "SELECT o_status, o_actual, o_position, o_revision, o_detail FROM cairn.append($1, $2, $3, $4, $5, $6, $7, $8, $9, "
       "$10, $11, $12, $13)",
       p);
-  if (!r.ok()) return r.status();
-  *out = std::move(*r);
-  return {};
 }
 
-void PgStore::write_group(std::vector<Request*>& group) {
-  PgResult res;
-  Status st = call_append(group, &res);
-  if (!st.ok()) {
-    if (writer_conn_ && writer_conn_->broken()) {
-      // The transaction may or may not have committed: say so, and never guess.
-      for (auto* r : group) {
-        r->status = Status::io_error(fmt::format(
-            "the connection to PostgreSQL broke while this append was in flight, so whether it was committed is unknown; "
-            "retry it with the same event ids and the store answers it idempotently either way ({})", st.message()));
-        r->done.release();
-      }
-      return;
+void PgStore::finish_group(int conn, std::vector<Request*>& group) {
+  auto res = writer_conns_[conn]->receive("cairn.append");
+  if (!res.ok()) return group_failed(conn, group, res.status());
+  answer_group(group, *res);
+}
+
+void PgStore::group_failed(int conn, std::vector<Request*>& group, const Status& st) {
+  const auto& c = writer_conns_[conn];
+  if (!c || c->broken()) {
+    // The transaction may or may not have committed: say so, and never guess.
+    for (auto* r : group) {
+      r->status = Status::io_error(fmt::format(
+          "the connection to PostgreSQL broke while this append was in flight, so whether it was committed is unknown; "
+          "retry it with the same event ids and the store answers it idempotently either way ({})", st.message()));
+      r->done.release();
     }
-    if (group.size() > 1) {
-      // One request's failure must not fail the others: send each alone.
-      for (auto* r : group) {
-        std::vector<Request*> one{r};
-        write_group(one);
-      }
-      return;
-    }
-    group[0]->status = st;
-    group[0]->done.release();
     return;
   }
+  if (group.size() > 1) {
+    for (auto* r : group) {
+      std::vector<Request*> one{r};
+      Status sent = send_group(conn, one);
+      if (sent.ok()) finish_group(conn, one);
+      else refuse_unsent(one, sent);
+    }
+    return;
+  }
+  group[0]->status = st;
+  group[0]->done.release();
+}
+
+void PgStore::refuse_unsent(std::vector<Request*>& group, const Status& st) {
+  for (auto* r : group) {
+    r->status = Status(st.code(), "not appended (PostgreSQL is unreachable): " + st.message());
+    r->done.release();
+  }
+}
+
+void PgStore::answer_group(std::vector<Request*>& group, const PgResult& res) {
   groups_.fetch_add(1);
+  size_t group_events = 0;
+  for (auto* r : group) group_events += r->events;
+  for (size_t i = 0; i < group_buckets_.size(); ++i)
+    if (static_cast<double>(group_events) <= StoreStats::kGroupBucketsEvents[i]) group_buckets_[i].fetch_add(1);
   uint64_t end = 0;
   int row = 0;
   for (auto* r : group) {
@@ -588,7 +640,7 @@ Status PgStore::seal_now() {
     auto c = primary_->acquire();
     if (!c.ok()) return c.status();
     Params p;
-    p.int4(100'000);
+    p.int4(10'000);  // a seal's records sort in memory (work_mem) at this size
     auto r = (*c)->prepared("cairn_seal", "SELECT o_seal_no, o_end, o_chain FROM cairn.seal($1)", p);
     if (!r.ok()) return r.status();
     if (r->rows() == 0) return {};
@@ -894,14 +946,18 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
     p.int8(static_cast<int64_t>(cursor));
     auto r = (*c)->prepared(
         "cairn_purge_candidates",
-        fmt::format("SELECT {}, octet_length(data) FROM cairn.events WHERE position >= $1 AND (flags & 2) <> 0 AND "
-                    "(flags & 4) = 0 ORDER BY position LIMIT 2000",
+        // Events purged before may hold parts of subjects forgotten since: every event with sealed parts.
+        fmt::format("SELECT {} FROM cairn.events WHERE position >= $1 AND (flags & 2) <> 0 ORDER BY position LIMIT 200",
                     kColumns),
         p);
     if (!r.ok()) return r.status();
     if (r->rows() == 0) break;
     Params up;
-    std::vector<std::pair<uint64_t, std::string>> changes;
+    struct Change {
+      uint64_t position;
+      std::string data, redacted;
+    };
+    std::vector<Change> changes;
     for (int i = 0; i < r->rows(); ++i) {
       RecordedEvent e = row_event(*r, i);
       cursor = e.position + 1;
@@ -915,17 +971,24 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
       ++out.events;
       out.parts += purged;
       for (size_t k = 0; k < e.data.size(); ++k) out.bytes_replaced += e.data[k] != (*replaced)[k] ? 1 : 0;
-      for (auto& kid : key_ids) subjects.insert(kid);
-      changes.emplace_back(e.position, std::move(*replaced));
+      for (auto& kid : key_ids) subjects.insert(kid.substr(0, kid.find('/')));
+      // The function checks the new data against the redacted form the digest commits to.
+      auto redacted = privacy::redactable_form(e.data);
+      if (!redacted.ok()) return Status(redacted.status().code(), fmt::format("event at position {}: {}", e.position,
+                                                                            redacted.status().message()));
+      changes.push_back(Change{e.position, std::move(*replaced), std::move(*redacted)});
     }
     if (!changes.empty()) {
       up.begin_array(Oid::kInt8);
-      for (auto& ch : changes) up.el_int8(static_cast<int64_t>(ch.first));
+      for (auto& ch : changes) up.el_int8(static_cast<int64_t>(ch.position));
       up.end_array();
       up.begin_array(Oid::kBytea);
-      for (auto& ch : changes) up.el_text(ch.second);
+      for (auto& ch : changes) up.el_text(ch.data);
       up.end_array();
-      auto u = (*c)->prepared("cairn_purge_parts", "SELECT cairn.purge_parts($1, $2)", up);
+      up.begin_array(Oid::kBytea);
+      for (auto& ch : changes) up.el_text(ch.redacted);
+      up.end_array();
+      auto u = (*c)->prepared("cairn_purge_parts", "SELECT cairn.purge_parts($1, $2, $3)", up);
       if (!u.ok()) return u.status();
     }
     if (progress) progress(std::min(cursor, end), end);
@@ -936,9 +999,21 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
   if (!after->ok || after->events < before->events)
     return Status::corruption(fmt::format("purge: the log does not verify after the purge (position {}: {}); this is a bug, "
                                           "report it", after->position.value_or(0), after->problem));
-  // Every seal, recomputed from the purged events, still matches: the chain head verified before the purge
-  // is the same one now (later seals, if the sealer ran meanwhile, continue it).
-  out.chain_head_after = out.chain_head_before;
+  // Every seal was recomputed from the purged events and matched; the seal that ended the chain before the
+  // purge gives the chain head after it at the same place (the sealer may have added seals meanwhile).
+  if (before->segments > 0) {
+    auto c = primary_->acquire();
+    if (!c.ok()) return c.status();
+    Params p;
+    p.int8(static_cast<int64_t>(before->segments));
+    auto h = (*c)->prepared("cairn_seal_chain", "SELECT chain_after FROM cairn.seals WHERE seal_no = $1", p);
+    if (!h.ok()) return h.status();
+    if (h->rows() != 1) return Status::corruption(fmt::format("purge: seal {} is gone after the purge", before->segments));
+    out.chain_head_after = log::hex(reinterpret_cast<const uint8_t*>(h->bytes(0, 0).data()), h->bytes(0, 0).size());
+  }
+  if (out.chain_head_after != out.chain_head_before)
+    return Status::corruption(fmt::format("purge: the chain head changed from {} to {}; this is a bug, report it",
+                                          out.chain_head_before, out.chain_head_after));
   for (auto& s : subjects) out.subjects.push_back(s);
   std::sort(out.subjects.begin(), out.subjects.end());
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();

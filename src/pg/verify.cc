@@ -50,7 +50,7 @@ Result<VerifyReport> verify_seals(const std::string& conninfo, const ProgressFn&
     rep.problem = std::move(problem);
     return rep;
   };
-  log::Sha256 chain, digest, name;
+  log::Sha256 chain, digest;
   std::string prev(32, '\0');
   uint64_t pos = 0;
   size_t seal_i = 0;
@@ -115,12 +115,10 @@ Result<VerifyReport> verify_seals(const std::string& conninfo, const ProgressFn&
         put_be(record, static_cast<uint16_t>(r->int2(i, 7)), 2);
         put_be(record, static_cast<uint16_t>(flags & ~log::kEventFlagSealedPartsPurged), 2);
         record.append(stored);
-        name.update(stream);
-        const log::Hash hs = name.final();
-        record.append(reinterpret_cast<const char*>(hs.data()), 32);
-        name.update(r->bytes(i, 5));
-        const log::Hash ht = name.final();
-        record.append(reinterpret_cast<const char*>(ht.data()), 32);
+        put_be(record, stream.size(), 4);
+        record.append(stream);
+        put_be(record, r->bytes(i, 5).size(), 4);
+        record.append(r->bytes(i, 5));
         chain.update(record);
       }
       ++pos;

@@ -42,6 +42,11 @@ int main(int argc, char** argv) {
                  "instead of --data; --data keeps keys and projections")->envname("CAIRN_BACKEND");
   app.add_option("--read-replica", read_replica, "serve reads and subscriptions from this streaming replica of --backend")
       ->envname("CAIRN_READ_REPLICA");
+  size_t pg_pool = 8;
+  app.add_option("--pg-pool", pg_pool, "PostgreSQL connections for reads (with --backend; appends use two more)")
+      ->envname("CAIRN_PG_POOL")
+      ->check(CLI::Range(size_t{1}, size_t{1000}))
+      ->capture_default_str();
   app.add_option("--http", listen, "address and port to listen on (ADDR:PORT)")->envname("CAIRN_HTTP")->capture_default_str();
   app.add_option("--durability", durability, "fsync (default) or none (tests and benchmarks only)")
       ->envname("CAIRN_DURABILITY")->check(CLI::IsMember({"fsync", "none"}))->capture_default_str();
@@ -94,6 +99,7 @@ int main(int argc, char** argv) {
   o.durability = durability == "none" ? Durability::kNone : Durability::kFsync;
   o.postgres = backend;
   o.postgres_read_replica = read_replica;
+  o.postgres_pool = pg_pool;
   if (!read_replica.empty() && backend.empty()) {
     std::fprintf(stderr, "error: --read-replica needs --backend (the primary it replicates)\n");
     return 2;

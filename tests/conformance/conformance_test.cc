@@ -50,6 +50,16 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     return s.ok() ? std::move(*s) : nullptr;
   }
   std::unique_ptr<Store> open() { return open(options()); }
+  // The store again, now with a personal-data key store (outside the data directory).
+  std::unique_ptr<Store> reopen_with_keys() {
+    (void)store_->close();
+    store_.reset();
+    auto o = options();
+    o.key_store_dir = dir_.sub("keys");
+    o.master_key = privacy_test::kMaster;
+    o.dir = dir_.sub("data");
+    return open(o);
+  }
   std::unique_ptr<Store> reopen() {
     (void)store_->close();
     store_.reset();
@@ -438,12 +448,7 @@ TEST_P(Conformance, ProjectionsRunOnTheStore) {
 }
 
 TEST_P(Conformance, PersonalDataIsSealedForgottenAndPurged) {
-  (void)store_->close();
-  auto o = options();
-  o.key_store_dir = dir_.sub("keys");
-  o.master_key = privacy_test::kMaster;
-  o.dir = dir_.sub("data");
-  store_ = open(o);
+  store_ = reopen_with_keys();
   ASSERT_NE(store_, nullptr);
   Store& s = *store_;
   const std::string meta = R"({"privacy":{"subject":"alice@example.com","personal":["/email"]}})";
@@ -486,6 +491,36 @@ TEST_P(Conformance, PersonalDataIsSealedForgottenAndPurged) {
   auto again = s.purge("", {});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->parts, 0u);
+}
+
+TEST_P(Conformance, APurgeTakesOnlyForgottenSubjectsPartsOfAnEventAndTheRestLater) {
+  store_ = reopen_with_keys();
+  ASSERT_NE(store_, nullptr);
+  Store& s = *store_;
+  const std::string meta =
+      R"({"privacy":{"parts":[{"subject":"alice","pointer":"/a"},{"subject":"bob","pointer":"/b"}]}})";
+  ASSERT_TRUE(s.append(one("pair-1", ExpectedRevision::any(),
+                           {json_event("pair.noted", R"({"a":"alice-value-1","b":"bob-value-2","x":1})", meta)}))
+                  .ok());
+  ASSERT_TRUE(s.forget("alice", "request", "").ok());
+  auto p = s.purge("", {});
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p->parts, 1u);
+  auto e = s.read_position(0);
+  ASSERT_TRUE(e.ok()) << e.status().to_string();
+  EXPECT_EQ(e->data.find("alice-value-1"), std::string::npos);
+  EXPECT_NE(e->data.find("bob-value-2"), std::string::npos) << e->data;
+  EXPECT_NE(e->data.find("\"x\":1"), std::string::npos) << e->data;
+  ASSERT_TRUE(s.forget("bob", "request", "").ok());
+  p = s.purge("", {});
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p->parts, 1u);
+  e = s.read_position(0);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->data.find("bob-value-2"), std::string::npos) << e->data;
+  auto v = s.verify_chain();
+  ASSERT_TRUE(v.ok()) << v.status().to_string();
+  EXPECT_TRUE(v->ok) << v->problem;
 }
 
 }  // namespace

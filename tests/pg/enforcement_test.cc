@@ -12,6 +12,8 @@
 #include "log/sha256.h"
 #include "pg/client.h"
 #include "pg/pg_test_env.h"
+#include "privacy/personal.h"
+#include "privacy/privacy_test_util.h"
 #include "store/store_helpers.h"
 #include "testing/temp_dir.h"
 
@@ -84,7 +86,9 @@ TEST_F(Enforcement, TheApplicationRoleCanOnlyReadAndCallTheAppendFunction) {
   refused(c, "SET cairn.purge_in_progress = 'on'; UPDATE cairn.events SET data = '\\x7b7d' WHERE position = 0",
           "permission denied");
   // The purge function turns nothing into anything its digest does not commit to.
-  refused(c, "SELECT cairn.purge_parts(ARRAY[0]::int8[], ARRAY['\\x7b22746f74616c223a39397d']::bytea[])", "refused");
+  refused(c, "SELECT cairn.purge_parts(ARRAY[0]::int8[], ARRAY['\\x7b22746f74616c223a39397d']::bytea[], "
+             "ARRAY['\\x7b22746f74616c223a39397d']::bytea[])",
+          "purge refused");
   unchanged();
 }
 
@@ -158,6 +162,50 @@ TEST_F(Enforcement, VerifyFindsWhatASuperuserChangedBehindTheTriggers) {
   ASSERT_TRUE(broken.ok());
   EXPECT_FALSE(broken->ok);
   EXPECT_NE(broken->problem.find("does not match the events"), std::string::npos) << broken->problem;
+}
+
+TEST_F(Enforcement, ThePurgeFunctionCanOnlyTurnSealedPartsIntoTheirMarkers) {
+  Options o;
+  o.dir = dir_.sub("data");
+  o.postgres = db_.app;
+  o.key_store_dir = dir_.sub("keys");
+  o.master_key = privacy_test::kMaster;
+  auto s = open_store(o);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  const std::string meta = R"({"privacy":{"subject":"carol","personal":["/email"]}})";
+  auto r = (*s)->append(one("cust-9", ExpectedRevision::any(), {json_event("customer.registered", R"({"email":"carol@x.example","plan":"pro"})", meta)}));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const uint64_t pos = r->streams[0].first_position;
+  std::string stored;
+  ASSERT_TRUE((*s)->scan_stored(pos, Filter{}, [&](const EventView& v) {
+                   stored = std::string(v.data);
+                   return false;
+                 }).ok());
+  (void)(*s)->close();
+  auto redacted = privacy::redactable_form(stored);
+  ASSERT_TRUE(redacted.ok());
+  ASSERT_EQ(redacted->size(), stored.size());
+  const auto hex = [](const std::string& b) { return "'\\x" + log::hex(reinterpret_cast<const uint8_t*>(b.data()), b.size()) + "'::bytea"; };
+  const auto call = [&](const std::string& data, const std::string& red) {
+    return fmt::format("SELECT cairn.purge_parts(ARRAY[{}]::int8[], ARRAY[{}], ARRAY[{}])", pos, hex(data), hex(red));
+  };
+  // A byte outside the sealed part changed ("pro" -> "qro"): neither stored nor redacted.
+  std::string outside = *redacted;
+  const size_t plan = outside.find("\"pro\"") + 1;
+  ASSERT_NE(plan, std::string::npos + 1);
+  outside[plan] = 'q';
+  refused(*app_, call(outside, *redacted), "neither stored nor redacted");
+  // A "redacted form" that is not the committed one.
+  refused(*app_, call(outside, outside), "digest commits to");
+  // A different size.
+  refused(*app_, call(*redacted + " ", *redacted + " "), "keeps the size");
+  // The real thing passes: the part becomes its marker, nothing else changes.
+  auto ok = app_->exec(call(*redacted, *redacted));
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(one_value(*admin_, fmt::format("SELECT flags FROM cairn.events WHERE position = {}", pos)), "6");
+  auto v = pg_verify(db_.app);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
 }
 
 TEST_F(Enforcement, EnginesWithoutWorkingAdvisoryLocksOrSnapshotsAreRefused) {
