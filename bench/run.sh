@@ -23,6 +23,7 @@ case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$REPO/$BUILD_DIR" ;; esac
 BENCH="$BUILD_DIR/bench/cairn-bench"
 PBENCH="$BUILD_DIR/bench/cairn-projection-bench"
 LBENCH="$BUILD_DIR/bench/cairn-ledger-bench"
+CAIRN_CLI="$BUILD_DIR/src/cli/cairn"
 LEDGER_DECISIONS=${CAIRN_BENCH_LEDGER_DECISIONS:-1000000}
 PROJ_EVENTS=${CAIRN_BENCH_PROJ_EVENTS:-10000000}
 PROJ_STREAMS=100000
@@ -61,10 +62,10 @@ if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ] && [ -n "$pg_missing" ]; then
   apt_install $(echo $pg_missing | tr ' ' '\n' | sort -u)
 fi
 
-if [ ! -x "$BENCH" ] || [ ! -x "$PBENCH" ]; then
+if [ ! -x "$BENCH" ] || [ ! -x "$PBENCH" ] || [ ! -x "$CAIRN_CLI" ]; then
   command -v cmake >/dev/null && command -v ninja >/dev/null || make -C "$REPO" deps
   [ -f "$BUILD_DIR/build.ninja" ] || cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-  cmake --build "$BUILD_DIR" -j2 --target cairn-bench cairn-projection-bench cairn-ledger-bench
+  cmake --build "$BUILD_DIR" -j2 --target cairn-bench cairn-projection-bench cairn-ledger-bench cairn_cli
 fi
 
 # ------------------------------------------------------------------------------------------ cleanup
@@ -286,6 +287,25 @@ if [ -z "${CAIRN_BENCH_SKIP_PG:-}" ]; then
   pgbench_run append-single-c64 "$PG_BASE/append-single.pgbench" 64 1 ""
   pgbench_run append-batch100-c4 "$PG_BATCH_SCRIPT" 4 100 "$BATCH_NOTE"
 
+  # Cairn on this same server (the PostgreSQL backend, docs/scaling.md): the core append workloads, each on a
+  # fresh database that `cairn pg init` prepared, with a subscriber from position 0 counting skipped events.
+  if [ -z "${CAIRN_BENCH_SKIP_CAIRN:-}" ]; then
+    PG_BACKEND_RUNS=0
+    pg_backend_run() {
+      PG_BACKEND_RUNS=$((PG_BACKEND_RUNS + 1))
+      local db="cairn_bench_$PG_BACKEND_RUNS"
+      "${PSQL[@]}" -c "drop database if exists $db" -c "create database $db" >/dev/null
+      "$CAIRN_CLI" pg init --admin "host=127.0.0.1 port=$PG_PORT user=$PG_USER dbname=$db" >/dev/null ||
+        { log "cairn pg init failed"; exit 1; }
+      cairn append "$@" --backend "host=127.0.0.1 port=$PG_PORT user=cairn_app dbname=$db"
+      "${PSQL[@]}" -c "drop database $db" >/dev/null
+    }
+    pg_backend_run --writers 16 --batch 1 --events 400000 --seconds "$PG_SECONDS"
+    pg_backend_run --writers 64 --batch 1 --events 1000000 --seconds "$PG_SECONDS"
+    pg_backend_run --writers 16 --batch 100 --events 5000000 --seconds "$PG_SECONDS"
+    pg_backend_run --writers 64 --batch 100 --events 5000000 --seconds "$PG_SECONDS"
+  fi
+
   # The scan from the README, over everything the appends wrote; 5 runs, best and median.
   log "PostgreSQL scan"
   "${PSQL[@]}" -c 'vacuum analyze baseline_events' >/dev/null
@@ -433,7 +453,7 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
   echo "|---|---|---|---|---|---|---|"
   for b in 1 100; do
     for w in 1 16 64; do
-      c=$(pick cairn append writers=$w batch=$b durability=fsync personal=false)
+      c=$(pick cairn append writers=$w batch=$b durability=fsync personal=false backend=embedded)
       pg=""
       pglabel=""
       if [ "$b" = 1 ] && [ "$w" != 1 ]; then pg=$(pick postgresql append writers=$w batch=1); pglabel=" ($w clients)"; fi
@@ -447,13 +467,24 @@ verdict() { awk -v x="$1" -v op="$2" -v y="$3" 'BEGIN { if (x == "" || x == "nul
       echo "| append, batch $b, $w writer$([ "$w" = 1 ] || echo s) | fsync | $(cell_rate "$c") | $(cell_lat "$c") | $pgcell | $(cell_lat "$pg") | $target |"
     done
   done
+  for spec in "16 1 5000" "64 1 5000" "16 100 100000" "64 100 100000"; do
+    set -- $spec
+    c=$(pick cairn append writers=$1 batch=$2 backend=postgres)
+    [ -z "$c" ] && continue
+    e=$(pick cairn append writers=$1 batch=$2 durability=fsync personal=false backend=embedded)
+    if [ "$2" = 1 ]; then pg=$(pick postgresql append writers=$1 batch=1); pglabel=" ($1 clients)"; else pg=$(pick postgresql append writers=4 batch=100); pglabel=" (4 clients)"; fi
+    pgcell="—"; [ -n "$pg" ] && pgcell="$(cell_rate "$pg")$pglabel"
+    ratio=$(awk -v a="$(jget events_per_s "$e")" -v b="$(jget events_per_s "$c")" 'BEGIN { if (b > 0 && a > 0) printf "%.1f×", a / b; else print "?" }')
+    skipped=$(jget subscriber_skipped "$c")
+    echo "| append, batch $2, $1 writers, **on the PostgreSQL backend** (embedded: $(cell_rate "$e"), $ratio) | PostgreSQL commit (fsync, synchronous_commit on) | $(cell_rate "$c") | $(cell_lat "$c") | $pgcell | $(cell_lat "$pg") | ≥ $(fmt_rate "$3") ev/s: $(verdict "$(jget events_per_s "$c")" '>=' "$3"); subscriber skipped $skipped of $(jget subscriber_events "$c") |"
+  done
   for spec in "64 1" "16 100"; do
     set -- $spec
     c=$(pick cairn append writers=$1 batch=$2 durability=none)
     [ -n "$c" ] && echo "| append, batch $2, $1 writers (diagnostic) | none | $(cell_rate "$c") | $(cell_lat "$c") | — | — | |"
   done
   c=$(pick cairn append writers=16 batch=100 durability=fsync personal=true)
-  plain=$(pick cairn append writers=16 batch=100 durability=fsync personal=false)
+  plain=$(pick cairn append writers=16 batch=100 durability=fsync personal=false backend=embedded)
   if [ -n "$c" ]; then
     ratio=$(awk -v a="$(jget events_per_s "$c")" -v b="$(jget events_per_s "$plain")" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * (1 - a / b); else print "?" }')
     pg=$(pick postgresql append writers=4 batch=100)
