@@ -240,7 +240,7 @@ Result<PgResult> Connection::query(const std::string& sql, const Params& params)
                  c_, "query");
 }
 
-Status Connection::ensure_prepared(const std::string& name, const std::string& sql, const Params& params) {
+Status Connection::prepare(const std::string& name, const std::string& sql, const Params& params) {
   if (prepared_.count(name)) return {};
   auto r = checked(PQprepare(c_, name.c_str(), sql.c_str(), params.size(), params.types()), c_,
                    fmt::format("preparing {}", name));
@@ -250,14 +250,14 @@ Status Connection::ensure_prepared(const std::string& name, const std::string& s
 }
 
 Result<PgResult> Connection::prepared(const std::string& name, const std::string& sql, const Params& params) {
-  CAIRN_RETURN_IF_ERROR(ensure_prepared(name, sql, params));
+  CAIRN_RETURN_IF_ERROR(prepare(name, sql, params));
   auto values = params.values();
   return checked(PQexecPrepared(c_, name.c_str(), params.size(), values.data(), params.lengths(), params.formats(), 1),
                  c_, name);
 }
 
 Status Connection::send_prepared(const std::string& name, const std::string& sql, const Params& params) {
-  CAIRN_RETURN_IF_ERROR(ensure_prepared(name, sql, params));
+  CAIRN_RETURN_IF_ERROR(prepare(name, sql, params));
   auto values = params.values();
   if (PQsendQueryPrepared(c_, name.c_str(), params.size(), values.data(), params.lengths(), params.formats(), 1) != 1)
     return error_status(nullptr, c_, name);
@@ -278,13 +278,8 @@ Status Connection::pipeline_begin() {
 }
 
 Status Connection::pipeline_send(const std::string& name, const std::string& sql, const Params& params) {
-  if (!prepared_.count(name)) {
-    // Preparing is itself a queued statement in pipeline mode; its result is consumed by pipeline_next().
-    if (PQsendPrepare(c_, name.c_str(), sql.c_str(), params.size(), params.types()) != 1)
-      return error_status(nullptr, c_, fmt::format("preparing {}", name));
-    prepared_.insert(name);
-    ++pipeline_pending_;
-  }
+  if (!prepared_.count(name))
+    return Status::invalid_argument(fmt::format("pipeline: {} was not prepared before the pipeline began ({})", name, sql));
   auto values = params.values();
   if (PQsendQueryPrepared(c_, name.c_str(), params.size(), values.data(), params.lengths(), params.formats(), 1) != 1)
     return error_status(nullptr, c_, name);

@@ -128,7 +128,13 @@ class Connection {
   Status send_prepared(const std::string& name, const std::string& sql, const Params& params);
   Result<PgResult> receive(std::string_view context);
 
-  // Pipeline mode: queue several prepared statements and read their results in order, one round trip.
+  // Prepares `sql` under `name` on this connection unless it was already (statements sent in pipeline mode
+  // must be prepared before it starts).
+  Status prepare(const std::string& name, const std::string& sql, const Params& params);
+
+  // Pipeline mode: queue several prepared statements and read their results in order, one round trip. Each
+  // statement gives one result from pipeline_next(), each sync one more (of status PGRES_PIPELINE_SYNC); a
+  // failed statement makes the others up to the next sync fail with kConflict ("not run").
   Status pipeline_begin();
   Status pipeline_send(const std::string& name, const std::string& sql, const Params& params);
   Status pipeline_sync();
@@ -144,7 +150,6 @@ class Connection {
 
  private:
   explicit Connection(pg_conn* c, std::string conninfo) : c_(c), conninfo_(std::move(conninfo)) {}
-  Status ensure_prepared(const std::string& name, const std::string& sql, const Params& params);
   pg_conn* c_ = nullptr;
   std::string conninfo_;
   std::set<std::string> prepared_;

@@ -36,6 +36,10 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kGroupEvents = 50'000;
 constexpr size_t kGroupBytes = 64u << 20;
 
+constexpr const char* kAppendSql =
+    "SELECT o_status, o_actual, o_position, o_revision, o_detail FROM cairn.append($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+    "$10, $11, $12, $13)";
+
 constexpr const char* kColumns =
     "position, commit_position, stream, revision, event_id, event_type, recorded_ns, content_type, flags, metadata, data";
 
@@ -219,6 +223,10 @@ class PgStore final : public Store {
   void take_group(std::vector<Request*>* group);
   // Sends one group's cairn.append call on writer connection `conn` without waiting.
   Status send_group(int conn, std::vector<Request*>& group);
+  static Params append_params(const std::vector<Request*>& group);
+  // Sends each request of a failed group alone, all in one round trip (pipeline mode, a sync after each, so
+  // one request's failure ends only its own transaction), and answers each.
+  void retry_alone(int conn, std::vector<Request*>& group);
   // Waits for that call's result and answers every request of the group.
   void finish_group(int conn, std::vector<Request*>& group);
   // Answers each request of a group whose call failed: the outcome is unknown if the connection broke,
@@ -445,6 +453,10 @@ Status PgStore::send_group(int conn, std::vector<Request*>& group) {
     if (!fresh.ok()) return fresh.status();
     c = std::move(*fresh);
   }
+  return c->send_prepared("cairn_append", kAppendSql, append_params(group));
+}
+
+Params PgStore::append_params(const std::vector<Request*>& group) {
   Params p;
   p.begin_array(Oid::kInt4);
   for (size_t i = 0; i < group.size(); ++i)
@@ -499,11 +511,7 @@ Status PgStore::send_group(int conn, std::vector<Request*>& group) {
     p.el_text(std::string_view(reinterpret_cast<const char*>(a.digests[j].data()), a.digests[j].size()));
   });
   p.end_array();
-  return c->send_prepared(
-      "cairn_append",
-      "SELECT o_status, o_actual, o_position, o_revision, o_detail FROM cairn.append($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-      "$10, $11, $12, $13)",
-      p);
+  return p;
 }
 
 void PgStore::finish_group(int conn, std::vector<Request*>& group) {
@@ -524,17 +532,40 @@ void PgStore::group_failed(int conn, std::vector<Request*>& group, const Status&
     }
     return;
   }
-  if (group.size() > 1) {
-    for (auto* r : group) {
-      std::vector<Request*> one{r};
-      Status sent = send_group(conn, one);
-      if (sent.ok()) finish_group(conn, one);
-      else refuse_unsent(one, sent);
-    }
-    return;
-  }
+  if (group.size() > 1) return retry_alone(conn, group);
   group[0]->status = st;
   group[0]->done.release();
+}
+
+void PgStore::retry_alone(int conn, std::vector<Request*>& group) {
+  Connection& c = *writer_conns_[conn];
+  std::vector<Request*> sent;
+  Status st = c.prepare("cairn_append", kAppendSql, append_params({group[0]}));
+  if (st.ok()) st = c.pipeline_begin();
+  if (st.ok()) {
+    for (auto* r : group) {
+      st = c.pipeline_send("cairn_append", kAppendSql, append_params({r}));
+      if (st.ok()) st = c.pipeline_sync();
+      if (!st.ok()) break;
+      sent.push_back(r);
+    }
+  }
+  for (auto* r : sent) {
+    auto res = c.pipeline_next();
+    (void)c.pipeline_next();  // the sync after it
+    std::vector<Request*> one{r};
+    if (res.ok()) {
+      answer_group(one, *res);
+    } else if (c.broken()) {
+      group_failed(conn, one, res.status());  // outcome unknown
+    } else {
+      r->status = res.status();
+      r->done.release();
+    }
+  }
+  (void)c.pipeline_end();
+  std::vector<Request*> unsent(group.begin() + static_cast<ptrdiff_t>(sent.size()), group.end());
+  if (!unsent.empty()) refuse_unsent(unsent, st.ok() ? Status::io_error("the pipeline ended early") : st);
 }
 
 void PgStore::refuse_unsent(std::vector<Request*>& group, const Status& st) {

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "cairn/ledger.h"
 #include "cairn/projection.h"
 #include "cairn/store.h"
 #include "pg/pg_test_env.h"
@@ -255,7 +256,9 @@ TEST_P(Conformance, ReadsPageBothWaysWithFilters) {
                  }).ok());
     auto p = s.read_all(0, Direction::kForward, 100, f);
     EXPECT_TRUE(p.ok());
-    if (p.ok()) EXPECT_EQ(p->events.size(), n);
+    if (p.ok()) {
+      EXPECT_EQ(p->events.size(), n);
+    }
     return n;
   };
   Filter types;
@@ -445,6 +448,42 @@ TEST_P(Conformance, ProjectionsRunOnTheStore) {
   ASSERT_TRUE(state.ok()) << state.status().to_string();
   EXPECT_EQ(state->json, R"({"n":41,"sum":1780})");
   (void)(*p)->close();
+}
+
+TEST_P(Conformance, TheAiLedgerRulesAndQueriesWork) {
+  Store& s = *store_;
+  const std::string proposal = R"({"proposal_id":"p-1","proposal_kind":"draft","skill":"reply","gen_ai.request.model":"m",)"
+                               R"("gen_ai.response.model":"m-1","app.prompt.template_id":"t","app.prompt.template_version":"2",)"
+                               R"("input":"q","proposed_value":"a b c"})";
+  auto p = s.append(one("conv-1", ExpectedRevision::any(), {json_event("ai.proposal.made", proposal)}));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  // A decision on a proposal that was never made, and a second decision: refused by the ledger's rules.
+  auto bad = s.append(one("conv-1", ExpectedRevision::any(),
+                          {json_event("human.decision.recorded", R"({"proposal_id":"p-404","outcome":"accepted"})")}));
+  EXPECT_EQ(bad.status().code(), ErrorCode::kInvalidEvent) << bad.status().to_string();
+  auto d = json_event("human.decision.recorded", R"({"proposal_id":"p-1","outcome":"edited","final_value":"a x c"})");
+  d.id = Uuid::generate_v7();
+  auto ok = s.append(one("conv-1", ExpectedRevision::any(), {d}));
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  auto twice = s.append(one("conv-1", ExpectedRevision::any(),
+                            {json_event("human.decision.recorded", R"({"proposal_id":"p-1","outcome":"rejected"})")}));
+  EXPECT_EQ(twice.status().code(), ErrorCode::kInvalidEvent) << twice.status().to_string();
+  // The rules hold across a reopen (the reference index is rebuilt from the log).
+  store_ = reopen();
+  ASSERT_NE(store_, nullptr);
+  twice = store_->append(one("conv-1", ExpectedRevision::any(),
+                             {json_event("human.decision.recorded", R"({"proposal_id":"p-1","outcome":"rejected"})")}));
+  EXPECT_EQ(twice.status().code(), ErrorCode::kInvalidEvent) << twice.status().to_string();
+  ProjectionsOptions po;
+  po.dir = dir_.sub("projections");
+  auto proj = open_projections(*store_, po);
+  ASSERT_TRUE(proj.ok()) << proj.status().to_string();
+  LedgerOptions lo;
+  lo.wait = std::chrono::milliseconds(testing::kThreadSanitized ? 120000 : 20000);
+  auto why = ledger_why(*store_, **proj, *d.id, lo);
+  ASSERT_TRUE(why.ok()) << why.status().to_string();
+  EXPECT_NE(why->find("p-1"), std::string::npos) << *why;
+  (void)(*proj)->close();
 }
 
 TEST_P(Conformance, PersonalDataIsSealedForgottenAndPurged) {

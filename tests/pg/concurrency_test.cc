@@ -245,7 +245,9 @@ TEST(PgConcurrency, SeveralProcessesAreLinearizableAndSeeOneOrder) {
     if (op.ok) ok.push_back(&op);
   for (const Op* a : ok)
     for (const Op* b : ok)
-      if (a->end_ns < b->start_ns) EXPECT_LT(a->position, b->position);
+      if (a->end_ns < b->start_ns) {
+        EXPECT_LT(a->position, b->position);
+      }
   // A refused append saw a revision that some append had written (or none), and no append that had already
   // finished before it started had written a later one.
   for (const auto& op : history) {
