@@ -29,23 +29,20 @@ using testing::one;
 
 // Every acknowledged id is there once, positions are 0..head-1, and the chain verifies.
 void check_log(const testing::PgDb& db, const std::string& dir, const std::set<std::string>& acked) {
-  Options o;
-  o.dir = dir;
-  o.postgres = db.app;
-  auto s = open_store(o);
-  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  auto s = testing::open_pg(db, dir);
+  ASSERT_NE(s, nullptr);
   std::set<std::string> present;
   uint64_t expect = 0;
-  ASSERT_TRUE((*s)->scan_all(0, Filter{}, [&](const EventView& v) {
+  ASSERT_TRUE(s->scan_all(0, Filter{}, [&](const EventView& v) {
                    EXPECT_EQ(v.position, expect++);
                    EXPECT_TRUE(present.insert(v.id.to_string()).second) << "twice: " << v.id.to_string();
                    return true;
                  }).ok());
   for (const auto& id : acked) EXPECT_TRUE(present.count(id)) << "acknowledged append lost: " << id;
-  auto v = (*s)->verify_chain();
+  auto v = s->verify_chain();
   ASSERT_TRUE(v.ok()) << v.status().to_string();
   EXPECT_TRUE(v->ok) << v->problem;
-  (void)(*s)->close();
+  (void)s->close();
 }
 
 TEST(PgCrash, KillingPostgresLosesNoAcknowledgedAppend) {

@@ -154,18 +154,15 @@ TEST(PgClient, OneFailingRequestDoesNotFailItsGroup) {
                           "CREATE TRIGGER poison BEFORE INSERT ON cairn.events FOR EACH ROW EXECUTE FUNCTION public.poison();")
                   .ok());
   testing::TempDir dir;
-  Options o;
-  o.dir = dir.path();
-  o.postgres = db.app;
-  auto s = open_store(o);
-  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  auto s = testing::open_pg(db, dir.path());
+  ASSERT_NE(s, nullptr);
   // Hold the head row so that the appends below queue up and go as groups when it is released.
   ASSERT_TRUE(admin->exec("BEGIN; SELECT * FROM cairn.head FOR UPDATE;").ok());
   std::vector<std::thread> ts;
   std::atomic<int> ok{0}, poisoned{0};
   for (int t = 0; t < 8; ++t)
     ts.emplace_back([&, t] {
-      auto r = (*s)->append(one(t == 3 ? "poison-1" : fmt::format("fine-{}", t), ExpectedRevision::any(), {json_event("e", "{}")}));
+      auto r = s->append(one(t == 3 ? "poison-1" : fmt::format("fine-{}", t), ExpectedRevision::any(), {json_event("e", "{}")}));
       if (r.ok()) ++ok;
       else if (r.status().message().find("poisoned stream") != std::string::npos) ++poisoned;
       else ADD_FAILURE() << r.status().to_string();
@@ -175,9 +172,9 @@ TEST(PgClient, OneFailingRequestDoesNotFailItsGroup) {
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 7);
   EXPECT_EQ(poisoned.load(), 1);
-  EXPECT_EQ((*s)->head_position(), 7u);
-  EXPECT_GE((*s)->stats().groups, 1u);
-  auto v = (*s)->verify_chain();
+  EXPECT_EQ(s->head_position(), 7u);
+  EXPECT_GE(s->stats().groups, 1u);
+  auto v = s->verify_chain();
   ASSERT_TRUE(v.ok());
   EXPECT_TRUE(v->ok) << v->problem;
 }

@@ -29,14 +29,7 @@ using testing::json_event;
 using testing::one;
 using Clock = std::chrono::steady_clock;
 
-std::unique_ptr<Store> open_pg(const testing::PgDb& db, const std::string& dir) {
-  Options o;
-  o.dir = dir;
-  o.postgres = db.app;
-  auto s = open_store(o);
-  EXPECT_TRUE(s.ok()) << s.status().to_string();
-  return s.ok() ? std::move(*s) : nullptr;
-}
+using testing::open_pg;
 
 // Collects everything a subscription delivers until `want` events arrived or the deadline passed.
 std::vector<RecordedEvent> collect(Subscription& sub, size_t want, std::chrono::seconds limit) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cairn/postgres.h"
+#include "cairn/store.h"
 #include "testing/pg_cluster.h"
 
 namespace cairn::testing {
@@ -60,6 +61,16 @@ inline PgDb fresh_pg_db(PgCluster* cluster = nullptr) {
   auto r = pg_init(db.admin, PgInitOptions{});
   if (!r.ok()) ADD_FAILURE() << "pg_init: " << r.status().to_string();
   return db;
+}
+
+// A store on that database, keeping its local state (projections) in dir; null (and a failure) if it cannot open.
+inline std::unique_ptr<Store> open_pg(const PgDb& db, const std::string& dir) {
+  Options o;
+  o.dir = dir;
+  o.postgres = db.app;
+  auto s = open_store(o);
+  EXPECT_TRUE(s.ok()) << s.status().to_string();
+  return s.ok() ? std::move(*s) : nullptr;
 }
 
 }  // namespace cairn::testing
