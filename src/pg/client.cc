@@ -23,6 +23,10 @@ uint64_t get_be(const char* p, int bytes) {
 // message says why.
 ErrorCode code_for(std::string_view state) {
   if (state.empty()) return ErrorCode::kIoError;
+  // Cairn's own states, raised by its functions (pg/migrations.cc).
+  if (state == "CA001") return ErrorCode::kWrongExpectedRevision;
+  if (state == "CA002") return ErrorCode::kInvalidArgument;
+  if (state == "CA003") return ErrorCode::kDuplicateEventId;
   if (state == "23505") return ErrorCode::kDuplicateEventId;       // unique_violation
   if (state == "40001" || state == "40P01") return ErrorCode::kConflict;  // serialization failure, deadlock
   if (state == "57014") return ErrorCode::kTimeout;                // query_canceled (statement_timeout)

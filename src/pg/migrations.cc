@@ -329,10 +329,74 @@ GRANT EXECUTE ON FUNCTION cairn.seal(int4) TO cairn_writer;
 GRANT EXECUTE ON FUNCTION cairn.purge_parts(int8[], bytea[], bytea[]) TO cairn_privacy;
 )SQL";
 
+// Migration 2: imports. One exported commit appended as one commit, keeping each event's stream revision,
+// id, recorded time, salt and digest (so an import of a whole export into an empty database reproduces its
+// positions). Errors use Cairn's own SQLSTATEs (class CA, mapped in pg/client.cc): CA001 a revision that
+// does not continue its stream, CA002 bad input, CA003 an id that exists.
+constexpr std::string_view kImport = R"SQL(
+SET LOCAL ROLE cairn_owner;
+CREATE FUNCTION cairn.import_commit(
+  p_stream text[], p_revision int8[], p_id uuid[], p_type text[], p_recorded int8[], p_ctype int2[], p_flags int2[],
+  p_meta bytea[], p_data bytea[], p_salt bytea[], p_digest bytea[])
+RETURNS int8
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  n int := coalesce(array_length(p_stream, 1), 0);
+  v_next int8; v_last_ns int8; i int; cur int8; li int;
+  loc_stream text[] := '{}'; loc_rev int8[] := '{}'; v_dup uuid;
+BEGIN
+  IF n = 0 THEN RAISE EXCEPTION 'events: a commit has at least one event' USING ERRCODE = 'CA002'; END IF;
+  SELECT h.next_position, h.last_recorded_ns INTO v_next, v_last_ns FROM cairn.head h WHERE h.id FOR UPDATE;
+  SELECT x.id INTO v_dup FROM unnest(p_id) AS x(id) JOIN cairn.events ev ON ev.event_id = x.id LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'events[%].id: event id % already exists', array_position(p_id, v_dup) - 1, v_dup USING ERRCODE = 'CA003';
+  END IF;
+  IF (SELECT count(DISTINCT x.id) FROM unnest(p_id) AS x(id)) <> n THEN
+    RAISE EXCEPTION 'events: an event id appears twice in the commit' USING ERRCODE = 'CA003';
+  END IF;
+  FOR i IN 1..n LOOP
+    li := array_position(loc_stream, p_stream[i]);
+    IF li IS NOT NULL THEN
+      cur := loc_rev[li];
+    ELSE
+      cur := NULL;
+      SELECT s.last_revision INTO cur FROM cairn.streams s WHERE s.stream = p_stream[i];
+    END IF;
+    IF p_revision[i] <> coalesce(cur + 1, 0) THEN
+      RAISE EXCEPTION 'events[%]: stream ''%'' revision % does not continue the stream (its next revision is %)',
+        i - 1, p_stream[i], p_revision[i], coalesce(cur + 1, 0) USING ERRCODE = 'CA001';
+    END IF;
+    IF p_recorded[i] < v_last_ns THEN
+      RAISE EXCEPTION 'events[%].recorded_at: earlier than the log''s last recorded time; recorded times never go back', i - 1
+        USING ERRCODE = 'CA002';
+    END IF;
+    v_last_ns := p_recorded[i];
+    IF li IS NULL THEN
+      loc_stream := loc_stream || p_stream[i]; loc_rev := loc_rev || p_revision[i];
+    ELSE
+      loc_rev[li] := p_revision[i];
+    END IF;
+    INSERT INTO cairn.streams AS s (stream, last_revision, first_position, last_position)
+      VALUES (p_stream[i], p_revision[i], v_next + i - 1, v_next + i - 1)
+      ON CONFLICT (stream) DO UPDATE SET last_revision = excluded.last_revision, last_position = excluded.last_position;
+  END LOOP;
+  INSERT INTO cairn.events (position, commit_position, stream, revision, event_id, event_type, recorded_ns, content_type,
+                            flags, metadata, data, salt, digest)
+  SELECT v_next + x.k - 1, v_next, x.stream, x.rev, x.id, x.typ, x.rec, x.ct, x.fl, x.meta, x.dat, x.salt, x.dig
+  FROM unnest(p_stream, p_revision, p_id, p_type, p_recorded, p_ctype, p_flags, p_meta, p_data, p_salt, p_digest)
+       WITH ORDINALITY AS x(stream, rev, id, typ, rec, ct, fl, meta, dat, salt, dig, k);
+  UPDATE cairn.head SET next_position = v_next + n, last_recorded_ns = v_last_ns WHERE id;
+  RETURN v_next;
+END $fn$;
+RESET ROLE;
+REVOKE ALL ON FUNCTION cairn.import_commit(text[], int8[], uuid[], text[], int8[], int2[], int2[], bytea[], bytea[], bytea[], bytea[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cairn.import_commit(text[], int8[], uuid[], text[], int8[], int2[], int2[], bytea[], bytea[], bytea[], bytea[]) TO cairn_writer;
+)SQL";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
-  static const std::vector<Migration> all = {{1, "initial", kInitial}};
+  static const std::vector<Migration> all = {{1, "initial", kInitial}, {2, "import", kImport}};
   return all;
 }
 

@@ -176,10 +176,7 @@ class PgStore final : public Store {
     CAIRN_RETURN_IF_ERROR(store::validate_stream_name(stream, "stream", true));
     return std::unique_ptr<Subscription>(new PgSubscription(*this, from_revision, Filter{}, std::move(stream)));
   }
-  Result<uint64_t> import_commit(std::vector<ImportEvent>) override {
-    return Status::invalid_argument(
-        "import: not available on the PostgreSQL backend yet; import into an embedded store (docs/scaling.md)");
-  }
+  Result<uint64_t> import_commit(std::vector<ImportEvent> events) override;
   uint64_t head_position() const override { return std::max(primary_head_.load(), read_head_.load()); }
   StoreStats stats() const override;
   Status close() override;
@@ -860,6 +857,60 @@ Status PgStore::poll_stream(const std::string& stream, uint64_t* cursor, size_t 
     *cursor = out->back().revision + 1;
   }
   return {};
+}
+
+// One exported commit as one commit, through cairn.import_commit (which checks revisions, times and ids
+// under the head row lock). The digests are computed here, as for appends.
+Result<uint64_t> PgStore::import_commit(std::vector<ImportEvent> events) {
+  CAIRN_RETURN_IF_ERROR(open_check());
+  CAIRN_RETURN_IF_ERROR(store::validate_import(events, options_.limits));
+  thread_local log::Sha256 sha;
+  Params p;
+  const auto column = [&](Oid type, auto&& add) {
+    p.begin_array(type);
+    for (const auto& e : events) add(e);
+    p.end_array();
+  };
+  column(Oid::kText, [&](const ImportEvent& e) { p.el_text(e.stream); });
+  column(Oid::kInt8, [&](const ImportEvent& e) { p.el_int8(static_cast<int64_t>(e.revision)); });
+  column(Oid::kUuid, [&](const ImportEvent& e) { p.el_uuid(e.id); });
+  column(Oid::kText, [&](const ImportEvent& e) { p.el_text(e.type); });
+  column(Oid::kInt8, [&](const ImportEvent& e) { p.el_int8(e.recorded_ns); });
+  column(Oid::kInt2, [&](const ImportEvent& e) { p.el_int2(static_cast<int16_t>(e.content_type)); });
+  column(Oid::kInt2, [&](const ImportEvent& e) { p.el_int2(e.sealed_parts ? log::kEventFlagSealedParts : 0); });
+  column(Oid::kBytea, [&](const ImportEvent& e) { p.el_text(e.metadata); });
+  column(Oid::kBytea, [&](const ImportEvent& e) { p.el_text(e.data); });
+  column(Oid::kBytea, [&](const ImportEvent& e) {
+    p.el_text(std::string_view(reinterpret_cast<const char*>(e.digest_salt.data()), e.digest_salt.size()));
+  });
+  column(Oid::kBytea, [&](const ImportEvent& e) {
+    const log::Hash d = log::event_digest(sha, e.digest_salt.data(), e.metadata, e.data, e.sealed_parts);
+    p.el_text(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+  });
+  auto c = primary_->acquire();
+  if (!c.ok()) return c.status();
+  auto r = (*c)->prepared("cairn_import",
+                          "SELECT cairn.import_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", p);
+  if (!r.ok()) {
+    // The function's own errors name the event; strip the transport's prefix from them.
+    const std::string& m = r.status().message();
+    const auto at = m.find("postgres: ");
+    return Status(r.status().code(), at == std::string::npos ? m : m.substr(at + 10));
+  }
+  const uint64_t first = static_cast<uint64_t>(r->int8(0, 0));
+  const uint64_t end = first + events.size();
+  uint64_t cur = primary_head_.load();
+  while (cur < end && !primary_head_.compare_exchange_weak(cur, end)) {
+  }
+  if (!replica_) {
+    cur = read_head_.load();
+    while (cur < end && !read_head_.compare_exchange_weak(cur, end)) {
+    }
+    notifier_.publish();
+  }
+  appended_commits_.fetch_add(1);
+  appended_events_.fetch_add(events.size());
+  return first;
 }
 
 Result<RecordedEvent> PgStore::read_position(uint64_t position) {

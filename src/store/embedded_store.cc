@@ -220,27 +220,7 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
 
 Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
   CAIRN_RETURN_IF_ERROR(writable());
-  if (events.empty()) return Status::invalid_argument("events: an imported commit needs at least one event");
-  if (events.size() > options_.limits.max_events_per_append)
-    return Status::limit_exceeded(fmt::format("events: {} events in one commit, the limit is {}", events.size(),
-                                              options_.limits.max_events_per_append));
-  uint64_t total = 0;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const auto& e = events[i];
-    const std::string what = fmt::format("events[{}]", i);
-    CAIRN_RETURN_IF_ERROR(validate_stream_name(e.stream, what + ".stream", true));
-    CAIRN_RETURN_IF_ERROR(validate_event_type(e.type, what + ".type", true));
-    if (e.id.is_nil()) return Status::invalid_argument(what + ".id: the nil UUID is not a valid event id");
-    const uint64_t size = e.type.size() + e.metadata.size() + e.data.size();
-    if (size > options_.limits.max_event_bytes)
-      return Status::limit_exceeded(
-          fmt::format("{}: the event is {} bytes, the limit is {}", what, size, options_.limits.max_event_bytes));
-    CAIRN_RETURN_IF_ERROR(validate_metadata(e.metadata, what + ".metadata"));
-    if (e.content_type == ContentType::kJson) CAIRN_RETURN_IF_ERROR(validate_json(e.data, what + ".data"));
-    total += size + e.stream.size();
-  }
-  if (total > options_.limits.max_append_bytes)
-    return Status::limit_exceeded(fmt::format("the commit is {} bytes, the limit is {}", total, options_.limits.max_append_bytes));
+  CAIRN_RETURN_IF_ERROR(validate_import(events, options_.limits));
   // Imports restore history as it was written: its ledger events are recorded, not judged again.
   std::vector<ledger::PendingEvent> ledger_events;
   for (const auto& e : events) {

@@ -128,4 +128,28 @@ Status validate_stream_append(const StreamAppend& a, const Limits& limits, std::
   return {};
 }
 
+Status validate_import(const std::vector<ImportEvent>& events, const Limits& limits) {
+  if (events.empty()) return Status::invalid_argument("events: an imported commit needs at least one event");
+  if (events.size() > limits.max_events_per_append)
+    return Status::limit_exceeded(fmt::format("events: {} events in one commit, the limit is {}", events.size(),
+                                              limits.max_events_per_append));
+  uint64_t total = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& e = events[i];
+    const std::string what = fmt::format("events[{}]", i);
+    CAIRN_RETURN_IF_ERROR(validate_stream_name(e.stream, what + ".stream", true));
+    CAIRN_RETURN_IF_ERROR(validate_event_type(e.type, what + ".type", true));
+    if (e.id.is_nil()) return Status::invalid_argument(what + ".id: the nil UUID is not a valid event id");
+    const uint64_t size = e.type.size() + e.metadata.size() + e.data.size();
+    if (size > limits.max_event_bytes)
+      return Status::limit_exceeded(fmt::format("{}: the event is {} bytes, the limit is {}", what, size, limits.max_event_bytes));
+    CAIRN_RETURN_IF_ERROR(validate_metadata(e.metadata, what + ".metadata"));
+    if (e.content_type == ContentType::kJson) CAIRN_RETURN_IF_ERROR(validate_json(e.data, what + ".data"));
+    total += size + e.stream.size();
+  }
+  if (total > limits.max_append_bytes)
+    return Status::limit_exceeded(fmt::format("the commit is {} bytes, the limit is {}", total, limits.max_append_bytes));
+  return {};
+}
+
 }  // namespace cairn::store

@@ -23,4 +23,7 @@ Status validate_json(std::string_view data, std::string_view what);
 Status validate_stream_append(const StreamAppend& a, const Limits& limits, std::string_view prefix,
                               uint64_t* bytes_out, bool allow_reserved = false);
 
+// One imported commit (Store::import_commit): at least one event, names, types, ids, JSON and the limits.
+Status validate_import(const std::vector<ImportEvent>& events, const Limits& limits);
+
 }  // namespace cairn::store

@@ -11,6 +11,7 @@
 #include "log/record.h"
 #include "log/sha256.h"
 #include "pg/client.h"
+#include "pg/migrations.h"
 #include "pg/pg_test_env.h"
 #include "privacy/personal.h"
 #include "privacy/privacy_test_util.h"
@@ -231,11 +232,49 @@ TEST_F(Enforcement, EnginesWithoutWorkingAdvisoryLocksOrSnapshotsAreRefused) {
   EXPECT_NE(s.status().message().find("snapshot functions"), std::string::npos) << s.status().message();
 }
 
+// A database made by an older build (migration 1 only) is refused until `cairn pg migrate` brings it up to
+// date; the migration keeps its events and the store then opens on it.
+TEST_F(Enforcement, AnOlderSchemaIsRefusedUntilMigrated) {
+  const std::string name = "cairn_old_" + std::to_string(::getpid());
+  ASSERT_TRUE(admin_->exec("CREATE DATABASE " + name).ok());
+  const std::string admin = db_.cluster->conninfo(db_.cluster->superuser(), name);
+  auto old = pg::Connection::connect(admin);
+  ASSERT_TRUE(old.ok());
+  const pg::Migration& first = pg::migrations().front();
+  ASSERT_EQ(first.version, 1);
+  ASSERT_TRUE((*old)->exec("BEGIN; " + std::string(first.sql) +
+                           "; INSERT INTO cairn.schema_migrations (version, name) VALUES (1, 'initial'); COMMIT;")
+                  .ok());
+  ASSERT_TRUE((*old)->exec("SELECT * FROM cairn.append(ARRAY[0], ARRAY['kept-1'], ARRAY[-1]::int8[], ARRAY[1], "
+                           "ARRAY[gen_random_uuid()], ARRAY[false], ARRAY['t'], ARRAY[1]::int2[], ARRAY[0]::int2[], "
+                           "ARRAY[''::bytea], ARRAY['\\x7b7d'::bytea], ARRAY['\\x00000000000000000000000000000000'::bytea], "
+                           "ARRAY[sha256('\\x000000000000000000000000000000007b7d'::bytea)])")
+                  .ok());
+  Options o;
+  o.dir = dir_.path();
+  o.postgres = db_.cluster->conninfo("cairn_app", name);
+  auto s = open_store(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("cairn pg migrate"), std::string::npos) << s.status().message();
+  auto m = pg_migrate(admin);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EXPECT_EQ(m->from_version, 1);
+  EXPECT_EQ(m->to_version, pg::latest_schema_version());
+  ASSERT_FALSE(m->applied.empty());
+  EXPECT_EQ(m->applied.front(), "0002 import");
+  s = open_store(o);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ((*s)->head_position(), 1u);
+  auto v = (*s)->verify_chain();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+}
+
 TEST_F(Enforcement, SchemaVersionsAreCheckedAndMigrationsAreIdempotent) {
   auto again = pg_migrate(db_.admin);
   ASSERT_TRUE(again.ok()) << again.status().to_string();
   EXPECT_TRUE(again->applied.empty());
-  EXPECT_EQ(again->to_version, 1);
+  EXPECT_EQ(again->to_version, pg::latest_schema_version());
   auto init_again = pg_init(db_.admin, PgInitOptions{});
   ASSERT_TRUE(init_again.ok()) << init_again.status().to_string();
   // A database without the schema, and one newer than this build, are refused with what to do.
