@@ -230,6 +230,8 @@ class PgStore final : public Store {
   // else each request is sent again alone (one bad request must not fail the others).
   void group_failed(int conn, std::vector<Request*>& group, const Status& st);
   void answer_group(std::vector<Request*>& group, const PgResult& res);
+  // This process committed positions below `end`: moves the heads it knows and wakes its subscribers.
+  void committed_through(uint64_t end);
   // Answers the requests of a group that could not be sent: nothing of it reached the server.
   void refuse_unsent(std::vector<Request*>& group, const Status& st);
   // A pooled connection for reads: the replica's once it holds this process's own appends, else the primary's.
@@ -565,6 +567,18 @@ void PgStore::retry_alone(int conn, std::vector<Request*>& group) {
   if (!unsent.empty()) refuse_unsent(unsent, st.ok() ? Status::io_error("the pipeline ended early") : st);
 }
 
+void PgStore::committed_through(uint64_t end) {
+  uint64_t cur = primary_head_.load();
+  while (cur < end && !primary_head_.compare_exchange_weak(cur, end)) {
+  }
+  if (!replica_) {  // the primary is where this process reads: its subscribers may go on at once
+    cur = read_head_.load();
+    while (cur < end && !read_head_.compare_exchange_weak(cur, end)) {
+    }
+    notifier_.publish();
+  }
+}
+
 void PgStore::refuse_unsent(std::vector<Request*>& group, const Status& st) {
   for (auto* r : group) {
     r->status = Status(st.code(), "not appended (PostgreSQL is unreachable): " + st.message());
@@ -618,17 +632,7 @@ void PgStore::answer_group(std::vector<Request*>& group, const PgResult& res) {
       }
     }
   }
-  if (end > 0) {
-    uint64_t cur = primary_head_.load();
-    while (cur < end && !primary_head_.compare_exchange_weak(cur, end)) {
-    }
-    if (!replica_) {
-      cur = read_head_.load();
-      while (cur < end && !read_head_.compare_exchange_weak(cur, end)) {
-      }
-      notifier_.publish();
-    }
-  }
+  if (end > 0) committed_through(end);
   for (auto* r : group) r->done.release();
 }
 
@@ -899,15 +903,7 @@ Result<uint64_t> PgStore::import_commit(std::vector<ImportEvent> events) {
   }
   const uint64_t first = static_cast<uint64_t>(r->int8(0, 0));
   const uint64_t end = first + events.size();
-  uint64_t cur = primary_head_.load();
-  while (cur < end && !primary_head_.compare_exchange_weak(cur, end)) {
-  }
-  if (!replica_) {
-    cur = read_head_.load();
-    while (cur < end && !read_head_.compare_exchange_weak(cur, end)) {
-    }
-    notifier_.publish();
-  }
+  committed_through(end);
   appended_commits_.fetch_add(1);
   appended_events_.fetch_add(events.size());
   return first;
