@@ -346,10 +346,12 @@ int cmd_stats(const std::string& dir, bool json) {
   return 0;
 }
 
-int cmd_streams(const std::string& dir, const std::string& prefix, std::optional<uint64_t> limit, bool json) {
+int cmd_streams(const std::string& dir, const std::string& prefix, std::optional<uint64_t> limit, bool json,
+                const std::string& backend) {
   Options o;
   o.dir = dir;
   o.read_only = true;
+  o.postgres = backend;
   auto store = open_store(o);
   if (!store.ok()) return fail(store.status());
   uint64_t left = limit.value_or(UINT64_MAX);
@@ -378,10 +380,11 @@ int cmd_streams(const std::string& dir, const std::string& prefix, std::optional
   return 0;
 }
 
-int cmd_export(const std::string& dir, const std::string& out_path, uint64_t from) {
+int cmd_export(const std::string& dir, const std::string& out_path, uint64_t from, const std::string& backend) {
   Options o;
   o.dir = dir;
   o.read_only = true;
+  o.postgres = backend;
   auto store = open_store(o);
   if (!store.ok()) return fail(store.status());
   FILE* out = stdout;

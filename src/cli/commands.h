@@ -62,8 +62,10 @@ int cmd_tail(const StoreFlags& f, const ReadArgs& a);
 int cmd_verify(const std::string& dir, bool json);
 int cmd_reindex(const std::string& dir);
 int cmd_stats(const std::string& dir, bool json);
-int cmd_streams(const std::string& dir, const std::string& prefix, std::optional<uint64_t> limit, bool json);
-int cmd_export(const std::string& dir, const std::string& out, uint64_t from);
+// backend: a PostgreSQL connection string to read instead of dir (empty: the data directory).
+int cmd_streams(const std::string& dir, const std::string& prefix, std::optional<uint64_t> limit, bool json,
+                const std::string& backend = {});
+int cmd_export(const std::string& dir, const std::string& out, uint64_t from, const std::string& backend = {});
 int cmd_import(const StoreFlags& f, const std::string& in);
 
 }  // namespace cairn::cli

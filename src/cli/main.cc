@@ -117,6 +117,8 @@ int main(int argc, char** argv) {
   auto* streams = app.add_subcommand("streams", "list the streams with their revision and event count");
   add_dir(streams);
   add_remote_flags(streams);
+  streams->add_option("--backend", flags.backend, "list a PostgreSQL-backed store's streams (postgres://...)")
+      ->envname("CAIRN_BACKEND");
   streams->add_option("--prefix", streams_prefix, "only streams whose name starts with this");
   streams->add_option("--limit", streams_limit, "at most this many");
   streams->add_flag("--json", json, "one JSON object per line");
@@ -124,6 +126,7 @@ int main(int argc, char** argv) {
   std::string out_path, in_path = "-";
   uint64_t export_from = 0;
   auto* exp = app.add_subcommand("export", "write every event as NDJSON (ids, metadata, times, content types kept)");
+  exp->add_option("--backend", flags.backend, "export a PostgreSQL-backed store (postgres://...)")->envname("CAIRN_BACKEND");
   add_dir(exp);
   exp->add_option("-o,--out", out_path, "output file (default: stdout)");
   exp->add_option("--from", export_from, "first position to export")->capture_default_str();
@@ -299,13 +302,13 @@ int main(int argc, char** argv) {
     if (*tail) return online ? remote_tail(remote, ra) : cmd_tail(flags, ra);
     if (*stats && online) return remote_stats(remote, json);
     if (*streams) return online ? remote_streams(remote, streams_prefix, streams_limit, json)
-                                : cmd_streams(target, streams_prefix, streams_limit, json);
+                                : cmd_streams(target, streams_prefix, streams_limit, json, flags.backend);
     if (*verify) return flags.backend.empty() ? cmd_verify(target, json) : cmd_pg_verify(flags.backend, json);
     if (*pg_init) return cmd_pg_init(pga);
     if (*pg_migrate) return cmd_pg_migrate(pga);
     if (*reindex) return cmd_reindex(target);
     if (*stats) return cmd_stats(target, json);
-    if (*exp) return cmd_export(target, out_path, export_from);
+    if (*exp) return cmd_export(target, out_path, export_from, flags.backend);
     if (*imp) return cmd_import(flags, in_path);
   } catch (const std::exception& e) {
     // Outermost layer: a programmer error surfaced as an exception; say so rather than abort silently.

@@ -777,6 +777,7 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
   uint64_t cursor = from;
   while (cursor < end) {
     std::vector<RecordedEvent> page;
+    std::vector<std::string> salts;  // exports carry each event's digest salt (an import reproduces the digest)
     {
       auto c = read_conn();
       if (!c.ok()) return c.status();
@@ -786,16 +787,21 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
       p.int8(2000);
       filter_params(p, filter);
       const std::string sql = fmt::format(
-          "SELECT {} FROM cairn.events WHERE position >= $1 AND position < $2 {} ORDER BY position LIMIT $3", kColumns,
-          kFilterSql);
+          "SELECT {}, salt FROM cairn.events WHERE position >= $1 AND position < $2 {} ORDER BY position LIMIT $3",
+          kColumns, kFilterSql);
       auto r = (*c)->prepared("cairn_scan", sql, p);
       if (!r.ok()) return r.status();
-      for (int i = 0; i < r->rows(); ++i) page.push_back(row_event(*r, i));
+      for (int i = 0; i < r->rows(); ++i) {
+        page.push_back(row_event(*r, i));
+        salts.emplace_back(r->bytes(i, 11));
+      }
       cursor = page.size() < 2000 ? end : page.back().position + 1;
     }
-    for (auto& e : page) {
-      if (open) CAIRN_RETURN_IF_ERROR(open_personal(e));
-      if (!visit(e.view())) return {};
+    for (size_t i = 0; i < page.size(); ++i) {
+      if (open) CAIRN_RETURN_IF_ERROR(open_personal(page[i]));
+      EventView v = page[i].view();
+      v.digest_salt = salts[i];
+      if (!visit(v)) return {};
     }
   }
   return {};
