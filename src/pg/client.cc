@@ -330,10 +330,22 @@ Result<Pool::Lease> Pool::acquire(std::chrono::milliseconds timeout) {
   if (!cv_.wait_for(lk, timeout, [&] { return !idle_.empty() || open_ < size_; }))
     return Status(ErrorCode::kTimeout, fmt::format("no PostgreSQL connection free within {} ms (pool of {})",
                                                    timeout.count(), size_));
-  if (!idle_.empty()) {
+  while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
-    return Lease(this, std::move(c));
+    // A connection whose server went away (a restart, a terminated backend) has its socket closed: reading
+    // what is pending finds that, without a round trip, and the connection is replaced instead of failing
+    // the caller's first query.
+    if (PQconsumeInput(c->raw()) == 1 && PQstatus(c->raw()) == CONNECTION_OK) return Lease(this, std::move(c));
+    --open_;
+  }
+  if (open_ >= size_) {
+    // Every connection is leased (the wait above saw an idle one that turned out dead): wait again.
+    if (!cv_.wait_for(lk, timeout, [&] { return !idle_.empty() || open_ < size_; }))
+      return Status(ErrorCode::kTimeout, fmt::format("no PostgreSQL connection free within {} ms (pool of {})",
+                                                     timeout.count(), size_));
+    lk.unlock();
+    return acquire(timeout);
   }
   ++open_;
   lk.unlock();

@@ -236,6 +236,9 @@ class PgStore final : public Store {
   void refuse_unsent(std::vector<Request*>& group, const Status& st);
   // A pooled connection for reads: the replica's once it holds this process's own appends, else the primary's.
   Result<Pool::Lease> read_conn();
+  // One read on a read_conn(), run again on another connection while the one it got turns out dead (the
+  // server restarted under the pool). Reads are idempotent, so retrying is safe.
+  Result<PgResult> read_query(const std::string& name, const std::string& sql, const Params& params);
   Result<ReadPage> read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision,
                                       Direction direction, size_t limit);
   Result<ReadPage> read_all_stored(std::optional<uint64_t> from_position, Direction direction, size_t limit,
@@ -679,6 +682,16 @@ Status PgStore::seal_now() {
   }
 }
 
+Result<PgResult> PgStore::read_query(const std::string& name, const std::string& sql, const Params& params) {
+  for (int attempt = 0;; ++attempt) {
+    auto c = read_conn();
+    if (!c.ok()) return c.status();
+    auto r = (*c)->prepared(name, sql, params);
+    // Each failed try drops its dead connection, so at most the whole pool's worth of them can fail.
+    if (r.ok() || !(*c)->broken() || attempt > static_cast<int>(options_.postgres_pool)) return r;
+  }
+}
+
 Result<Pool::Lease> PgStore::read_conn() {
   if (replica_) {
     // Read-your-writes: wait (briefly) until the replica holds this process's own appends.
@@ -705,8 +718,6 @@ Result<ReadPage> PgStore::read_stream_stored(std::string_view stream, std::optio
   CAIRN_RETURN_IF_ERROR(open_check());
   CAIRN_RETURN_IF_ERROR(store::validate_stream_name(stream, "stream", true));
   if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   Params p;
   p.text(stream);
   const bool fwd = direction == Direction::kForward;
@@ -720,7 +731,7 @@ Result<ReadPage> PgStore::read_stream_stored(std::string_view stream, std::optio
       "ev.position, ev.commit_position, ev.stream, ev.revision, ev.event_id, ev.event_type, ev.recorded_ns, "
       "ev.content_type, ev.flags, ev.metadata, ev.data",
       fwd ? ">=" : "<=", fwd ? "ASC" : "DESC", fwd ? "ASC" : "DESC");
-  auto r = (*c)->prepared(fwd ? "cairn_read_stream_fwd" : "cairn_read_stream_bwd", sql, p);
+  auto r = read_query(fwd ? "cairn_read_stream_fwd" : "cairn_read_stream_bwd", sql, p);
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return Status::not_found(fmt::format("stream '{}' does not exist", stream));
   ReadPage page;
@@ -739,8 +750,6 @@ Result<ReadPage> PgStore::read_all_stored(std::optional<uint64_t> from_position,
                                           const Filter& filter) {
   CAIRN_RETURN_IF_ERROR(open_check());
   if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   const bool fwd = direction == Direction::kForward;
   Params p;
   p.int8(from_position ? static_cast<int64_t>(std::min<uint64_t>(*from_position, INT64_MAX)) : (fwd ? 0 : INT64_MAX));
@@ -750,7 +759,7 @@ Result<ReadPage> PgStore::read_all_stored(std::optional<uint64_t> from_position,
   const std::string sql =
       fmt::format("SELECT {} FROM cairn.events WHERE position {} $1 AND $3::int8 = 0 {} ORDER BY position {} LIMIT $2",
                   kColumns, fwd ? ">=" : "<=", kFilterSql, fwd ? "ASC" : "DESC");
-  auto r = (*c)->prepared(fwd ? "cairn_read_all_fwd" : "cairn_read_all_bwd", sql, p);
+  auto r = read_query(fwd ? "cairn_read_all_fwd" : "cairn_read_all_bwd", sql, p);
   if (!r.ok()) return r.status();
   ReadPage page;
   for (int i = 0; i < r->rows(); ++i) {
@@ -768,9 +777,7 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
   // Up to the head at the start: a scan ends even while appends go on.
   uint64_t end = 0;
   {
-    auto c = read_conn();
-    if (!c.ok()) return c.status();
-    auto h = (*c)->prepared("cairn_head", "SELECT next_position FROM cairn.head WHERE id", Params());
+    auto h = read_query("cairn_head", "SELECT next_position FROM cairn.head WHERE id", Params());
     if (!h.ok()) return h.status();
     end = static_cast<uint64_t>(h->int8(0, 0));
   }
@@ -779,8 +786,6 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
     std::vector<RecordedEvent> page;
     std::vector<std::string> salts;  // exports carry each event's digest salt (an import reproduces the digest)
     {
-      auto c = read_conn();
-      if (!c.ok()) return c.status();
       Params p;
       p.int8(static_cast<int64_t>(cursor));
       p.int8(static_cast<int64_t>(end));
@@ -789,7 +794,7 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
       const std::string sql = fmt::format(
           "SELECT {}, salt FROM cairn.events WHERE position >= $1 AND position < $2 {} ORDER BY position LIMIT $3",
           kColumns, kFilterSql);
-      auto r = (*c)->prepared("cairn_scan", sql, p);
+      auto r = read_query("cairn_scan", sql, p);
       if (!r.ok()) return r.status();
       for (int i = 0; i < r->rows(); ++i) {
         page.push_back(row_event(*r, i));
@@ -810,8 +815,6 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
 Status PgStore::poll_all(uint64_t* cursor, const Filter& filter, size_t max, std::vector<RecordedEvent>* out,
                          uint64_t* seen_head) {
   CAIRN_RETURN_IF_ERROR(open_check());
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   Params p;
   p.int8(static_cast<int64_t>(*cursor));
   p.int8(static_cast<int64_t>(std::min<size_t>(max, 100'000)));
@@ -825,7 +828,7 @@ Status PgStore::poll_all(uint64_t* cursor, const Filter& filter, size_t max, std
       "AND position < h.next_position AND $3::int8 = 0 {} ORDER BY position LIMIT $2) ev ON true WHERE h.id "
       "ORDER BY ev.position",
       kColumns, kFilterSql);
-  auto r = (*c)->prepared("cairn_poll_all", sql, p);
+  auto r = read_query("cairn_poll_all", sql, p);
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return Status::corruption("cairn.head has no row");
   const uint64_t head = static_cast<uint64_t>(r->int8(0, 0));
@@ -847,8 +850,6 @@ Status PgStore::poll_all(uint64_t* cursor, const Filter& filter, size_t max, std
 Status PgStore::poll_stream(const std::string& stream, uint64_t* cursor, size_t max, std::vector<RecordedEvent>* out,
                             uint64_t* seen_head) {
   CAIRN_RETURN_IF_ERROR(open_check());
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   Params p;
   p.text(stream);
   p.int8(static_cast<int64_t>(*cursor));
@@ -857,7 +858,7 @@ Status PgStore::poll_stream(const std::string& stream, uint64_t* cursor, size_t 
       "SELECT h.next_position, ev.* FROM cairn.head h LEFT JOIN LATERAL (SELECT {} FROM cairn.events WHERE stream = $1 "
       "AND revision >= $2 ORDER BY revision LIMIT $3) ev ON true WHERE h.id ORDER BY ev.revision",
       kColumns);
-  auto r = (*c)->prepared("cairn_poll_stream", sql, p);
+  auto r = read_query("cairn_poll_stream", sql, p);
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return Status::corruption("cairn.head has no row");
   *seen_head = static_cast<uint64_t>(r->int8(0, 0));
@@ -917,11 +918,9 @@ Result<uint64_t> PgStore::import_commit(std::vector<ImportEvent> events) {
 
 Result<RecordedEvent> PgStore::read_position(uint64_t position) {
   CAIRN_RETURN_IF_ERROR(open_check());
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   Params p;
   p.int8(static_cast<int64_t>(std::min<uint64_t>(position, INT64_MAX)));
-  auto r = (*c)->prepared("cairn_read_position", fmt::format("SELECT {} FROM cairn.events WHERE position = $1", kColumns), p);
+  auto r = read_query("cairn_read_position", fmt::format("SELECT {} FROM cairn.events WHERE position = $1", kColumns), p);
   if (!r.ok()) return r.status();
   if (r->rows() == 0)
     return Status::not_found(fmt::format("position {} does not exist (the log holds {} events)", position, head_position()));
@@ -932,11 +931,9 @@ Result<RecordedEvent> PgStore::read_position(uint64_t position) {
 
 Result<RecordedEvent> PgStore::read_event(const Uuid& id) {
   CAIRN_RETURN_IF_ERROR(open_check());
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   Params p;
   p.uuid(id);
-  auto r = (*c)->prepared("cairn_read_event", fmt::format("SELECT {} FROM cairn.events WHERE event_id = $1", kColumns), p);
+  auto r = read_query("cairn_read_event", fmt::format("SELECT {} FROM cairn.events WHERE event_id = $1", kColumns), p);
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return Status::not_found(fmt::format("no event has id {}", id.to_string()));
   RecordedEvent e = row_event(*r, 0);
@@ -947,11 +944,9 @@ Result<RecordedEvent> PgStore::read_event(const Uuid& id) {
 Result<StreamInfo> PgStore::stream_info(std::string_view stream) {
   CAIRN_RETURN_IF_ERROR(open_check());
   CAIRN_RETURN_IF_ERROR(store::validate_stream_name(stream, "stream", true));
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   Params p;
   p.text(stream);
-  auto r = (*c)->prepared("cairn_stream_info",
+  auto r = read_query("cairn_stream_info",
                           "SELECT last_revision, last_position, first_position FROM cairn.streams WHERE stream = $1", p);
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return Status::not_found(fmt::format("stream '{}' does not exist", stream));
@@ -962,14 +957,12 @@ Result<StreamInfo> PgStore::stream_info(std::string_view stream) {
 Result<StreamListing> PgStore::list_streams(std::optional<std::string> after, size_t limit, std::string_view prefix) {
   CAIRN_RETURN_IF_ERROR(open_check());
   if (limit == 0) return Status::invalid_argument("limit: must be at least 1");
-  auto c = read_conn();
-  if (!c.ok()) return c.status();
   Params p;
   if (after) p.text(*after); else p.null(Oid::kText);
   p.text(prefix);
   p.int8(static_cast<int64_t>(std::min<size_t>(limit, 100'000) + 1));
   // Byte order of the names (COLLATE "C"): stable, and the same on every server.
-  auto r = (*c)->prepared("cairn_list_streams",
+  auto r = read_query("cairn_list_streams",
                           "SELECT stream, last_revision, last_position, first_position FROM cairn.streams "
                           "WHERE ($1::text IS NULL OR stream COLLATE \"C\" > $1::text COLLATE \"C\") AND starts_with(stream, $2) "
                           "ORDER BY stream COLLATE \"C\" LIMIT $3",

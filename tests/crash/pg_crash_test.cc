@@ -85,6 +85,11 @@ TEST(PgCrash, KillingPostgresLosesNoAcknowledgedAppend) {
   for (int k = 0; k < kills; ++k) {
     std::this_thread::sleep_for(std::chrono::milliseconds(400));
     ASSERT_TRUE(cluster->kill9_and_restart(&error)) << error;
+    // Reads go on at once: pooled connections to the killed server are replaced, not handed out.
+    for (int i = 0; i < 4; ++i) {
+      auto info = store.stream_info("c-0");
+      EXPECT_TRUE(info.ok() || info.status().code() == ErrorCode::kNotFound) << info.status().to_string();
+    }
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   stop = true;
