@@ -70,7 +70,8 @@ bool run(std::vector<std::string> argv, bool as_pg, const std::string& cwd, cons
          std::chrono::milliseconds timeout, RunResult* r, std::string* error) {
   *r = RunResult{};
   if (as_pg) {
-    static const std::string runuser = find_program("runuser");
+    // Never destroyed: clusters held in statics are stopped from exit handlers that run after this one's.
+    static const std::string& runuser = *new std::string(find_program("runuser"));
     if (runuser.empty()) {
       *error = "runuser not found (needed to run PostgreSQL tools as user postgres when root)";
       return false;
