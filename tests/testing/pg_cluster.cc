@@ -433,9 +433,46 @@ std::unique_ptr<PgCluster> PgCluster::start(const PgClusterOptions& o, std::stri
     if (!bad.empty())
       return *error = "user postgres cannot enter " + bad + "; point TMPDIR at a world-traversable directory", nullptr;
   }
+  c->start_reaper();
   if (!c->init_primary(o, error)) return nullptr;
   if (o.replica && !c->init_replica(error)) return nullptr;
   return c;
+}
+
+// A test process that dies without running destructors (a crash, an abort, a CTest timeout) would leave
+// its servers running. A small shell waits on a pipe that only this process holds open; when it reads end
+// of file it stops both servers (immediate mode) and removes the directory. It is exec'ed right after the
+// fork, so it is safe from a multi-threaded parent, and the pipe's write end is close-on-exec, so no server
+// or tool inherits it.
+void PgCluster::start_reaper() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return;  // best effort: the destructor still cleans up normally
+  const std::string stop = [&] {
+    std::string cmd;
+    for (const std::string& data : {replica_dir(), data_dir()}) {
+      std::string one = "'" + bindir_ + "/pg_ctl' -D '" + data + "' -m immediate -w stop";
+      if (as_pg_) one = "'" + find_program("runuser") + "' -u postgres -- " + one;
+      cmd += "[ -f '" + data + "/postmaster.pid' ] && " + one + " >/dev/null 2>&1; ";
+    }
+    return cmd;
+  }();
+  const std::string script = "read -r _; " + stop + "rm -rf '" + dir_ + "'";
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return;
+  }
+  if (pid == 0) {
+    ::dup2(fds[0], 0);  // dup2 clears close-on-exec on the copy
+    ::setsid();         // outside the test's process group: a group kill must not take the reaper with it
+    const char* argv[] = {"/bin/sh", "-c", script.c_str(), nullptr};
+    ::execv("/bin/sh", const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(fds[0]);
+  reaper_fd_ = fds[1];
+  reaper_pid_ = pid;
 }
 
 bool PgCluster::init_primary(const PgClusterOptions& o, std::string* error) {
@@ -554,6 +591,11 @@ PgCluster::~PgCluster() {
   stop_server(data_dir());
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
+  if (reaper_fd_ >= 0) {
+    ::close(reaper_fd_);  // the reaper finds nothing left to stop, and exits
+    int status = 0;
+    ::waitpid(reaper_pid_, &status, 0);
+  }
 }
 
 std::string PgCluster::conninfo(const std::string& user, const std::string& dbname) const {

@@ -72,7 +72,11 @@ class PgCluster {
   bool psql_at(int port, const std::string& log, const std::string& sql, std::string* out,
                std::string* error, const std::string& dbname) const;
 
+  void start_reaper();
+
   std::string dir_;
+  int reaper_fd_ = -1;  // write end of the reaper's pipe (see start_reaper)
+  pid_t reaper_pid_ = 0;
   std::string bindir_;
   std::string superuser_;
   bool as_pg_ = false;  // run server-side tools as the postgres user (we are root)
