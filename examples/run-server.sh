@@ -35,6 +35,13 @@ if [ -n "$KEY" ]; then
   (umask 077 && printf '%s\n' "$KEY" > "$KEY_FILE")
 elif [ -f "$KEY_FILE" ]; then
   KEY=$(cat "$KEY_FILE")
+  # The kept key belongs to the data directory it was printed for; if $DATA was replaced since, say so
+  # instead of running the demo into 401s.
+  if [ "$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$URL/v1/stats")" = 401 ]; then
+    echo "note: the admin key kept in $KEY_FILE does not open $DATA (the directory was replaced after it was" \
+         "printed). The demo is skipped. To start afresh: stop, then delete $DATA and $KEY_FILE." >&2
+    KEY=""
+  fi
 fi
 
 post() {  # post STREAM BODY
@@ -84,7 +91,7 @@ Try:
   curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/events?direction=backward&limit=5"
   curl -N -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/subscribe?stream_prefix=demo-"
   curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/projections/demo-decisions/state"
-  curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/projections/%24streams/state?key=$conv"
+  curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/projections/%24streams/state?key=${conv:-demo-conversation-RUN}"
   curl -H "Authorization: Bearer ${KEY:-KEY}" "$URL/v1/ai/rates?by=model,prompt_version"
   $CAIRN ai rates --by model,prompt_version,skill --url $URL --key ${KEY:-KEY}
   $CAIRN why ${decision:-EVENT_ID} --url $URL --key ${KEY:-KEY}
