@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "cairn/data_keys.h"
 #include "cairn/event.h"
 #include "cairn/maintenance.h"
 #include "cairn/status.h"
@@ -265,6 +266,10 @@ class Store {
   // Appends one exported commit as one commit: revisions must continue each stream exactly, times must not
   // go back, ids must be new. Returns the first position. Same durability as append().
   virtual Result<uint64_t> import_commit(std::vector<ImportEvent> events) = 0;
+
+  // Keys for derived data at rest (projection state files), held in the store's key store: nullptr when the
+  // store has no key store (then nothing personal is stored and derived data is kept in clear).
+  virtual DataKeys* data_keys() { return nullptr; }
 
   // The next position to be assigned == the number of durable events.
   virtual uint64_t head_position() const = 0;

@@ -134,6 +134,7 @@ class PgStore final : public Store {
 
   Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) override;
   Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) override;
+  DataKeys* data_keys() override { return keys_.get(); }
   Result<std::string> subject_id(std::string_view subject) const override {
     if (!keys_) return Status::invalid_argument("subject: this store has no key store (docs/privacy.md)");
     if (subject.empty() || subject.size() > 256) return Status::invalid_argument("subject: required, 1 to 256 bytes");

@@ -86,12 +86,24 @@ Result<std::string> load_master_key_text(const std::string& file) {
   return key;
 }
 
-bool is_subject_id(std::string_view s) {
-  if (s.size() != 35 || !s.starts_with("hs:")) return false;
-  for (char c : s.substr(3))
+namespace {
+bool is_hex_id(std::string_view s, std::string_view prefix) {
+  if (s.size() != prefix.size() + 32 || !s.starts_with(prefix)) return false;
+  for (char c : s.substr(prefix.size()))
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
 }
+}  // namespace
+
+bool is_subject_id(std::string_view s) { return is_hex_id(s, "hs:"); }
+
+}  // namespace cairn::privacy
+
+namespace cairn {
+bool is_data_key_id(std::string_view s) { return privacy::is_hex_id(s, "dk:"); }
+}  // namespace cairn
+
+namespace cairn::privacy {
 
 SealingKey sealing_key(const Key& key) {
   init_sodium();
@@ -281,6 +293,11 @@ Result<std::pair<std::string, SealingKey>> KeyStore::key_for_write(std::string_v
   std::unique_lock g(mu_);
   auto& entries = subjects_[std::string(subject)];
   if (!entries.empty() && !entries.back().destroyed) return std::pair{key_id(subject, entries.back().generation), entries.back().key};
+  return create_locked(subject, entries);
+}
+
+// A new generation for `name` (a subject id or a data key id), durable before it is returned. Under mu_.
+Result<std::pair<std::string, SealingKey>> KeyStore::create_locked(std::string_view name, std::vector<Entry>& entries) {
   Entry e;
   e.generation = entries.empty() ? 1 : entries.back().generation + 1;
   Key fresh{};
@@ -288,13 +305,43 @@ Result<std::pair<std::string, SealingKey>> KeyStore::key_for_write(std::string_v
   e.key = sealing_key(fresh);
   sodium_memzero(fresh.data(), fresh.size());
   const Sealed wrapped = seal(wrap_key_, std::string_view(reinterpret_cast<const char*>(e.key.key.data()), e.key.key.size()),
-                              key_id(subject, e.generation));
-  e.line = with_crc(fmt::format("key {} {} {} {}", subject, e.generation, b64(std::string_view(reinterpret_cast<const char*>(wrapped.nonce.data()), wrapped.nonce.size())),
+                              key_id(name, e.generation));
+  e.line = with_crc(fmt::format("key {} {} {} {}", name, e.generation, b64(std::string_view(reinterpret_cast<const char*>(wrapped.nonce.data()), wrapped.nonce.size())),
                                 b64(wrapped.ciphertext)));
   e.offset = file_->size();
   CAIRN_RETURN_IF_ERROR(append_line(e.line));
   entries.push_back(e);
-  return std::pair{key_id(subject, e.generation), e.key};
+  return std::pair{key_id(name, e.generation), e.key};
+}
+
+// Data keys are stored like subject keys: one generation under their own id, destroyed like a forget.
+Result<std::pair<std::string, DataKey>> KeyStore::create_data_key() {
+  uint8_t random[16];
+  randombytes_buf(random, sizeof random);
+  char hex[33];
+  sodium_bin2hex(hex, sizeof hex, random, sizeof random);
+  const std::string id = std::string("dk:") + hex;
+  std::unique_lock g(mu_);
+  auto& entries = subjects_[id];
+  auto made = create_locked(id, entries);
+  if (!made.ok()) {
+    subjects_.erase(id);
+    return made.status();
+  }
+  return std::pair{id, made->second.key};
+}
+
+Result<std::optional<DataKey>> KeyStore::data_key(std::string_view id) const {
+  if (!is_data_key_id(id))
+    return Status::invalid_argument(fmt::format("data key id: '{}' is not dk: and 32 hex digits", id.substr(0, 64)));
+  return key(key_id(id, 1));
+}
+
+Status KeyStore::destroy_data_key(std::string_view id) {
+  if (!is_data_key_id(id))
+    return Status::invalid_argument(fmt::format("data key id: '{}' is not dk: and 32 hex digits", id.substr(0, 64)));
+  auto n = destroy(id);
+  return n.ok() ? Status() : n.status();
 }
 
 Result<std::optional<Key>> KeyStore::key(std::string_view id) const {
@@ -320,8 +367,9 @@ bool KeyStore::forgotten(std::string_view subject) const {
 size_t KeyStore::live_keys() const {
   std::shared_lock g(mu_);
   size_t n = 0;
-  for (const auto& [_, entries] : subjects_)
-    for (const Entry& e : entries) n += !e.destroyed;
+  for (const auto& [name, entries] : subjects_)
+    if (is_subject_id(name))
+      for (const Entry& e : entries) n += !e.destroyed;
   return n;
 }
 

@@ -27,6 +27,7 @@
 
 #include <sodium.h>
 
+#include "cairn/data_keys.h"
 #include "cairn/status.h"
 
 struct crypto_auth_hmacsha256_state;
@@ -62,11 +63,13 @@ Sealed seal(const SealingKey& key, std::string_view plaintext, std::string_view 
 // kCorruption when the ciphertext, the nonce or the associated data do not match what was sealed.
 Result<std::string> unseal(const Key& key, const Sealed& sealed, std::string_view associated);
 
-class KeyStore {
+// Also the store's DataKeys (cairn/data_keys.h): keys for projection state at rest, kept in the same file as
+// `key dk:<32 hex> 1 …` lines and destroyed like a subject.
+class KeyStore final : public DataKeys {
  public:
   // Opens (creating if needed) the store in dir. A wrong master key is detected on the first wrapped key.
   static Result<std::unique_ptr<KeyStore>> open(const std::string& dir, const Key& master);
-  ~KeyStore();
+  ~KeyStore() override;
 
   // The subject's keyed hash, "hs:" + 32 hex digits: the only form in which a subject is stored or reported.
   std::string subject_id(std::string_view subject) const;
@@ -81,7 +84,11 @@ class KeyStore {
   // makes a second forget a no-op). Durable on return.
   Result<size_t> destroy(std::string_view subject_id);
   bool forgotten(std::string_view subject_id) const;
-  size_t live_keys() const;
+  size_t live_keys() const;  // subject keys not destroyed (data keys not counted)
+
+  Result<std::pair<std::string, DataKey>> create_data_key() override;
+  Result<std::optional<DataKey>> data_key(std::string_view id) const override;
+  Status destroy_data_key(std::string_view id) override;
 
  private:
   KeyStore() = default;
@@ -93,6 +100,7 @@ class KeyStore {
     uint64_t offset = 0;  // where that line is in the current file (to overwrite it once destroyed)
   };
   Status append_line(const std::string& line);
+  Result<std::pair<std::string, SealingKey>> create_locked(std::string_view name, std::vector<Entry>& entries);
   Status rewrite();
   std::string dir_;
   SealingKey wrap_key_{};

@@ -136,6 +136,17 @@ class ProjectionsImpl final : public Projections {
   // and records in DIR/PRIVACY how many $privacy events are handled once they all finished.
   void privacy_step();
   Status start_rebuild(Version& v);
+  // A reducer's error may quote event data; with personal data in the store it stays out of the log
+  // ($projections is never sealed): the status serves it, and a restart reproduces it.
+  std::string fault_record_message(const std::string& message) const {
+    return store_.data_keys() ? "withheld: this store holds personal data and a reducer's message may quote it; "
+                                "the projection's status shows the message"
+                              : message;
+  }
+  // Removes a state directory (a generation or a whole version) and destroys the data keys of its files
+  // first, so that copies of them (backups) become unreadable too. A failure is reported, not fatal: the
+  // directory is derived data.
+  void remove_state_dir(const std::string& dir);
 
   Store& store_;
   ProjectionsOptions opt_;
@@ -162,6 +173,7 @@ RunnerSpec ProjectionsImpl::spec_for(const Version& v, uint32_t generation) cons
   s.dir = fmt::format("{}/g{}", version_dir(v.def.name, v.def.version), generation);
   s.snapshot_every = v.def.snapshot_every;
   s.batch_events = opt_.batch_events;
+  s.keys = store_.data_keys();
   s.checkpoint_interval = opt_.checkpoint_interval;
   s.checkpoint_events = opt_.checkpoint_events;
   return s;
@@ -181,12 +193,19 @@ Status ProjectionsImpl::start_version(Version& v) {
   }
   // Generations other than the current one are interrupted rebuilds or leftovers: derived, so removed.
   std::error_code ec;
+  std::vector<std::string> leftovers;
   for (const auto& d : std::filesystem::directory_iterator(vdir, ec))
-    if (d.is_directory() && d.path().filename() != fmt::format("g{}", v.generation)) std::filesystem::remove_all(d.path(), ec);
+    if (d.is_directory() && d.path().filename() != fmt::format("g{}", v.generation)) leftovers.push_back(d.path().string());
+  for (const auto& d : leftovers) remove_state_dir(d);
   auto runner = std::make_shared<Runner>(store_, fs_, spec_for(v, v.generation));
   CAIRN_RETURN_IF_ERROR(runner->start());
   v.runner = std::move(runner);
   return {};
+}
+
+void ProjectionsImpl::remove_state_dir(const std::string& dir) {
+  if (Status st = project::remove_state_dir(store_.data_keys(), dir); !st.ok())
+    fmt::print(stderr, "cairn projections: removing {}: {}\n", dir, st.message());
 }
 
 Status ProjectionsImpl::record(std::string_view type, json data) {
@@ -388,12 +407,13 @@ Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
     CAIRN_RETURN_IF_ERROR(record(project::kActivatedType, json{{"name", def.name}, {"version", def.version}}));
   }
   const std::string vdir = version_dir(def.name, def.version);
-  std::error_code ec;
-  std::filesystem::remove_all(vdir, ec);  // leftovers of a dropped version with this number
+  remove_state_dir(vdir);  // leftovers of a dropped version with this number
   if (resume_state) {
     CAIRN_RETURN_IF_ERROR(log::make_dirs(vdir + "/g1"));
+    auto key = project::state_key(fs_, store_.data_keys(), vdir + "/g1", true);
+    if (!key.ok()) return key.status();
     CAIRN_RETURN_IF_ERROR(project::write_state_file(fs_, vdir + "/g1", def.name, def.version, resume_state->first,
-                                                    false, resume_state->second));
+                                                    false, resume_state->second, *key ? &**key : nullptr));
   }
   if (Status st = start_version(v); !st.ok()) {
     v.start_error = st.message();  // recorded, not running: a retry of the same definition starts it
@@ -619,11 +639,16 @@ Result<ProjectionState> ProjectionsImpl::state_as_of(std::string_view name, std:
   auto engine = spec.factory();
   if (!engine.ok()) return engine.status();
   uint64_t from = 0;
-  for (const auto& f : project::list_state_files(spec.dir)) {
+  // Without a usable key (a rebuild replaced the generation meanwhile), replay from the start.
+  auto dir_key = project::state_key(fs_, spec.keys, spec.dir, false);
+  const std::vector<project::StateFileInfo> files =
+      dir_key.ok() ? project::list_state_files(spec.dir) : std::vector<project::StateFileInfo>();
+  const project::StateKey* sealed = dir_key.ok() && *dir_key ? &**dir_key : nullptr;
+  for (const auto& f : files) {
     if (f.position > target) continue;
     auto fresh = spec.factory();
     if (!fresh.ok()) return fresh.status();
-    auto pos = project::load_state_file(f.path, spec.name, spec.version, fresh->get(), only);
+    auto pos = project::load_state_file(f.path, spec.name, spec.version, fresh->get(), only, sealed);
     if (!pos.ok()) continue;  // replaced or removed meanwhile, or damaged: try an older one
     engine = std::move(fresh);
     from = *pos;
@@ -756,8 +781,7 @@ Result<ProjectionStatus> ProjectionsImpl::rebuild(std::string_view name, uint32_
 Status ProjectionsImpl::start_rebuild(Version& ver) {
   const uint32_t gen = ver.generation + 1;
   RunnerSpec spec = spec_for(ver, gen);
-  std::error_code ec;
-  std::filesystem::remove_all(spec.dir, ec);
+  remove_state_dir(spec.dir);
   auto runner = std::make_shared<Runner>(store_, fs_, spec);
   CAIRN_RETURN_IF_ERROR(runner->start());
   ver.rebuild = std::move(runner);
@@ -845,8 +869,8 @@ Status ProjectionsImpl::drop(std::string_view name, uint32_t version) {
   }
   if (runner) runner->stop(false);
   if (rebuild) rebuild->stop(false);
+  remove_state_dir(version_dir(std::string(name), version));
   std::error_code ec;
-  std::filesystem::remove_all(version_dir(std::string(name), version), ec);
   if (auto dir = fmt::format("{}/{}", opt_.dir, name); std::filesystem::is_empty(dir, ec)) std::filesystem::remove(dir, ec);
   return {};
 }
@@ -866,7 +890,7 @@ void ProjectionsImpl::step() {
                                                      {"version", num},
                                                      {"position", st.fault->position},
                                                      {"event_id", st.fault->event_id.to_string()},
-                                                     {"message", st.fault->message}});
+                                                     {"message", fault_record_message(st.fault->message)}});
             v.fault_recorded = true;
           }
         }
@@ -912,8 +936,7 @@ void ProjectionsImpl::step() {
   for (auto& r : retired) {
     const std::string dir = r->spec().dir;
     r->stop(false);
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
+    remove_state_dir(dir);
   }
 }
 

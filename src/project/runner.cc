@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "project/state_file.h"
 
 namespace cairn::project {
 
@@ -96,10 +95,13 @@ Runner::~Runner() { stop(false); }
 
 Status Runner::load() {
   CAIRN_RETURN_IF_ERROR(log::make_dirs(spec_.dir));
+  auto key = state_key(fs_, spec_.keys, spec_.dir, true);
+  if (!key.ok()) return key.status();
+  key_ = std::move(*key);
   for (const auto& f : list_state_files(spec_.dir)) {
     auto engine = spec_.factory();
     if (!engine.ok()) return engine.status();
-    auto pos = load_state_file(f.path, spec_.name, spec_.version, engine->get());
+    auto pos = load_state_file(f.path, spec_.name, spec_.version, engine->get(), std::nullopt, key_ ? &*key_ : nullptr);
     if (!pos.ok()) {
       report("projection {} v{}: ignoring state file: {}", spec_.name, spec_.version, pos.status().message());
       continue;
@@ -122,7 +124,24 @@ Status Runner::load() {
     checkpoint_position_ = 0;
   }
   next_snapshot_ = spec_.snapshot_every ? (position_ / spec_.snapshot_every + 1) * spec_.snapshot_every : UINT64_MAX;
+  publish_partitions();
   return {};
+}
+
+void Runner::publish_partitions() { partitions_.store(engine_ ? engine_->partitions() : 0, std::memory_order_relaxed); }
+
+void Runner::yield_to_queries(std::unique_lock<std::mutex>& lock, uint64_t next) {
+  if (waiting_queries_.load(std::memory_order_relaxed) == 0) return;
+  position_ = next;
+  publish_partitions();
+  lock.unlock();
+  {
+    // Wait until every query that was waiting has had the lock: a plain unlock + lock would usually take
+    // it straight back (mutexes are not fair).
+    std::unique_lock w(queries_mu_);
+    queries_cv_.wait(w, [&] { return waiting_queries_.load() == 0 || stop_.load(); });
+  }
+  lock.lock();
 }
 
 Status Runner::start() {
@@ -147,6 +166,10 @@ void Runner::stop(bool checkpoint) {
   {
     std::lock_guard g(wake_mu_);
     wake_cv_.notify_all();
+  }
+  {
+    std::lock_guard g(queries_mu_);
+    queries_cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -203,7 +226,11 @@ void Runner::serve_checkpoint() {
 }
 
 void Runner::set_fault(ProjectionFault f) {
-  fault_ = std::move(f);
+  {
+    std::lock_guard g(fault_mu_);
+    fault_ = std::move(f);
+  }
+  publish_partitions();
   faulted_ = true;
   position_cv_.notify_all();
 }
@@ -274,6 +301,7 @@ void Runner::catch_up(uint64_t head) {
       stopped = true;
       return false;
     }
+    yield_to_queries(lock, next);
     return true;
   });
   if (faulting) {
@@ -288,6 +316,7 @@ void Runner::catch_up(uint64_t head) {
     return;
   }
   position_ = stopped ? next : head;
+  publish_partitions();
   if (Status pure = engine_->check_purity(); !pure.ok()) {
     locate_fault(pure);
     return;
@@ -329,8 +358,10 @@ void Runner::follow() {
       sub_.reset();
       return;
     }
+    yield_to_queries(lock, v.position + 1);
   }
   position_ = sub_->cursor();
+  publish_partitions();
   if (Status pure = engine_->check_purity(); !pure.ok()) {
     locate_fault(pure);
     std::lock_guard g(sub_mu_);
@@ -354,7 +385,7 @@ Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapsh
     return dump.status();
   }
   lock.unlock();
-  Status st = write_state_file(fs_, spec_.dir, spec_.name, spec_.version, pos, snapshot, *dump);
+  Status st = write_state_file(fs_, spec_.dir, spec_.name, spec_.version, pos, snapshot, *dump, key_ ? &*key_ : nullptr);
   lock.lock();
   if (!st.ok()) return st;
   checkpoint_position_ = pos;
@@ -438,7 +469,12 @@ void Runner::run() {
 }
 
 Status Runner::with_state(const std::function<Status(ReducerEngine&, uint64_t)>& f) {
-  std::lock_guard g(state_mu_);
+  waiting_queries_.fetch_add(1);
+  std::unique_lock g(state_mu_);
+  if (waiting_queries_.fetch_sub(1) == 1) {
+    std::lock_guard w(queries_mu_);
+    queries_cv_.notify_all();
+  }
   if (!engine_) return Status(ErrorCode::kClosed, "the projection is not running");
   return f(*engine_, position_);
 }
@@ -448,9 +484,12 @@ Status Runner::wait_past(uint64_t position, std::chrono::milliseconds timeout) {
   const bool ok = position_cv_.wait_for(lock, timeout, [&] { return position_ > position || faulted_ || stop_; });
   if (position_ > position) return {};
   if (stop_) return Status(ErrorCode::kClosed, fmt::format("projection {} v{} stopped", spec_.name, spec_.version));
-  if (faulted_ && fault_)
-    return Status(ErrorCode::kFaulted, fmt::format("projection {} v{} is faulted at position {}: {}", spec_.name,
-                                                spec_.version, fault_->position, fault_->message));
+  if (faulted_) {
+    std::lock_guard f(fault_mu_);
+    if (fault_)
+      return Status(ErrorCode::kFaulted, fmt::format("projection {} v{} is faulted at position {}: {}", spec_.name,
+                                                  spec_.version, fault_->position, fault_->message));
+  }
   (void)ok;
   return Status(ErrorCode::kTimeout, fmt::format("projection {} v{} is at position {}, not past {}, after {} ms",
                                                  spec_.name, spec_.version, position_.load(), position, timeout.count()));
@@ -464,10 +503,10 @@ RunnerStatus Runner::status() const {
   s.events_applied = applied_;
   s.checkpoint_position = checkpoint_position_;
   {
-    std::lock_guard g(state_mu_);
+    std::lock_guard g(fault_mu_);
     s.fault = fault_;
-    s.partitions = engine_ ? engine_->partitions() : 0;
   }
+  s.partitions = partitions_.load(std::memory_order_relaxed);
   if (faulted_) s.phase = ProjectionPhase::kFaulted;
   else if (stop_) s.phase = ProjectionPhase::kStopped;
   else if (s.position >= s.head || (live_ && s.position + kFollowLag >= s.head)) s.phase = ProjectionPhase::kLive;

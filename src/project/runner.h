@@ -5,8 +5,11 @@
 // are checkpointed together (state_file.h), so a restart resumes without applying an event twice or
 // skipping one. A reducer error on event P is a fault: the runner stops at P, records it, and restores the
 // state it had before P (last checkpoint plus replay), which stays queryable.
-// Thread safety: all public methods may be called from any thread; queries take the state lock, which the
-// thread releases between batches. Lifetime: must not outlive the Store.
+// Thread safety: all public methods may be called from any thread. Queries (with_state) take the state lock;
+// the thread holds it while it applies events, but hands it over between any two events as soon as a query
+// waits, so a query waits for at most the one event being reduced, never for a batch. status(), position()
+// and faulted() take no lock the reducer holds: they never wait for it. Lifetime: must not outlive the Store.
+// State files are sealed under the directory's data key when spec.keys is set (state_file.h).
 #pragma once
 
 #include <atomic>
@@ -22,6 +25,7 @@
 #include "cairn/projection.h"
 #include "cairn/store.h"
 #include "log/file.h"
+#include "project/state_file.h"
 
 namespace cairn::project {
 
@@ -35,6 +39,7 @@ struct RunnerSpec {
   std::string dir;             // this runner's state files
   uint64_t snapshot_every = 0;
   size_t batch_events = 4096;
+  DataKeys* keys = nullptr;    // seal state files under a data key of this directory (a store with a key store)
   std::chrono::milliseconds checkpoint_interval{5000};
   uint64_t checkpoint_events = 1'000'000;
 };
@@ -106,6 +111,9 @@ class Runner {
   void maybe_checkpoint();
   bool snapshot_due() const;
   void update_rate();
+  // Between two events: lets waiting queries read the state, which then reflects every event below next.
+  void yield_to_queries(std::unique_lock<std::mutex>& lock, uint64_t next);
+  void publish_partitions();
 
   Store& store_;
   log::FileSystem* fs_;
@@ -113,8 +121,14 @@ class Runner {
   KeyExtractor keys_;
   std::unique_ptr<ReducerEngine> engine_;
 
-  mutable std::mutex state_mu_;  // engine_, fault_
+  mutable std::mutex state_mu_;  // engine_
   std::condition_variable position_cv_;
+  std::atomic<int> waiting_queries_{0};  // with_state callers waiting for state_mu_
+  std::mutex queries_mu_;
+  std::condition_variable queries_cv_;   // the last waiting query got the state lock
+  mutable std::mutex fault_mu_;  // fault_ (written under state_mu_ too; never held while reducing)
+  std::atomic<uint64_t> partitions_{0};
+  std::optional<StateKey> key_;  // the directory's data key (spec_.keys set)
   std::atomic<uint64_t> position_{0};
   std::atomic<uint64_t> checkpoint_position_{0};
   std::atomic<uint64_t> applied_{0};

@@ -43,6 +43,7 @@ class EmbeddedStore final : public Store {
   Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) override;
   Result<VerifyReport> verify_chain() override;
   Result<std::string> subject_id(std::string_view subject) const override;
+  DataKeys* data_keys() override { return keys_.get(); }
   Result<RecordedEvent> read_position(uint64_t position) override;
   Result<RecordedEvent> read_event(const Uuid& id) override;
   Result<StreamInfo> stream_info(std::string_view stream) override;

@@ -178,3 +178,59 @@ TEST(KeyStore, ATornLastLineIsDropped) {
 
 }  // namespace
 }  // namespace cairn::privacy
+
+namespace cairn::privacy {
+namespace {
+
+// Data keys (projection state at rest): created durably, found again after a reopen, destroyed for good
+// (gone from the file's bytes too) without touching subject keys; ids are checked.
+TEST(KeyStore, DataKeysPersistAndDestroyedOnesAreGone) {
+  testing::TempDir dir;
+  std::string id;
+  DataKey key{};
+  std::string subject_key_id;
+  {
+    auto ks = KeyStore::open(dir.path(), master(3));
+    ASSERT_TRUE(ks.ok()) << ks.status().to_string();
+    auto made = (*ks)->create_data_key();
+    ASSERT_TRUE(made.ok()) << made.status().to_string();
+    id = made->first;
+    key = made->second;
+    EXPECT_TRUE(is_data_key_id(id)) << id;
+    auto other = (*ks)->create_data_key();
+    ASSERT_TRUE(other.ok());
+    EXPECT_NE(other->first, id);
+    EXPECT_NE(other->second, key);
+    auto sk = (*ks)->key_for_write((*ks)->subject_id("ana"));
+    ASSERT_TRUE(sk.ok());
+    subject_key_id = sk->first;
+    EXPECT_EQ((*ks)->live_keys(), 1u);  // data keys are not subject keys
+  }
+  auto ks = KeyStore::open(dir.path(), master(3));
+  ASSERT_TRUE(ks.ok()) << ks.status().to_string();
+  auto again = (*ks)->data_key(id);
+  ASSERT_TRUE(again.ok() && again->has_value()) << again.status().to_string();
+  EXPECT_EQ(**again, key);
+  const std::string before = file_bytes(dir.path() + "/keys.v1");
+  const std::string line_start = "key " + id + " ";
+  ASSERT_NE(before.find(line_start), std::string::npos);
+  ASSERT_TRUE((*ks)->destroy_data_key(id).ok());
+  ASSERT_TRUE((*ks)->destroy_data_key(id).ok());  // again: a no-op
+  auto gone = (*ks)->data_key(id);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone->has_value());
+  EXPECT_EQ(file_bytes(dir.path() + "/keys.v1").find(line_start), std::string::npos);
+  auto subject = (*ks)->key(subject_key_id);
+  ASSERT_TRUE(subject.ok() && subject->has_value());  // the subject's key is untouched
+  auto reopened = KeyStore::open(dir.path(), master(3));
+  ASSERT_TRUE(reopened.ok());
+  auto still_gone = (*reopened)->data_key(id);
+  ASSERT_TRUE(still_gone.ok());
+  EXPECT_FALSE(still_gone->has_value());
+  EXPECT_EQ((*reopened)->data_key("dk:00000000000000000000000000000000").status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ((*reopened)->data_key("hs:00000000000000000000000000000000").status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ((*reopened)->destroy_data_key("nonsense").code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace cairn::privacy
