@@ -1,0 +1,136 @@
+// A busy reducer never holds up anyone else (docs/projections.md, "Queries while a reducer works"): while a C++
+// reducer is stuck inside one event, the status and list of every projection (what /metrics reads), another
+// projection's state and its digest all answer; a query of the stuck projection itself waits only for that one
+// event, not for the rest of the batch: it is answered between two events of a batch still running, with the
+// position its state reflects. Asserted on the order of events (a gate inside the reducer), not on time; the
+// futures' long waits only turn a hang into a failure.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "cairn/projection.h"
+#include "cairn/store.h"
+#include "testing/temp_dir.h"
+
+namespace cairn {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The reducer stops inside apply() of the events at the positions in `stops`, until released.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t stuck_at = UINT64_MAX;  // the position the reducer is stuck at, if any
+  uint64_t released_upto = 0;      // events below this go through
+  std::vector<uint64_t> stops;
+
+  void enter(uint64_t position) {
+    std::unique_lock g(mu);
+    if (std::find(stops.begin(), stops.end(), position) == stops.end()) return;
+    stuck_at = position;
+    cv.notify_all();
+    cv.wait(g, [&] { return released_upto > position; });
+    stuck_at = UINT64_MAX;
+  }
+  bool wait_stuck_at(uint64_t position) {
+    std::unique_lock g(mu);
+    return cv.wait_for(g, 60s, [&] { return stuck_at == position; });
+  }
+  void release_past(uint64_t position) {
+    std::lock_guard g(mu);
+    released_upto = position + 1;
+    cv.notify_all();
+  }
+};
+
+// Whether f answers (true) while the reducer is stuck. If it does not, the gate opens for good so that f, and
+// the test, can end: a hang becomes a failure.
+template <typename F>
+bool answers(Gate& gate, F&& f) {
+  auto fut = std::async(std::launch::async, std::forward<F>(f));
+  if (fut.wait_for(60s) == std::future_status::ready) return fut.get();
+  gate.release_past(UINT64_MAX - 1);
+  fut.wait();
+  return false;
+}
+
+TEST(BusyReducer, QueriesStatusAndOtherProjectionsNeverWaitForIt) {
+  testing::TempDir dir;
+  Options o;
+  o.dir = dir.sub("store");
+  o.durability = Durability::kNone;
+  auto store = open_store(o);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  StreamAppend a;
+  a.stream = "t-1";
+  for (int i = 0; i < 300; ++i) {
+    EventData e;
+    e.type = "tick";
+    e.data = "{}";
+    a.events.push_back(std::move(e));
+  }
+  ASSERT_TRUE((*store)->append(std::move(a)).ok());  // positions 0..299
+
+  ProjectionsOptions po;
+  po.dir = dir.sub("projections");
+  po.batch_events = 4096;  // the whole log in one batch
+  auto p = open_projections(**store, po);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  // The built-ins must have caught up before the gate shuts, so that asking them tests only the locking.
+  ASSERT_TRUE((*p)->state("$streams", std::string("t-1"), 0, uint64_t{299}, 60s).ok());
+
+  auto gate = std::make_shared<Gate>();
+  gate->stops = {100, 200};
+  CppReducer<uint64_t> r;
+  r.apply = [gate](uint64_t& n, const EventView& e) {
+    gate->enter(e.position);
+    ++n;
+    return Status();
+  };
+  r.to_json = [](const uint64_t& n) { return std::to_string(n); };
+  r.from_json = [](std::string_view j) -> Result<uint64_t> { return std::stoull(std::string(j)); };
+  CppProjection def;
+  def.name = "gated";
+  def.source.stream_prefix = "t-";
+  def.engine = make_cpp_engine(r);
+  ASSERT_TRUE((*p)->define_cpp(def).ok());
+  ASSERT_TRUE(gate->wait_stuck_at(100));
+
+  // Stuck inside event 100: everything that is not this projection's state answers.
+  EXPECT_TRUE(answers(*gate, [&] {
+    auto s = (*p)->status("gated");
+    return s.ok() && s->position <= 100 && s->phase != ProjectionPhase::kFaulted;
+  }));
+  EXPECT_TRUE(answers(*gate, [&] { return (*p)->list().size() >= 5; }));
+  EXPECT_TRUE(answers(*gate, [&] { return (*p)->state("$streams", std::string("t-1"), 0, std::nullopt, 1s).ok(); }));
+  EXPECT_TRUE(answers(*gate, [&] { return (*p)->digest("$types", 0).ok(); }));
+
+  // The stuck projection's own state waits for event 100 only: released, the query is answered before the
+  // reducer has gone past event 200 of the same batch, with a state that matches its position.
+  auto query = std::async(std::launch::async, [&] { return (*p)->state("gated", std::nullopt, 0, std::nullopt, 1s); });
+  gate->release_past(100);
+  const bool answered = query.wait_for(60s) == std::future_status::ready;
+  if (!answered) gate->release_past(UINT64_MAX - 1);
+  ASSERT_TRUE(answered) << "the query waited for the whole batch";
+  auto st = query.get();
+  ASSERT_TRUE(st.ok()) << st.status().to_string();
+  EXPECT_GT(st->position, 100u);
+  EXPECT_LE(st->position, 200u);
+  EXPECT_EQ(st->json, std::to_string(st->position));  // one event counted per position below it
+  ASSERT_TRUE(gate->wait_stuck_at(200));
+  auto status = (*p)->status("gated");
+  ASSERT_TRUE(status.ok());
+  EXPECT_LE(status->position, 200u);
+
+  gate->release_past(200);
+  auto done = (*p)->state("gated", std::nullopt, 0, uint64_t{299}, 60s);
+  ASSERT_TRUE(done.ok()) << done.status().to_string();
+  EXPECT_EQ(done->json, "300");
+  ASSERT_TRUE((*p)->close().ok());
+}
+
+}  // namespace
+}  // namespace cairn
