@@ -10,6 +10,7 @@
 
 #include "codec/event_json.h"
 #include "server/http_util.h"
+#include "server/routes.h"
 
 namespace cairn::server {
 
@@ -219,6 +220,17 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
     Response res;
     try {
       const Target t = parse_target(sv(req.target()));
+      // Which methods a path accepts is known in one place, the route table: a method it does not accept
+      // is answered here, before the key is checked and before any handler, always with Allow.
+      const Route* route = t.ok ? find_route(t.segments) : nullptr;
+      if (route && route->projections && !projections_) route = nullptr;  // not served: the handlers say 404
+      if (route && !route_allows(*route, req.method())) {
+        res = error_response(req, http::status::method_not_allowed, "method_not_allowed",
+                             method_not_allowed_message(*route, req.method()));
+        res.set(http::field::allow, std::string(route->allow));
+        count(res);
+        return respond(std::move(res));
+      }
       const bool is_subscribe = t.ok && t.segments.size() >= 2 && t.segments[0] == "v1" &&
                                 t.segments.back() == "subscribe" &&
                                 (t.segments.size() == 2 || (t.segments.size() == 4 && t.segments[1] == "streams"));
@@ -249,6 +261,16 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
     } catch (const std::exception& e) {
       // Outermost layer: a programmer error must not take the server down with it.
       res = error_response(req, http::status::internal_server_error, "internal", e.what());
+    }
+    // A handler's own 405 still gets its Allow from the table; for a path the table does not know (a 405
+    // of a handler that owns a whole prefix, such as /v1/ai/...) the server has no such resource: 404.
+    if (res.result() == http::status::method_not_allowed && res.find(http::field::allow) == res.end()) {
+      const Target t = parse_target(sv(req.target()));
+      if (const Route* route = t.ok ? find_route(t.segments) : nullptr)
+        res.set(http::field::allow, std::string(route->allow));
+      else
+        res = error_response(req, http::status::not_found, "not_found",
+                             fmt::format("no such endpoint: {}", std::string(sv(req.target())).substr(0, 200)));
     }
     count(res);
     respond(std::move(res));

@@ -42,10 +42,26 @@ Reply call(int port, http::verb method, const std::string& target, const std::st
     http::read(stream, buf, res);
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return {static_cast<int>(res.result_int()), res.body()};
+    Reply out{static_cast<int>(res.result_int()), res.body(), {}};
+    for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    return out;
   } catch (const std::exception&) {
     return {};
   }
+}
+
+std::string Reply::header(const std::string& name, bool* present) const {
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  if (present) *present = false;
+  for (const auto& [k, v] : headers)
+    if (lower(k) == lower(name)) {
+      if (present) *present = true;
+      return v;
+    }
+  return "";
 }
 
 Cairnd::Cairnd(const std::string& dir, std::vector<std::string> extra) {

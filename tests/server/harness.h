@@ -22,6 +22,9 @@ using nlohmann::json;
 struct Reply {
   int status = 0;  // 0: no answer (connection failed or closed)
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // as received, names as sent
+  // A header's value by name (case-insensitive), "" when absent; `present` tells absent from empty.
+  std::string header(const std::string& name, bool* present = nullptr) const;
   json j() const { return json::parse(body, nullptr, false); }
   // One field of the body, by value (safe to iterate: `for (auto& e : r.j()["events"])` would dangle).
   json field(const std::string& name) const {
