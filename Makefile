@@ -12,7 +12,8 @@ CAIRND    := $(BUILD_DIR)/src/server/cairnd
 
 DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
                 libfmt-dev libcli11-dev libxxhash-dev libboost-dev libgtest-dev libgmock-dev curl openssl \
-                libluajit2-5.1-dev libabsl-dev libsodium-dev libpq-dev postgresql-15 postgresql-client-15
+                libluajit2-5.1-dev libabsl-dev libsodium-dev libpq-dev postgresql-15 postgresql-client-15 \
+                prometheus
 
 .PHONY: all deps build build-asan run demo-cli test test-fast test-asan test-tsan bench crash-long clean
 

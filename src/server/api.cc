@@ -10,6 +10,7 @@
 
 #include "codec/event_json.h"
 #include "server/http_util.h"
+#include "server/process_metrics.h"
 #include "server/routes.h"
 
 namespace cairn::server {
@@ -298,12 +299,33 @@ Response Api::metrics(const Request& req) {
   if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "/metrics needs an API key: Authorization: Bearer <key>");
   if (key->scoped())
     return error_response(req, http::status::forbidden, "forbidden", "store-wide metrics need a key without stream scopes");
+  return metrics_answer(req);
+}
+
+Response Api::metrics_answer(const Request& req) {
   Response res{http::status::ok, req.version()};
   res.set(http::field::content_type, "text/plain; version=0.0.4");
   res.keep_alive(req.keep_alive());
   res.body() = metrics_text();
   res.prepare_payload();
   return res;
+}
+
+void Api::handle_metrics_only(Request req, Respond respond) {
+  const Target t = parse_target(sv(req.target()));
+  Response res;
+  if (!t.ok || t.segments.size() != 1 || t.segments[0] != "metrics") {
+    res = error_response(req, http::status::not_found, "not_found",
+                         "this listener (--metrics-http) serves only GET /metrics");
+  } else if (req.method() != http::verb::get) {
+    res = error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+    res.set(http::field::allow, "GET");
+  } else {
+    // Reading the store's statistics and /proc takes no store call worth a worker: answered on the I/O thread.
+    res = metrics_answer(req);
+  }
+  count(res);
+  respond(std::move(res));
 }
 
 std::string Api::metrics_text() {
@@ -357,6 +379,8 @@ std::string Api::metrics_text() {
   metric("cairn_http_errors_total", "counter", "HTTP error answers by error code.");
   for (const auto& [code, n] : by_error_) out += fmt::format("cairn_http_errors_total{{code=\"{}\"}} {}\n", code, n);
   if (projections_) out += projections_->metrics_text();
+  out += process_metrics_text();
+  out += build_info_text(CAIRN_VERSION);
   return out;
 }
 

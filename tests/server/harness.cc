@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <thread>
@@ -93,7 +94,13 @@ Cairnd::Cairnd(const std::string& dir, std::vector<std::string> extra) {
       break;
     }
   }
-  if (port_ == 0) {
+  // With --metrics-http, the line after the main one names the metrics listener.
+  const bool metrics = std::find(extra.begin(), extra.end(), "--metrics-http") != extra.end();
+  if (port_ != 0 && metrics && std::fgets(line, sizeof line, out_)) {
+    std::string s = line;
+    if (auto p = s.find("metrics on http://127.0.0.1:"); p != std::string::npos) metrics_port_ = std::atoi(s.c_str() + p + 28);
+  }
+  if (port_ == 0 || (metrics && metrics_port_ == 0)) {
     stop(SIGKILL);
     std::fclose(out_);
     out_ = nullptr;

@@ -47,6 +47,7 @@ class Cairnd {
   Cairnd(const Cairnd&) = delete;
   Cairnd& operator=(const Cairnd&) = delete;
   int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }  // with --metrics-http ADDR:0 in extra
   pid_t pid() const { return pid_; }
   const std::string& key() const { return key_; }
   // Sends sig and returns the exit code (or 128 + signal).
@@ -56,6 +57,7 @@ class Cairnd {
   pid_t pid_ = -1;
   FILE* out_ = nullptr;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::string key_;
 };
 
