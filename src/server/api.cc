@@ -321,8 +321,13 @@ void Api::handle_metrics_only(Request req, Respond respond) {
     res = error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
     res.set(http::field::allow, "GET");
   } else {
-    // Reading the store's statistics and /proc takes no store call worth a worker: answered on the I/O thread.
-    res = metrics_answer(req);
+    // Reading the store's statistics and /proc takes no store call worth a worker: answered on the I/O thread,
+    // where an exception must not escape.
+    try {
+      res = metrics_answer(req);
+    } catch (const std::exception& e) {
+      res = error_response(req, http::status::internal_server_error, "internal", e.what());
+    }
   }
   count(res);
   respond(std::move(res));

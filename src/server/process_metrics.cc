@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -14,6 +15,16 @@
 namespace cairn::server {
 
 namespace {
+
+// A number at the start of s (after spaces); nullopt rather than an exception for anything else, since the
+// metrics listener answers on an I/O thread.
+std::optional<double> number(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);  // "VmRSS:\t  123 kB"
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p == s.data()) return std::nullopt;
+  return v;
+}
 
 std::optional<std::string> read_file(const char* path) {
   std::ifstream in(path);
@@ -41,7 +52,7 @@ std::optional<double> boot_time_seconds() {
   if (!s) return std::nullopt;
   const size_t p = s->find("\nbtime ");
   if (p == std::string::npos) return std::nullopt;
-  return std::stod(s->substr(p + 7));
+  return number(std::string_view(*s).substr(p + 7));
 }
 
 std::optional<double> resident_bytes() {
@@ -49,7 +60,9 @@ std::optional<double> resident_bytes() {
   if (!s) return std::nullopt;
   const size_t p = s->find("\nVmRSS:");
   if (p == std::string::npos) return std::nullopt;
-  return std::stod(s->substr(p + 7)) * 1024;  // "VmRSS:   12345 kB"
+  auto kb = number(std::string_view(*s).substr(p + 7));  // "VmRSS:   12345 kB"
+  if (!kb) return std::nullopt;
+  return *kb * 1024;
 }
 
 std::optional<double> open_fds() {
@@ -75,8 +88,9 @@ std::string process_metrics_text() {
   // proc(5): utime is field 14, stime 15, starttime 22 (in clock ticks since boot); f[0] is field 3.
   std::optional<double> cpu, start;
   if (f.size() > 19 && ticks > 0) {
-    cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
-    if (auto boot = boot_time_seconds()) start = *boot + std::stod(f[19]) / ticks;
+    const auto utime = number(f[11]), stime = number(f[12]), started = number(f[19]);
+    if (utime && stime) cpu = (*utime + *stime) / ticks;
+    if (auto boot = boot_time_seconds(); boot && started) start = *boot + *started / ticks;
   }
   one("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpu);
   one("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", resident_bytes());

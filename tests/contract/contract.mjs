@@ -218,13 +218,20 @@ function request({ method = 'GET', url, key, body, contentType, headers = {}, st
 function firstRecord(contentType, text) {
   if ((contentType ?? '').startsWith('text/event-stream')) {
     const m = text.match(/(?:^|\n)data: (.*)\n\n/);
-    if (m) return JSON.parse(m[1]);
-    return undefined;
+    return m ? parseOrText(m[1]) : undefined;
   }
   const nl = text.indexOf('\n');
   if (nl < 0) return undefined;
   const line = text.slice(0, nl);
-  return line === '' ? null : JSON.parse(line);
+  return line === '' ? null : parseOrText(line);
+}
+// A record that is not JSON stays text: the Event schema then refuses it, and says where.
+function parseOrText(s) {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return s;
+  }
 }
 
 // The operations of the file, by path template and method.
