@@ -12,7 +12,10 @@ CAIRND    := $(BUILD_DIR)/src/server/cairnd
 
 DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
                 libfmt-dev libcli11-dev libxxhash-dev libboost-dev libgtest-dev libgmock-dev curl openssl \
-                libluajit2-5.1-dev libabsl-dev libsodium-dev libpq-dev postgresql-15 postgresql-client-15
+                libluajit2-5.1-dev libabsl-dev libsodium-dev libpq-dev postgresql-15 postgresql-client-15 \
+                nodejs prometheus
+# The contract test's npm tools (tests/contract), pinned by its package-lock.json.
+CONTRACT_DIR := tests/contract
 
 .PHONY: all deps build build-asan run demo-cli test test-fast test-asan test-tsan bench crash-long clean
 
@@ -25,6 +28,15 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# npm comes with NodeSource's nodejs; only Debian's own nodejs needs Debian's npm package beside it.
+	@command -v npm >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends npm; }
+	@# npm ci installs exactly the lockfile (from npm's cache when it has the packages); again only when it changed.
+	@if [ ! -f $(CONTRACT_DIR)/node_modules/.package-lock.json ] || \
+	    [ $(CONTRACT_DIR)/package-lock.json -nt $(CONTRACT_DIR)/node_modules/.package-lock.json ]; then \
+	  echo "installing the contract test's npm tools (npm ci in $(CONTRACT_DIR))"; \
+	  (cd $(CONTRACT_DIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error); \
 	fi
 
 $(BUILD_DIR)/build.ninja: | deps

@@ -10,6 +10,8 @@
 
 #include "codec/event_json.h"
 #include "server/http_util.h"
+#include "server/process_metrics.h"
+#include "server/routes.h"
 
 namespace cairn::server {
 
@@ -219,6 +221,17 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
     Response res;
     try {
       const Target t = parse_target(sv(req.target()));
+      // Which methods a path accepts is known in one place, the route table: a method it does not accept
+      // is answered here, before the key is checked and before any handler, always with Allow.
+      const Route* route = t.ok ? find_route(t.segments) : nullptr;
+      if (route && route->projections && !projections_) route = nullptr;  // not served: the handlers say 404
+      if (route && !route_allows(*route, req.method())) {
+        res = error_response(req, http::status::method_not_allowed, "method_not_allowed",
+                             method_not_allowed_message(*route, req.method()));
+        res.set(http::field::allow, std::string(route->allow));
+        count(res);
+        return respond(std::move(res));
+      }
       const bool is_subscribe = t.ok && t.segments.size() >= 2 && t.segments[0] == "v1" &&
                                 t.segments.back() == "subscribe" &&
                                 (t.segments.size() == 2 || (t.segments.size() == 4 && t.segments[1] == "streams"));
@@ -250,6 +263,16 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
       // Outermost layer: a programmer error must not take the server down with it.
       res = error_response(req, http::status::internal_server_error, "internal", e.what());
     }
+    // A handler's own 405 still gets its Allow from the table; for a path the table does not know (a 405
+    // of a handler that owns a whole prefix, such as /v1/ai/...) the server has no such resource: 404.
+    if (res.result() == http::status::method_not_allowed && res.find(http::field::allow) == res.end()) {
+      const Target t = parse_target(sv(req.target()));
+      if (const Route* route = t.ok ? find_route(t.segments) : nullptr)
+        res.set(http::field::allow, std::string(route->allow));
+      else
+        res = error_response(req, http::status::not_found, "not_found",
+                             fmt::format("no such endpoint: {}", std::string(sv(req.target())).substr(0, 200)));
+    }
     count(res);
     respond(std::move(res));
   });
@@ -276,12 +299,38 @@ Response Api::metrics(const Request& req) {
   if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "/metrics needs an API key: Authorization: Bearer <key>");
   if (key->scoped())
     return error_response(req, http::status::forbidden, "forbidden", "store-wide metrics need a key without stream scopes");
+  return metrics_answer(req);
+}
+
+Response Api::metrics_answer(const Request& req) {
   Response res{http::status::ok, req.version()};
   res.set(http::field::content_type, "text/plain; version=0.0.4");
   res.keep_alive(req.keep_alive());
   res.body() = metrics_text();
   res.prepare_payload();
   return res;
+}
+
+void Api::handle_metrics_only(Request req, Respond respond) {
+  const Target t = parse_target(sv(req.target()));
+  Response res;
+  if (!t.ok || t.segments.size() != 1 || t.segments[0] != "metrics") {
+    res = error_response(req, http::status::not_found, "not_found",
+                         "this listener (--metrics-http) serves only GET /metrics");
+  } else if (req.method() != http::verb::get) {
+    res = error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+    res.set(http::field::allow, "GET");
+  } else {
+    // Reading the store's statistics and /proc takes no store call worth a worker: answered on the I/O thread,
+    // where an exception must not escape.
+    try {
+      res = metrics_answer(req);
+    } catch (const std::exception& e) {
+      res = error_response(req, http::status::internal_server_error, "internal", e.what());
+    }
+  }
+  count(res);
+  respond(std::move(res));
 }
 
 std::string Api::metrics_text() {
@@ -335,6 +384,8 @@ std::string Api::metrics_text() {
   metric("cairn_http_errors_total", "counter", "HTTP error answers by error code.");
   for (const auto& [code, n] : by_error_) out += fmt::format("cairn_http_errors_total{{code=\"{}\"}} {}\n", code, n);
   if (projections_) out += projections_->metrics_text();
+  out += process_metrics_text();
+  out += build_info_text(CAIRN_VERSION);
   return out;
 }
 

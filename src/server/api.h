@@ -44,6 +44,9 @@ class Api {
   // New requests get 503 from now on; returns after the requests in progress were answered.
   void begin_shutdown();
 
+  // The handler of the --metrics-http listener: GET /metrics without a key, nothing else (404; 405 with
+  // Allow for another method on /metrics). For a network only the scraper reaches.
+  void handle_metrics_only(Request req, Respond respond);
   Response dispatch(const Request& req);  // synchronous; public for tests of the routing
   uint64_t open_subscriptions() const;
   // Where /metrics reads the number of open connections (the transport knows it).
@@ -74,7 +77,8 @@ class Api {
 
   // Monitoring: answers by HTTP status and by error code.
   std::string metrics_text();
-  Response metrics(const Request& req);
+  Response metrics(const Request& req);         // the main listener's: needs a key
+  Response metrics_answer(const Request& req);  // the text, to whoever may have it
   void count(const Response& res);
   std::mutex counts_mu_;
   std::map<unsigned, uint64_t> by_status_;

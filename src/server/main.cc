@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <cstdlib>
 #include <thread>
 #include <utility>
@@ -48,6 +49,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, size_t{1000}))
       ->capture_default_str();
   app.add_option("--http", listen, "address and port to listen on (ADDR:PORT)")->envname("CAIRN_HTTP")->capture_default_str();
+  std::string metrics_listen;
+  app.add_option("--metrics-http", metrics_listen,
+                 "also serve GET /metrics, without a key, on this ADDR:PORT (plain HTTP; nothing else is served there)")
+      ->envname("CAIRN_METRICS_HTTP");
   app.add_option("--durability", durability, "fsync (default) or none (tests and benchmarks only)")
       ->envname("CAIRN_DURABILITY")->check(CLI::IsMember({"fsync", "none"}))->capture_default_str();
   app.add_option("--segment-size", segment_size, "bytes per log segment")->envname("CAIRN_SEGMENT_SIZE")->capture_default_str();
@@ -78,20 +83,28 @@ int main(int argc, char** argv) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    std::fprintf(stderr, "error: --http: '%s' is not ADDR:PORT\n", listen.c_str());
-    return 2;
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);  // [::1]
-  const std::string port_text = listen.substr(colon + 1);
-  int port = -1;
-  auto [pend, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (perr != std::errc() || pend != port_text.data() + port_text.size() || port < 0 || port > 65535) {
-    std::fprintf(stderr, "error: --http: '%s' is not a port number (0-65535)\n", port_text.c_str());
-    return 2;
-  }
+  // ADDR:PORT, split at the last ':' ([::1]:2114 for IPv6); false after printing what is wrong.
+  auto parse_listen = [](const char* flag, const std::string& value, std::string& host, int& port) {
+    const auto colon = value.rfind(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "error: %s: '%s' is not ADDR:PORT\n", flag, value.c_str());
+      return false;
+    }
+    host = value.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);  // [::1]
+    const std::string port_text = value.substr(colon + 1);
+    port = -1;
+    auto [pend, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (perr != std::errc() || pend != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+      std::fprintf(stderr, "error: %s: '%s' is not a port number (0-65535)\n", flag, port_text.c_str());
+      return false;
+    }
+    return true;
+  };
+  std::string host, metrics_host;
+  int port = -1, metrics_port = -1;
+  if (!parse_listen("--http", listen, host, port)) return 2;
+  if (!metrics_listen.empty() && !parse_listen("--metrics-http", metrics_listen, metrics_host, metrics_port)) return 2;
 
   Options o;
   o.dir = data;
@@ -182,9 +195,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
     return 1;
   }
+  // Prometheus scrapes without a key here; the main listener's /metrics keeps needing one.
+  std::optional<server::HttpServer> metrics_http;
+  if (!metrics_listen.empty()) {
+    metrics_http.emplace(ioc, limits, [&api](server::Request req, server::Respond respond, server::RespondStream) {
+      api.handle_metrics_only(std::move(req), std::move(respond));
+    });
+    if (Status st = metrics_http->start(metrics_host, static_cast<uint16_t>(metrics_port)); !st.ok()) {
+      std::fprintf(stderr, "error: --metrics-http: %s\n", st.to_string().c_str());
+      return 1;
+    }
+  }
   std::printf("cairnd listening on %s://%s:%u (data %s, durability %s%s)\n", http.tls() ? "https" : "http", host.c_str(),
               http.port(), data.c_str(),
               durability.c_str(), durability == "none" ? ": appends are NOT synced, tests and benchmarks only" : "");
+  if (metrics_http)
+    std::printf("cairnd metrics on http://%s:%u/metrics (no key)\n", metrics_host.c_str(), metrics_http->port());
   std::fflush(stdout);
 
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -193,6 +219,7 @@ int main(int argc, char** argv) {
     std::printf("cairnd: signal %d, shutting down\n", sig);
     std::fflush(stdout);
     http.stop();
+    if (metrics_http) metrics_http->stop();
     // Off the I/O threads: answering the requests in progress needs them to keep running.
     stopper = std::thread([&] {
       api.begin_shutdown();  // answers requests in progress and ends subscriptions

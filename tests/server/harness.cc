@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <thread>
@@ -42,10 +43,26 @@ Reply call(int port, http::verb method, const std::string& target, const std::st
     http::read(stream, buf, res);
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return {static_cast<int>(res.result_int()), res.body()};
+    Reply out{static_cast<int>(res.result_int()), res.body(), {}};
+    for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    return out;
   } catch (const std::exception&) {
     return {};
   }
+}
+
+std::string Reply::header(const std::string& name, bool* present) const {
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  if (present) *present = false;
+  for (const auto& [k, v] : headers)
+    if (lower(k) == lower(name)) {
+      if (present) *present = true;
+      return v;
+    }
+  return "";
 }
 
 Cairnd::Cairnd(const std::string& dir, std::vector<std::string> extra) {
@@ -77,7 +94,13 @@ Cairnd::Cairnd(const std::string& dir, std::vector<std::string> extra) {
       break;
     }
   }
-  if (port_ == 0) {
+  // With --metrics-http, the line after the main one names the metrics listener.
+  const bool metrics = std::find(extra.begin(), extra.end(), "--metrics-http") != extra.end();
+  if (port_ != 0 && metrics && std::fgets(line, sizeof line, out_)) {
+    std::string s = line;
+    if (auto p = s.find("metrics on http://127.0.0.1:"); p != std::string::npos) metrics_port_ = std::atoi(s.c_str() + p + 28);
+  }
+  if (port_ == 0 || (metrics && metrics_port_ == 0)) {
     stop(SIGKILL);
     std::fclose(out_);
     out_ = nullptr;

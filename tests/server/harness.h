@@ -22,6 +22,9 @@ using nlohmann::json;
 struct Reply {
   int status = 0;  // 0: no answer (connection failed or closed)
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // as received, names as sent
+  // A header's value by name (case-insensitive), "" when absent; `present` tells absent from empty.
+  std::string header(const std::string& name, bool* present = nullptr) const;
   json j() const { return json::parse(body, nullptr, false); }
   // One field of the body, by value (safe to iterate: `for (auto& e : r.j()["events"])` would dangle).
   json field(const std::string& name) const {
@@ -44,6 +47,7 @@ class Cairnd {
   Cairnd(const Cairnd&) = delete;
   Cairnd& operator=(const Cairnd&) = delete;
   int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }  // with --metrics-http ADDR:0 in extra
   pid_t pid() const { return pid_; }
   const std::string& key() const { return key_; }
   // Sends sig and returns the exit code (or 128 + signal).
@@ -53,6 +57,7 @@ class Cairnd {
   pid_t pid_ = -1;
   FILE* out_ = nullptr;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::string key_;
 };
 
