@@ -2,11 +2,20 @@
 // HTTP, each sees the other's events in the same order, and the CLI migrates, reads and verifies it.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
 
 #include <fstream>
 #include <sstream>
@@ -151,6 +160,59 @@ TEST(PgHttp, KillingCairndLosesNoAcknowledgedAppend) {
   EXPECT_EQ(found, acked.size());
   auto v = cli("verify --backend " + shell_quote(db.app));
   EXPECT_EQ(v.first, 0) << v.second;
+}
+
+// ------------------------------------------------------------------- database outages, roles and logins
+
+// A cluster of the test's own, for tests that stop its server or require passwords: that must not disturb
+// the other tests' databases.
+std::unique_ptr<cairn::testing::PgCluster> own_cluster(bool password_auth = false) {
+  cairn::testing::PgClusterOptions o;
+  o.password_auth = password_auth;
+  std::string error;
+  auto c = cairn::testing::PgCluster::start(o, &error);
+  EXPECT_TRUE(c != nullptr) << error;
+  return c;
+}
+
+// A database on a cluster of the test's own, and a directory for the cairnd processes on it.
+// Issue 14.3, fourth point: `cairn pg init --reader-role` gives that login the password from
+// CAIRN_PG_APP_PASSWORD, as docs/scaling.md says, so `cairn verify` can log in as it; init says which roles it
+// created or changed, and a second run changes nothing.
+TEST(PgHttp, PgInitGivesTheReaderRoleItsPasswordAndSaysWhatItCreated) {
+  auto cluster = own_cluster(/*password_auth=*/true);
+  ASSERT_NE(cluster, nullptr);
+  std::string error;
+  ASSERT_TRUE(cluster->psql("CREATE DATABASE roles_db;", nullptr, &error)) << error;
+  const std::string admin = cluster->conninfo(cluster->superuser(), "roles_db");
+  const std::string env = "CAIRN_PG_APP_PASSWORD=s3cret-pw ";
+  auto init = cli_raw(env + CAIRN_CLI + " pg init --admin " + shell_quote(admin) + " --reader-role cairn_ro");
+  ASSERT_EQ(init.first, 0) << init.second;
+  for (const char* role : {"cairn_owner", "cairn_purger", "cairn_writer", "cairn_privacy", "cairn_reader", "cairn_app",
+                           "cairn_ro"})
+    EXPECT_TRUE(contains(init.second, std::string("created role ") + role)) << role << ":\n" << init.second;
+  EXPECT_TRUE(contains(init.second, "applied 0001 initial")) << init.second;
+  // A real login, by libpq (cairn verify) and by psql, with the password and only with it.
+  const std::string reader = cluster->conninfo("cairn_ro", "roles_db");
+  auto v = cli_raw("PGPASSWORD=s3cret-pw " + std::string(CAIRN_CLI) + " verify --backend " + shell_quote(reader));
+  EXPECT_EQ(v.first, 0) << v.second;
+  EXPECT_TRUE(contains(v.second, "ok:")) << v.second;
+  const char* bindir = std::getenv("CAIRN_PG_BINDIR");  // as the cluster fixture finds its binaries
+  const std::string psql = std::string(bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin") +
+                           "/psql -X -A -t -c 'SELECT count(*) FROM cairn.events' " + shell_quote(reader);
+  auto q = cli_raw("PGPASSWORD=s3cret-pw " + psql);
+  EXPECT_EQ(q.first, 0) << q.second;
+  EXPECT_TRUE(contains(q.second, "0")) << q.second;
+  auto wrong = cli_raw("PGPASSWORD=wrong " + psql);
+  EXPECT_NE(wrong.first, 0) << "the cluster must check passwords: " << wrong.second;
+  auto app = cli_raw("PGPASSWORD=s3cret-pw " + std::string(CAIRN_CLI) + " verify --backend " +
+                     shell_quote(cluster->conninfo("cairn_app", "roles_db")));
+  EXPECT_EQ(app.first, 0) << app.second;
+  // Again: the roles exist, nothing is created or changed.
+  auto again = cli_raw(env + CAIRN_CLI + " pg init --admin " + shell_quote(admin) + " --reader-role cairn_ro");
+  ASSERT_EQ(again.first, 0) << again.second;
+  EXPECT_FALSE(contains(again.second, "created role")) << again.second;
+  EXPECT_TRUE(contains(again.second, "roles: nothing to change")) << again.second;
 }
 
 }  // namespace
