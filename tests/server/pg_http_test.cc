@@ -176,6 +176,53 @@ std::unique_ptr<cairn::testing::PgCluster> own_cluster(bool password_auth = fals
 }
 
 // A database on a cluster of the test's own, and a directory for the cairnd processes on it.
+struct OwnDb {
+  std::unique_ptr<cairn::testing::PgCluster> cluster = own_cluster();
+  cairn::testing::PgDb db = cluster ? cairn::testing::fresh_pg_db(cluster.get()) : cairn::testing::PgDb{};
+  cairn::testing::TempDir dir;
+  std::string error;
+  // cairnd's arguments for this database, then `extra`.
+  std::vector<std::string> args(std::vector<std::string> extra = {}) const {
+    extra.insert(extra.begin(), {"--backend", db.app});
+    return extra;
+  }
+};
+
+// One cairnd on an OwnDb, with one event appended (stream s-1, position 0).
+struct OneServer {
+  OwnDb o;
+  Cairnd d;
+  explicit OneServer(std::vector<std::string> extra = {}) : d(o.dir.sub("d"), o.args(std::move(extra))) {
+    EXPECT_EQ(call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("any", "t.e", "{}")).status, 201);
+  }
+};
+
+// One GET with its response head: the status, the headers and the body (read until Content-Length, or until
+// the server closes a stream).
+// Issue 14.3, third point: an append after the database restarted is not failed on a pooled connection
+// the server closed while it was down (it was never sent: it goes on a fresh connection). An append while
+// the database is still down says it was not appended, not that its outcome is unknown.
+TEST(PgHttp, TheFirstAppendAfterADatabaseRestartSucceeds) {
+  OneServer one;
+  auto& [o, d] = one;
+  ASSERT_TRUE(o.cluster != nullptr);
+  ASSERT_TRUE(o.cluster->stop_primary(&o.error)) << o.error;
+  ASSERT_TRUE(o.cluster->start_primary(&o.error)) << o.error;
+  auto r = call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("0", "t.e", "{}"));
+  EXPECT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(o.cluster->stop_primary(&o.error)) << o.error;
+  r = call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("1", "t.e", "{}"));
+  EXPECT_GE(r.status, 500) << r.body;
+  EXPECT_TRUE(contains(r.body, "not appended")) << r.body;
+  EXPECT_FALSE(contains(r.body, "unknown")) << r.body;
+  ASSERT_TRUE(o.cluster->start_primary(&o.error)) << o.error;
+  r = call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("1", "t.e", "{}"));
+  EXPECT_EQ(r.status, 201) << r.body;
+  auto page = call(d.port(), http::verb::get, "/v1/streams/s-1", d.key());
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.j()["events"].size(), 3u) << page.body;
+}
+
 // Issue 14.3, fourth point: `cairn pg init --reader-role` gives that login the password from
 // CAIRN_PG_APP_PASSWORD, as docs/scaling.md says, so `cairn verify` can log in as it; init says which roles it
 // created or changed, and a second run changes nothing.
