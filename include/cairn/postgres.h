@@ -28,11 +28,16 @@ struct PgMigrateReport {
   int from_version = 0;
   int to_version = 0;
   std::vector<std::string> applied;  // "0001 initial", in order
+  // pg_init only: what it did to roles, one line each, in order ("created role cairn_app (LOGIN, with a
+  // password), member of cairn_writer, cairn_privacy", "granted cairn_reader to ro"); empty: nothing changed.
+  std::vector<std::string> roles;
 };
 
 // Creates the roles (cairn_owner, cairn_purger and the groups cairn_writer, cairn_privacy, cairn_reader;
 // all NOLOGIN) and the login roles asked for, then migrates. admin_conninfo: a superuser, or a role with
-// CREATEROLE that owns the database. Running it again changes nothing that exists.
+// CREATEROLE that owns the database. Running it again changes nothing that exists: an existing role keeps its
+// password, and only a missing membership is granted. The roles change in one transaction (all or nothing);
+// a password is sent to the server already hashed (the server's password_encryption), never in clear.
 Result<PgMigrateReport> pg_init(const std::string& admin_conninfo, const PgInitOptions& options);
 // Applies the migrations this build has and the database lacks, each in its own transaction, under an
 // advisory lock (two migrating processes wait for each other). kInvalidArgument if the database was never

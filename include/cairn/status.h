@@ -33,6 +33,7 @@ enum class ErrorCode : uint8_t {
   kConflict,               // the request contradicts what exists (e.g. a projection version with another definition)
   kFaulted,                // a projection stopped on a reducer error; the message names the event
   kInvalidEvent,           // an AI ledger event breaks its type's rules or names what does not exist (HTTP 422)
+  kUnavailable,            // the backend server (PostgreSQL) did not answer: nothing was done; retry later (HTTP 503)
 };
 
 // Stable snake_case name of a code, as used in CLI output and (later) the HTTP API.

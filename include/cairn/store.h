@@ -64,6 +64,10 @@ struct Options {
   // A streaming replica of that primary: reads and subscriptions are served from it.
   std::string postgres_read_replica;
   size_t postgres_pool = 8;  // connections for reads (appends use one more, subscriptions' waits none)
+  // How long a subscription waits out a database that does not answer (a restart, a failover, the network):
+  // it keeps its cursor and retries, its next() returning empty batches meanwhile, and fails with
+  // kUnavailable only once the database has been away this long without a break.
+  std::chrono::milliseconds postgres_outage_timeout{60'000};
 };
 
 // The optimistic concurrency check of one stream append.

@@ -22,7 +22,9 @@ class Subscription {
   virtual ~Subscription() = default;
 
   // Up to max_events events; an empty vector when the timeout passed with nothing new.
-  // Fails with kClosed after cancel() or when the store closes.
+  // Fails with kClosed after cancel() or when the store closes. A backend server that does not answer is
+  // waited out (the PostgreSQL store: empty vectors meanwhile, see Options::postgres_outage_timeout), and
+  // fails it with kUnavailable only past that timeout; a failed read fails it with its own code.
   virtual Result<std::vector<RecordedEvent>> next(size_t max_events, std::chrono::milliseconds timeout) = 0;
 
   // For $all subscriptions: the next position to deliver. For stream subscriptions: the next revision.

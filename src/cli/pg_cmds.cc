@@ -17,8 +17,12 @@ int fail(const Status& st) {
   return st.code() == ErrorCode::kInvalidArgument ? 2 : 1;
 }
 
-int print_report(const Result<PgMigrateReport>& r) {
+int print_report(const Result<PgMigrateReport>& r, bool roles) {
   if (!r.ok()) return fail(r.status());
+  if (roles) {
+    for (const auto& line : r->roles) std::printf("%s\n", line.c_str());
+    if (r->roles.empty()) std::printf("roles: nothing to change\n");
+  }
   if (r->applied.empty()) {
     std::printf("schema at version %d: nothing to apply\n", r->to_version);
     return 0;
@@ -35,11 +39,14 @@ int cmd_pg_init(const PgArgs& a) {
   o.app_role = a.app_role;
   o.reader_role = a.reader_role;
   if (const char* pw = std::getenv("CAIRN_PG_APP_PASSWORD")) o.app_password = pw;
-  if (const char* pw = std::getenv("CAIRN_PG_READER_PASSWORD")) o.reader_password = pw;
-  return print_report(pg_init(a.admin, o));
+  // The reader login gets the same password (docs/scaling.md) unless CAIRN_PG_READER_PASSWORD gives it its
+  // own; an empty variable counts as unset.
+  o.reader_password = o.app_password;
+  if (const char* pw = std::getenv("CAIRN_PG_READER_PASSWORD"); pw && *pw) o.reader_password = pw;
+  return print_report(pg_init(a.admin, o), true);
 }
 
-int cmd_pg_migrate(const PgArgs& a) { return print_report(pg_migrate(a.admin)); }
+int cmd_pg_migrate(const PgArgs& a) { return print_report(pg_migrate(a.admin), false); }
 
 int cmd_pg_verify(const std::string& backend, bool json) {
   Progress progress("verifying");

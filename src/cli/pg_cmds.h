@@ -10,7 +10,8 @@ struct PgArgs {
   std::string admin;
   std::string app_role = "cairn_app";
   std::string reader_role;
-  // The login roles' passwords come from CAIRN_PG_APP_PASSWORD and CAIRN_PG_READER_PASSWORD, never a flag.
+  // The login roles' passwords come from the environment, never a flag (command lines are visible to other
+  // users): CAIRN_PG_APP_PASSWORD for both, or CAIRN_PG_READER_PASSWORD for the reader role if it is set.
 };
 
 int cmd_pg_init(const PgArgs& a);

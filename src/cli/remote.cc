@@ -287,6 +287,7 @@ int remote_tail(const RemoteFlags& r, const ReadArgs& a) {
         buf.erase(0, nl + 1);
         if (line.empty()) continue;  // heartbeat
         auto e = ojson::parse(line, nullptr, false);
+        if (!e.is_discarded() && e.contains("error")) return fail_reply(Reply{200, line});  // the stream failed: why
         if (!e.is_discarded()) print_event(e, a.json);
       }
       std::fflush(stdout);

@@ -1,8 +1,10 @@
 #include "pg/admin.h"
 
+#include <libpq-fe.h>
 #include <openssl/rand.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "pg/migrations.h"
 #include "pg/verify.h"
@@ -139,33 +141,110 @@ Result<PgMigrateReport> pg_migrate(const std::string& admin_conninfo) {
   return report;
 }
 
+namespace {
+
+// The role changes of pg_init, made one by one so that each can be reported. Each step checks first, so a
+// second run changes nothing; two inits at once can still both try a CREATE, and the loser fails and rolls back.
+class RoleSetup {
+ public:
+  explicit RoleSetup(pg::Connection& c) : c_(c) {}
+  std::vector<std::string> done;
+
+  Result<bool> exists(const std::string& role) {
+    auto r = c_.exec("SELECT 1 FROM pg_roles WHERE rolname = " + pg::quote_literal(role));
+    if (!r.ok()) return r.status();
+    return r->rows() > 0;
+  }
+  Result<bool> member(const std::string& group, const std::string& role) {
+    auto r = c_.exec(fmt::format(
+        "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member "
+        "WHERE g.rolname = {} AND u.rolname = {}", pg::quote_literal(group), pg::quote_literal(role)));
+    if (!r.ok()) return r.status();
+    return r->rows() > 0;
+  }
+  Status run(const std::string& sql) {
+    auto r = c_.exec(sql);
+    return r.ok() ? Status() : r.status();
+  }
+  Status group(const std::string& role) {
+    auto e = exists(role);
+    if (!e.ok()) return e.status();
+    if (*e) return {};
+    CAIRN_RETURN_IF_ERROR(run("CREATE ROLE " + pg::quote_ident(role) + " NOLOGIN"));
+    done.push_back(fmt::format("created role {} (NOLOGIN)", role));
+    return {};
+  }
+  // Grants each of `groups` that `role` is not yet a member of; `created` folds them into its creation line.
+  Status grant(const std::vector<std::string>& groups, const std::string& role, bool created) {
+    std::vector<std::string> granted;
+    for (const auto& g : groups) {
+      auto m = member(g, role);
+      if (!m.ok()) return m.status();
+      if (*m) continue;
+      CAIRN_RETURN_IF_ERROR(run(fmt::format("GRANT {} TO {}", pg::quote_ident(g), pg::quote_ident(role))));
+      granted.push_back(g);
+    }
+    if (granted.empty()) return {};
+    if (created) done.back() += fmt::format(", member of {}", fmt::join(granted, ", "));
+    else done.push_back(fmt::format("granted {} to {}", fmt::join(granted, ", "), role));
+    return {};
+  }
+  Status login(const std::string& role, const std::string& password, const std::vector<std::string>& groups) {
+    if (role.empty()) return {};
+    auto e = exists(role);
+    if (!e.ok()) return e.status();
+    if (!*e) {
+      std::string sql = "CREATE ROLE " + pg::quote_ident(role) + " LOGIN";
+      if (!password.empty()) {
+        // Hashed here, as the server's password_encryption says, so the password is in no statement or log.
+        char* hashed = PQencryptPasswordConn(c_.raw(), password.c_str(), role.c_str(), nullptr);
+        if (!hashed) return pg::error_status(nullptr, c_.raw(), "hashing the password of " + role);
+        sql += " PASSWORD " + pg::quote_literal(hashed);
+        PQfreemem(hashed);
+      }
+      CAIRN_RETURN_IF_ERROR(run(sql));
+      done.push_back(fmt::format("created role {} (LOGIN, {})", role, password.empty() ? "without a password" : "with a password"));
+    }
+    return grant(groups, role, !*e);
+  }
+
+ private:
+  pg::Connection& c_;
+};
+
+}  // namespace
+
 Result<PgMigrateReport> pg_init(const std::string& admin_conninfo, const PgInitOptions& options) {
+  std::vector<std::string> roles;
   {
     auto conn = pg::Connection::connect(admin_conninfo);
     if (!conn.ok()) return conn.status();
     pg::Connection& c = **conn;
     CAIRN_RETURN_IF_ERROR(pg::check_engine(c, admin_conninfo));
-    std::string sql = "DO $do$ BEGIN\n";
-    for (const char* role : {"cairn_owner", "cairn_purger", "cairn_writer", "cairn_privacy", "cairn_reader"})
-      sql += fmt::format("IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{0}') THEN CREATE ROLE {0} NOLOGIN; END IF;\n",
-                         role);
-    // A non-superuser administrator acts as the owner and the purger while migrating (SET ROLE, ALTER OWNER).
-    sql += "IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN "
-           "EXECUTE format('GRANT cairn_owner, cairn_purger TO %I', current_user); END IF;\n";
-    const auto login = [&](const std::string& role, const std::string& password, const char* groups) {
-      if (role.empty()) return;
-      sql += fmt::format("IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {}) THEN CREATE ROLE {} LOGIN{}; END IF;\n",
-                         pg::quote_literal(role), pg::quote_ident(role),
-                         password.empty() ? "" : " PASSWORD " + pg::quote_literal(password));
-      sql += fmt::format("GRANT {} TO {};\n", groups, pg::quote_ident(role));
+    RoleSetup setup(c);
+    const auto steps = [&]() -> Status {
+      for (const char* role : {"cairn_owner", "cairn_purger", "cairn_writer", "cairn_privacy", "cairn_reader"})
+        CAIRN_RETURN_IF_ERROR(setup.group(role));
+      // A non-superuser administrator acts as the owner and the purger while migrating (SET ROLE, ALTER OWNER).
+      auto who = c.exec("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user");
+      if (!who.ok()) return who.status();
+      if (who->rows() == 1 && who->bytes(0, 1) != "t")
+        CAIRN_RETURN_IF_ERROR(setup.grant({"cairn_owner", "cairn_purger"}, std::string(who->bytes(0, 0)), false));
+      CAIRN_RETURN_IF_ERROR(setup.login(options.app_role, options.app_password, {"cairn_writer", "cairn_privacy"}));
+      return setup.login(options.reader_role, options.reader_password, {"cairn_reader"});
     };
-    login(options.app_role, options.app_password, "cairn_writer, cairn_privacy");
-    login(options.reader_role, options.reader_password, "cairn_reader");
-    sql += "END $do$;";
-    auto r = c.exec(sql);
-    if (!r.ok()) return Status(r.status().code(), "creating the roles: " + r.status().message());
+    Status st = setup.run("BEGIN");
+    if (st.ok()) st = steps();
+    if (st.ok()) st = setup.run("COMMIT");
+    if (!st.ok()) {
+      (void)c.exec("ROLLBACK");
+      return Status(st.code(), "creating the roles (nothing was changed): " + st.message());
+    }
+    roles = std::move(setup.done);
   }
-  return pg_migrate(admin_conninfo);
+  auto report = pg_migrate(admin_conninfo);
+  if (report.ok()) report->roles = std::move(roles);
+  return report;
 }
 
 Result<VerifyReport> pg_verify(const std::string& conninfo, const ProgressFn& progress) {

@@ -2,6 +2,8 @@
 
 #include <libpq-fe.h>
 
+#include <poll.h>
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -231,6 +233,12 @@ Connection::~Connection() {
 }
 
 bool Connection::broken() const { return PQstatus(c_) != CONNECTION_OK; }
+
+bool Connection::alive() {
+  if (PQstatus(c_) != CONNECTION_OK || PQconsumeInput(c_) != 1 || PQstatus(c_) != CONNECTION_OK) return false;
+  pollfd p{PQsocket(c_), POLLIN | POLLRDHUP, 0};
+  return !(::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)));
+}
 int Connection::server_version() const { return PQserverVersion(c_); }
 
 Result<PgResult> Connection::exec(const std::string& sql) {
@@ -333,10 +341,9 @@ Result<Pool::Lease> Pool::acquire(std::chrono::milliseconds timeout) {
   while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
-    // A connection whose server went away (a restart, a terminated backend) has its socket closed: reading
-    // what is pending finds that, without a round trip, and the connection is replaced instead of failing
-    // the caller's first query.
-    if (PQconsumeInput(c->raw()) == 1 && PQstatus(c->raw()) == CONNECTION_OK) return Lease(this, std::move(c));
+    // A connection whose server went away (a restart, a terminated backend) has its socket closed: alive()
+    // finds that without a round trip, and the connection is replaced instead of failing the caller's query.
+    if (c->alive()) return Lease(this, std::move(c));
     --open_;
   }
   if (open_ >= size_) {

@@ -144,6 +144,11 @@ class Connection {
 
   // A connection that failed at the socket level is broken for good; the pool replaces it.
   bool broken() const;
+  // Whether a statement sent now could reach the server, found without a round trip: false when the connection
+  // is broken, or when the server closed its end while the connection sat idle (a restart, a terminated
+  // backend). It reads what the server sent meanwhile (PQconsumeInput) and asks the socket whether the
+  // server hung up (POLLRDHUP), which a notice sent just before the close would otherwise hide.
+  bool alive();
   pg_conn* raw() const { return c_; }
   int server_version() const;
   const std::string& conninfo() const { return conninfo_; }

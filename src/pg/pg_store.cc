@@ -116,14 +116,30 @@ Status PgStore::seal_now() {
   }
 }
 
-Result<PgResult> PgStore::read_query(const std::string& name, const std::string& sql, const Params& params) {
+Result<PgResult> PgStore::read_query(const std::string& name, const std::string& sql, const Params& params,
+                                     bool* unreachable) {
   for (int attempt = 0;; ++attempt) {
     auto c = read_conn();
-    if (!c.ok()) return c.status();
+    if (!c.ok()) {
+      if (unreachable) *unreachable = c.status().code() != ErrorCode::kTimeout;  // a busy pool did answer
+      return c.status();
+    }
     auto r = (*c)->prepared(name, sql, params);
     // Each failed try drops its dead connection, so at most the whole pool's worth of them can fail.
-    if (r.ok() || !(*c)->broken() || attempt > static_cast<int>(options_.postgres_pool)) return r;
+    if (r.ok() || !(*c)->broken() || attempt > static_cast<int>(options_.postgres_pool)) {
+      if (unreachable) *unreachable = !r.ok() && (*c)->broken();
+      return r;
+    }
   }
+}
+
+Status PgStore::reads_answer() {
+  bool unreachable = false;
+  auto r = read_query("cairn_head", "SELECT next_position FROM cairn.head WHERE id", Params(), &unreachable);
+  if (r.ok()) return {};
+  if (!unreachable) return r.status();
+  return Status(ErrorCode::kUnavailable, "PostgreSQL does not answer, so the subscription cannot start; retry later: " +
+                                             r.status().message());
 }
 
 Result<Pool::Lease> PgStore::read_conn() {

@@ -118,9 +118,17 @@ void PgStore::run_writer() {
   }
 }
 
+// "Never sent" and "sent, outcome unknown" are told apart by the moment libpq accepts the call.
+// Before it, nothing of this group can have run: a connection that is broken, or whose server hung up while
+// it sat idle (alive(): the close of a restarted server is already in the socket, seconds before this append),
+// is replaced by a fresh one and the group goes there; if no fresh one can be made, or libpq refuses the call
+// (PQsendQueryPrepared fails before its Sync, and the server commits only at the Sync), the group is refused
+// as not appended (refuse_unsent). Once libpq accepted it, the server may have received it and committed:
+// any failure from then on (finish_group) is answered as unknown, even when the server in fact died just
+// before reading it, because nothing on this side can tell those apart.
 Status PgStore::send_group(int conn, std::vector<Request*>& group) {
   auto& c = writer_conns_[conn];
-  if (!c || c->broken()) {
+  if (!c || !c->alive()) {
     auto fresh = Connection::connect(options_.postgres);
     if (!fresh.ok()) return fresh.status();
     c = std::move(*fresh);

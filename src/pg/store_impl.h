@@ -94,6 +94,9 @@ inline int64_t expected_code(const ExpectedRevision& e) {
 
 class PgStore;
 
+// A subscription rides out a database that does not answer (see Options::postgres_outage_timeout): next()
+// keeps its cursor, retries with a growing pause (up to a second) and returns empty batches meanwhile, so
+// the caller goes on heartbeating; it fails with kUnavailable once the outage outlasted the timeout.
 class PgSubscription final : public Subscription {
  public:
   PgSubscription(PgStore& store, uint64_t from, Filter filter, std::optional<std::string> stream)
@@ -108,6 +111,8 @@ class PgSubscription final : public Subscription {
   Filter filter_;
   std::optional<std::string> stream_;
   std::atomic<bool> cancelled_{false};
+  std::optional<Clock::time_point> away_since_;  // the first failed poll of the current outage
+  std::chrono::milliseconds retry_pause_{50};
 };
 
 class PgStore final : public Store {
@@ -172,11 +177,13 @@ class PgStore final : public Store {
   Result<StreamListing> list_streams(std::optional<std::string> after, size_t limit, std::string_view prefix) override;
   Result<std::unique_ptr<Subscription>> subscribe_all(uint64_t from_position, Filter filter) override {
     CAIRN_RETURN_IF_ERROR(open_check());
+    CAIRN_RETURN_IF_ERROR(reads_answer());
     return std::unique_ptr<Subscription>(new PgSubscription(*this, from_position, std::move(filter), std::nullopt));
   }
   Result<std::unique_ptr<Subscription>> subscribe_stream(std::string stream, uint64_t from_revision) override {
     CAIRN_RETURN_IF_ERROR(open_check());
     CAIRN_RETURN_IF_ERROR(store::validate_stream_name(stream, "stream", true));
+    CAIRN_RETURN_IF_ERROR(reads_answer());
     return std::unique_ptr<Subscription>(new PgSubscription(*this, from_revision, Filter{}, std::move(stream)));
   }
   Result<uint64_t> import_commit(std::vector<ImportEvent> events) override;
@@ -184,10 +191,13 @@ class PgStore final : public Store {
   StoreStats stats() const override;
   Status close() override;
 
-  // For subscriptions: one page after a cursor, with the read server's head from the same snapshot.
-  Status poll_all(uint64_t* cursor, const Filter& filter, size_t max, std::vector<RecordedEvent>* out, uint64_t* seen_head);
+  // For subscriptions: one page after a cursor, with the read server's head from the same snapshot. On a
+  // failure, *unreachable says whether the server did not answer (see read_query); the cursor is unchanged.
+  Status poll_all(uint64_t* cursor, const Filter& filter, size_t max, std::vector<RecordedEvent>* out, uint64_t* seen_head,
+                  bool* unreachable);
   Status poll_stream(const std::string& stream, uint64_t* cursor, size_t max, std::vector<RecordedEvent>* out,
-                     uint64_t* seen_head);
+                     uint64_t* seen_head, bool* unreachable);
+  std::chrono::milliseconds outage_timeout() const { return options_.postgres_outage_timeout; }
   subscribe::Notifier& notifier() { return notifier_; }
   uint64_t read_head() const { return read_head_.load(); }
   Status open_personal(RecordedEvent& e) const {
@@ -240,8 +250,14 @@ class PgStore final : public Store {
   // A pooled connection for reads: the replica's once it holds this process's own appends, else the primary's.
   Result<Pool::Lease> read_conn();
   // One read on a read_conn(), run again on another connection while the one it got turns out dead (the
-  // server restarted under the pool). Reads are idempotent, so retrying is safe.
-  Result<PgResult> read_query(const std::string& name, const std::string& sql, const Params& params);
+  // server restarted under the pool). Reads are idempotent, so retrying is safe. On a failure, *unreachable
+  // (if given) says whether the server did not answer: no connection could be made, or the one used broke;
+  // an answer (an SQL error, a busy pool) is not that.
+  Result<PgResult> read_query(const std::string& name, const std::string& sql, const Params& params,
+                              bool* unreachable = nullptr);
+  // A subscription starts only when the read server answers, so that a client learns of an outage before
+  // its stream starts (kUnavailable), not from a stream that ends at once.
+  Status reads_answer();
   Result<ReadPage> read_stream_stored(std::string_view stream, std::optional<uint64_t> from_revision,
                                       Direction direction, size_t limit);
   Result<ReadPage> read_all_stored(std::optional<uint64_t> from_position, Direction direction, size_t limit,

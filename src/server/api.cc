@@ -427,6 +427,14 @@ std::optional<Response> Api::subscribe(const Request& req, const RespondStream& 
     last_event_id = v;
   }
   const bool ndjson = sv(req[http::field::accept]).find("application/x-ndjson") != std::string_view::npos;
+  // A backend that does not answer (PostgreSQL down) is said before the stream starts, with a hint when to
+  // come back, so that clients do not reconnect at once in a loop.
+  const auto refused = [&req](const Status& st) {
+    if (st.code() != ErrorCode::kUnavailable) return status_response(req, st);
+    Response res = error_response(req, http::status::service_unavailable, "unavailable", st.message());
+    res.set(http::field::retry_after, "1");
+    return res;
+  };
   std::unique_ptr<Subscription> sub;
   if (t.segments.size() == 4) {
     const std::string& stream = t.segments[2];
@@ -435,18 +443,19 @@ std::optional<Response> Api::subscribe(const Request& req, const RespondStream& 
     uint64_t rev = from->value_or(0);
     if (last_event_id) {
       auto ev = store_.read_position(*last_event_id);
+      if (!ev.ok() && ev.status().code() != ErrorCode::kNotFound) return refused(ev.status());
       if (!ev.ok() || ev->stream != stream)
         return status_response(req, Status::invalid_argument("Last-Event-ID: not a position of this stream"));
       rev = ev->revision + 1;
     }
     auto s = store_.subscribe_stream(stream, rev);
-    if (!s.ok()) return status_response(req, s.status());
+    if (!s.ok()) return refused(s.status());
     sub = std::move(*s);
   } else {
     Filter f{t.params("type"), t.param("type_prefix").value_or(""), t.param("stream_prefix").value_or(""),
              t.param("category").value_or("")};
     auto s = store_.subscribe_all(last_event_id ? *last_event_id + 1 : from->value_or(0), std::move(f));
-    if (!s.ok()) return status_response(req, s.status());
+    if (!s.ok()) return refused(s.status());
     sub = std::move(*s);
   }
   StreamingResponse sr;
@@ -467,7 +476,17 @@ std::optional<Response> Api::subscribe(const Request& req, const RespondStream& 
     if (!ndjson) sink.write(": connected\n\n");
     while (!sink.closed()) {
       auto batch = sub->next(256, std::chrono::milliseconds(heartbeat));
-      if (!batch.ok()) break;  // cancelled (revoked key, shutdown) or the store closed
+      if (!batch.ok()) {
+        // Cancelled (revoked key, shutdown) or the store closed: the stream ends as it always has. Any other
+        // failure ends it too, but never silently: its last item says why (docs/http-api.md).
+        if (batch.status().code() != ErrorCode::kClosed) {
+          const std::string e = json{{"error", {{"code", error_code_name(batch.status().code())},
+                                                {"message", batch.status().message()}}}}
+                                    .dump(-1, ' ', false, json::error_handler_t::replace);
+          sink.write(ndjson ? e + "\n" : "event: error\ndata: " + e + "\n\n");
+        }
+        break;
+      }
       std::string chunk;
       for (const auto& e : *batch) {
         if (!key.can_see(e.stream)) continue;

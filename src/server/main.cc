@@ -48,6 +48,13 @@ int main(int argc, char** argv) {
       ->envname("CAIRN_PG_POOL")
       ->check(CLI::Range(size_t{1}, size_t{1000}))
       ->capture_default_str();
+  uint32_t pg_outage_timeout = 60;
+  app.add_option("--pg-outage-timeout", pg_outage_timeout,
+                 "seconds a live subscription waits for PostgreSQL to answer again (a restart, a failover) before it "
+                 "ends with an error (with --backend)")
+      ->envname("CAIRN_PG_OUTAGE_TIMEOUT")
+      ->check(CLI::Range(uint32_t{0}, uint32_t{86400}))
+      ->capture_default_str();
   app.add_option("--http", listen, "address and port to listen on (ADDR:PORT)")->envname("CAIRN_HTTP")->capture_default_str();
   std::string metrics_listen;
   app.add_option("--metrics-http", metrics_listen,
@@ -113,6 +120,7 @@ int main(int argc, char** argv) {
   o.postgres = backend;
   o.postgres_read_replica = read_replica;
   o.postgres_pool = pg_pool;
+  o.postgres_outage_timeout = std::chrono::seconds(pg_outage_timeout);
   if (!read_replica.empty() && backend.empty()) {
     std::fprintf(stderr, "error: --read-replica needs --backend (the primary it replicates)\n");
     return 2;

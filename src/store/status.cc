@@ -19,6 +19,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kConflict: return "conflict";
     case ErrorCode::kFaulted: return "faulted";
     case ErrorCode::kInvalidEvent: return "invalid_event";
+    case ErrorCode::kUnavailable: return "unavailable";
   }
   return "unknown";
 }

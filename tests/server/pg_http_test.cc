@@ -2,11 +2,20 @@
 // HTTP, each sees the other's events in the same order, and the CLI migrates, reads and verifies it.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
 
 #include <fstream>
 #include <sstream>
@@ -151,6 +160,363 @@ TEST(PgHttp, KillingCairndLosesNoAcknowledgedAppend) {
   EXPECT_EQ(found, acked.size());
   auto v = cli("verify --backend " + shell_quote(db.app));
   EXPECT_EQ(v.first, 0) << v.second;
+}
+
+// ------------------------------------------------------------------- database outages, roles and logins
+
+// A cluster of the test's own, for tests that stop its server or require passwords: that must not disturb
+// the other tests' databases.
+std::unique_ptr<cairn::testing::PgCluster> own_cluster(bool password_auth = false) {
+  cairn::testing::PgClusterOptions o;
+  o.password_auth = password_auth;
+  std::string error;
+  auto c = cairn::testing::PgCluster::start(o, &error);
+  EXPECT_TRUE(c != nullptr) << error;
+  return c;
+}
+
+// A database on a cluster of the test's own, and a directory for the cairnd processes on it.
+struct OwnDb {
+  std::unique_ptr<cairn::testing::PgCluster> cluster = own_cluster();
+  cairn::testing::PgDb db = cluster ? cairn::testing::fresh_pg_db(cluster.get()) : cairn::testing::PgDb{};
+  cairn::testing::TempDir dir;
+  std::string error;
+  // cairnd's arguments for this database, then `extra`.
+  std::vector<std::string> args(std::vector<std::string> extra = {}) const {
+    extra.insert(extra.begin(), {"--backend", db.app});
+    return extra;
+  }
+};
+
+// One cairnd on an OwnDb, with one event appended (stream s-1, position 0).
+struct OneServer {
+  OwnDb o;
+  Cairnd d;
+  explicit OneServer(std::vector<std::string> extra = {}) : d(o.dir.sub("d"), o.args(std::move(extra))) {
+    EXPECT_EQ(call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("any", "t.e", "{}")).status, 201);
+  }
+};
+
+// One GET with its response head: the status, the headers and the body (read until Content-Length, or until
+// the server closes a stream).
+struct Answer {
+  int status = 0;
+  std::string retry_after;
+  std::string content_type;
+  std::string body;
+};
+Answer get_with_head(int port, const std::string& target, const std::string& key, const std::string& accept = "") {
+  namespace beast = boost::beast;
+  Answer a;
+  try {
+    boost::asio::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    stream.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+    stream.expires_after(std::chrono::seconds(120));  // a stream that never ends fails the test instead of hanging it
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::authorization, "Bearer " + key);
+    if (!accept.empty()) req.set(http::field::accept, accept);
+    http::write(stream, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(stream, buf, res);
+    a.status = static_cast<int>(res.result_int());
+    a.retry_after = std::string(res[http::field::retry_after]);
+    a.content_type = std::string(res[http::field::content_type]);
+    a.body = res.body();
+  } catch (const std::exception&) {
+  }
+  return a;
+}
+
+// A live subscription read line by line over a real socket, as a client sees it.
+class LiveStream {
+ public:
+  LiveStream(int port, const std::string& target, const std::string& key, bool ndjson) : sock_(ioc_) {
+    sock_.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key + "\r\n" +
+                            (ndjson ? "Accept: application/x-ndjson\r\n" : "") + "\r\n";
+    boost::asio::write(sock_, boost::asio::buffer(req));
+    ::timeval tv{0, 100000};
+    ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (!closed_ && buf_.find("\r\n\r\n") == std::string::npos) fill();
+    const auto end = buf_.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    status_ = std::atoi(buf_.c_str() + 9);
+    buf_.erase(0, end + 4);
+  }
+  int status() const { return status_; }
+  bool closed() const { return closed_; }
+  // The next line of the body without its newline; nullopt once the server closed the connection and every
+  // line was read, or when `seconds` passed without one.
+  std::optional<std::string> line(double seconds = 120) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    for (;;) {
+      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+        std::string l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+      }
+      if (closed_ || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+      fill();
+    }
+  }
+
+ private:
+  void fill() {
+    char tmp[4096];
+    const ssize_t n = ::recv(sock_.native_handle(), tmp, sizeof tmp, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) closed_ = true;
+    if (n > 0) buf_.append(tmp, static_cast<size_t>(n));
+  }
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::socket sock_;
+  std::string buf_;
+  int status_ = 0;
+  bool closed_ = false;
+};
+
+// What a subscriber read, line by line: events (by position), heartbeats and error lines, in order.
+struct Seen {
+  std::vector<uint64_t> positions;
+  std::vector<std::string> ids;
+  size_t heartbeats = 0;
+  std::vector<json> errors;
+};
+
+// Reads one item (an event, a heartbeat or an error) of an NDJSON or SSE stream into *seen; false when the
+// stream ended or nothing came within `seconds`.
+bool read_item(LiveStream& s, bool ndjson, Seen* seen, double seconds = 120) {
+  for (;;) {
+    auto l = s.line(seconds);
+    if (!l) return false;
+    if (ndjson) {
+      if (l->empty()) return ++seen->heartbeats, true;
+      json j = json::parse(*l, nullptr, false);
+      if (j.contains("error")) return seen->errors.push_back(j), true;
+      seen->positions.push_back(j["position"].get<uint64_t>());
+      seen->ids.push_back(j["id"].get<std::string>());
+      return true;
+    }
+    if (*l == ": heartbeat") return ++seen->heartbeats, true;
+    if (l->starts_with("event: error")) {
+      auto data = s.line(seconds);
+      if (!data || !data->starts_with("data: ")) return false;
+      seen->errors.push_back(json::parse(data->substr(6), nullptr, false));
+      return true;
+    }
+    if (l->starts_with("data: ")) {
+      json j = json::parse(l->substr(6), nullptr, false);
+      seen->positions.push_back(j["position"].get<uint64_t>());
+      seen->ids.push_back(j["id"].get<std::string>());
+      return true;
+    }
+    // ": connected", "id: N" and the blank line after each event carry nothing more.
+  }
+}
+
+// Appends one event with a supplied id, retried with the same id until it is acknowledged: the documented
+// way through an outage (an append whose outcome is unknown is answered idempotently on the retry).
+void append_until_acked(int port, const std::string& key, const std::string& stream, const std::string& id) {
+  for (int attempt = 0; attempt < 3000; ++attempt) {
+    auto r = call(port, http::verb::post, "/v1/streams/" + stream, key, one_event("any", "outage.noted", "{}", id));
+    if (r.status == 201 || r.status == 200) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ADD_FAILURE() << "append " << id << " was never acknowledged";
+}
+
+// Issue 14.3, first point: with PostgreSQL down a subscription cannot start, and says so before the stream
+// starts (503 unavailable, Retry-After), instead of 200 and an empty stream that looks like a clean end.
+TEST(PgHttp, SubscribingWhilePostgresIsDownIsRefusedWithUnavailable) {
+  OneServer one;
+  auto& [o, d] = one;
+  ASSERT_TRUE(o.cluster != nullptr);
+  ASSERT_TRUE(o.cluster->stop_primary(&o.error)) << o.error;
+  for (const std::string accept : {"", "application/x-ndjson"}) {
+    for (const std::string target : {"/v1/subscribe", "/v1/streams/s-1/subscribe"}) {
+      auto a = get_with_head(d.port(), target, d.key(), accept);
+      EXPECT_EQ(a.status, 503) << target << " " << accept << ": " << a.body;
+      EXPECT_EQ(a.content_type, "application/json") << target;
+      EXPECT_TRUE(contains(a.body, R"("code":"unavailable")")) << a.body;
+      EXPECT_FALSE(a.retry_after.empty()) << target;
+    }
+  }
+  ASSERT_TRUE(o.cluster->start_primary(&o.error)) << o.error;
+  // Back: the same request streams the log.
+  LiveStream s(d.port(), "/v1/subscribe", d.key(), true);
+  EXPECT_EQ(s.status(), 200);
+  Seen seen;
+  ASSERT_TRUE(read_item(s, true, &seen));
+  EXPECT_EQ(seen.positions, std::vector<uint64_t>{0});
+}
+
+// Issue 14.3, second point: two cairnd with writers on both, `pg_ctl stop -m immediate`, then start. Live
+// subscriptions (NDJSON on one server, SSE on the other) keep their connection, send heartbeats while the
+// database is away, and go on from their own cursor: every position once, in order, no gap, and every
+// acknowledged append among them.
+TEST(PgHttp, LiveSubscriptionsRideOutADatabaseRestart) {
+  OwnDb o;
+  ASSERT_TRUE(o.cluster != nullptr);
+  Cairnd a(o.dir.sub("a"), o.args());
+  Cairnd b(o.dir.sub("b"), o.args());
+  ASSERT_GT(a.port(), 0);
+  ASSERT_GT(b.port(), 0);
+  LiveStream sa(a.port(), "/v1/subscribe", a.key(), true);
+  LiveStream sb(b.port(), "/v1/subscribe", b.key(), false);
+  ASSERT_EQ(sa.status(), 200);
+  ASSERT_EQ(sb.status(), 200);
+  Seen seen_a, seen_b;
+
+  std::mutex mu;
+  std::set<std::string> acked;
+  struct Writers {  // stopped and joined on every way out of the test, a failed assertion included
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    void join() {
+      stop = true;
+      for (auto& t : threads)
+        if (t.joinable()) t.join();
+    }
+    ~Writers() { join(); }
+  } writers;
+  for (int t = 0; t < 8; ++t)
+    writers.threads.emplace_back([&, t] {
+      const Cairnd& to = t % 2 ? a : b;
+      while (!writers.stop.load()) {
+        const std::string id = cairn::Uuid::generate_v7().to_string();
+        auto r = call(to.port(), http::verb::post, "/v1/streams/w-" + std::to_string(t), to.key(),
+                      one_event("any", "outage.noted", "{}", id));
+        if (r.status == 201) {
+          std::lock_guard g(mu);
+          acked.insert(id);
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the database is away: do not spin
+        }
+      }
+    });
+  const auto acked_count = [&] {
+    std::lock_guard g(mu);
+    return acked.size();
+  };
+  ASSERT_TRUE(eventually([&] { return acked_count() >= 50; }, 120));
+  ASSERT_TRUE(o.cluster->stop_primary(&o.error)) << o.error;
+  // While it is down, each subscription sends a heartbeat (after the events it had already been sent).
+  for (auto [s, seen, ndjson] : {std::tuple{&sa, &seen_a, true}, std::tuple{&sb, &seen_b, false}}) {
+    const size_t before = seen->heartbeats;
+    while (seen->heartbeats == before && seen->errors.empty())
+      ASSERT_TRUE(read_item(*s, ndjson, seen)) << "the subscription ended while the database was down";
+  }
+  ASSERT_TRUE(o.cluster->start_primary(&o.error)) << o.error;
+  const size_t at_restart = acked_count();
+  ASSERT_TRUE(eventually([&] { return acked_count() >= at_restart + 50; }, 120));
+  writers.join();
+  // A final event on each server: once a subscriber has it, it has everything before it.
+  const std::string last_a = cairn::Uuid::generate_v7().to_string(), last_b = cairn::Uuid::generate_v7().to_string();
+  append_until_acked(a.port(), a.key(), "last", last_a);
+  append_until_acked(b.port(), b.key(), "last", last_b);
+  for (auto [s, seen, ndjson] : {std::tuple{&sa, &seen_a, true}, std::tuple{&sb, &seen_b, false}}) {
+    const auto has_both = [&] {
+      return std::count(seen->ids.begin(), seen->ids.end(), last_a) && std::count(seen->ids.begin(), seen->ids.end(), last_b);
+    };
+    while (!has_both()) ASSERT_TRUE(read_item(*s, ndjson, seen)) << "the subscription ended after the restart";
+    EXPECT_TRUE(seen->errors.empty()) << seen->errors.front().dump();
+    for (size_t i = 0; i < seen->positions.size(); ++i) ASSERT_EQ(seen->positions[i], i) << "a gap or a duplicate";
+    std::set<std::string> got(seen->ids.begin(), seen->ids.end());
+    for (const auto& id : acked) EXPECT_TRUE(got.count(id)) << "acknowledged append " << id << " was not delivered";
+  }
+  EXPECT_FALSE(sa.closed());
+  EXPECT_FALSE(sb.closed());
+  EXPECT_EQ(a.stop(SIGTERM), 0);
+  EXPECT_EQ(b.stop(SIGTERM), 0);
+}
+
+// Issue 14.3, second point: past --pg-outage-timeout a subscription ends, and says why as its last item
+// (an NDJSON error line, an SSE `event: error`), never with a silent clean end.
+TEST(PgHttp, ASubscriptionEndsWithAnErrorAfterTheOutageTimeout) {
+  OneServer one({"--pg-outage-timeout", "1"});
+  auto& [o, d] = one;
+  ASSERT_TRUE(o.cluster != nullptr);
+  LiveStream nd(d.port(), "/v1/subscribe", d.key(), true);
+  LiveStream sse(d.port(), "/v1/streams/s-1/subscribe", d.key(), false);
+  Seen seen_nd, seen_sse;
+  ASSERT_TRUE(read_item(nd, true, &seen_nd));
+  ASSERT_TRUE(read_item(sse, false, &seen_sse));
+  ASSERT_TRUE(o.cluster->stop_primary(&o.error)) << o.error;
+  for (auto [s, seen, ndjson] : {std::tuple{&nd, &seen_nd, true}, std::tuple{&sse, &seen_sse, false}}) {
+    while (read_item(*s, ndjson, seen)) {
+    }
+    EXPECT_TRUE(s->closed()) << "the server should end the stream";
+    EXPECT_EQ(seen->positions, std::vector<uint64_t>{0});
+    ASSERT_EQ(seen->errors.size(), 1u) << "the stream ended without saying why";
+    EXPECT_EQ(seen->errors[0]["error"]["code"], "unavailable") << seen->errors[0].dump();
+    EXPECT_TRUE(contains(seen->errors[0]["error"]["message"].get<std::string>(), "PostgreSQL")) << seen->errors[0].dump();
+  }
+  ASSERT_TRUE(o.cluster->start_primary(&o.error)) << o.error;
+}
+
+// Issue 14.3, third point: an append after the database restarted is not failed on a pooled connection
+// the server closed while it was down (it was never sent: it goes on a fresh connection). An append while
+// the database is still down says it was not appended, not that its outcome is unknown.
+TEST(PgHttp, TheFirstAppendAfterADatabaseRestartSucceeds) {
+  OneServer one;
+  auto& [o, d] = one;
+  ASSERT_TRUE(o.cluster != nullptr);
+  ASSERT_TRUE(o.cluster->stop_primary(&o.error)) << o.error;
+  ASSERT_TRUE(o.cluster->start_primary(&o.error)) << o.error;
+  auto r = call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("0", "t.e", "{}"));
+  EXPECT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(o.cluster->stop_primary(&o.error)) << o.error;
+  r = call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("1", "t.e", "{}"));
+  EXPECT_GE(r.status, 500) << r.body;
+  EXPECT_TRUE(contains(r.body, "not appended")) << r.body;
+  EXPECT_FALSE(contains(r.body, "unknown")) << r.body;
+  ASSERT_TRUE(o.cluster->start_primary(&o.error)) << o.error;
+  r = call(d.port(), http::verb::post, "/v1/streams/s-1", d.key(), one_event("1", "t.e", "{}"));
+  EXPECT_EQ(r.status, 201) << r.body;
+  auto page = call(d.port(), http::verb::get, "/v1/streams/s-1", d.key());
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.j()["events"].size(), 3u) << page.body;
+}
+
+// Issue 14.3, fourth point: `cairn pg init --reader-role` gives that login the password from
+// CAIRN_PG_APP_PASSWORD, as docs/scaling.md says, so `cairn verify` can log in as it; init says which roles it
+// created or changed, and a second run changes nothing.
+TEST(PgHttp, PgInitGivesTheReaderRoleItsPasswordAndSaysWhatItCreated) {
+  auto cluster = own_cluster(/*password_auth=*/true);
+  ASSERT_NE(cluster, nullptr);
+  std::string error;
+  ASSERT_TRUE(cluster->psql("CREATE DATABASE roles_db;", nullptr, &error)) << error;
+  const std::string admin = cluster->conninfo(cluster->superuser(), "roles_db");
+  const std::string env = "CAIRN_PG_APP_PASSWORD=s3cret-pw ";
+  auto init = cli_raw(env + CAIRN_CLI + " pg init --admin " + shell_quote(admin) + " --reader-role cairn_ro");
+  ASSERT_EQ(init.first, 0) << init.second;
+  for (const char* role : {"cairn_owner", "cairn_purger", "cairn_writer", "cairn_privacy", "cairn_reader", "cairn_app",
+                           "cairn_ro"})
+    EXPECT_TRUE(contains(init.second, std::string("created role ") + role)) << role << ":\n" << init.second;
+  EXPECT_TRUE(contains(init.second, "applied 0001 initial")) << init.second;
+  // A real login, by libpq (cairn verify) and by psql, with the password and only with it.
+  const std::string reader = cluster->conninfo("cairn_ro", "roles_db");
+  auto v = cli_raw("PGPASSWORD=s3cret-pw " + std::string(CAIRN_CLI) + " verify --backend " + shell_quote(reader));
+  EXPECT_EQ(v.first, 0) << v.second;
+  EXPECT_TRUE(contains(v.second, "ok:")) << v.second;
+  const char* bindir = std::getenv("CAIRN_PG_BINDIR");  // as the cluster fixture finds its binaries
+  const std::string psql = std::string(bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin") +
+                           "/psql -X -A -t -c 'SELECT count(*) FROM cairn.events' " + shell_quote(reader);
+  auto q = cli_raw("PGPASSWORD=s3cret-pw " + psql);
+  EXPECT_EQ(q.first, 0) << q.second;
+  EXPECT_TRUE(contains(q.second, "0")) << q.second;
+  auto wrong = cli_raw("PGPASSWORD=wrong " + psql);
+  EXPECT_NE(wrong.first, 0) << "the cluster must check passwords: " << wrong.second;
+  auto app = cli_raw("PGPASSWORD=s3cret-pw " + std::string(CAIRN_CLI) + " verify --backend " +
+                     shell_quote(cluster->conninfo("cairn_app", "roles_db")));
+  EXPECT_EQ(app.first, 0) << app.second;
+  // Again: the roles exist, nothing is created or changed.
+  auto again = cli_raw(env + CAIRN_CLI + " pg init --admin " + shell_quote(admin) + " --reader-role cairn_ro");
+  ASSERT_EQ(again.first, 0) << again.second;
+  EXPECT_FALSE(contains(again.second, "created role")) << again.second;
+  EXPECT_TRUE(contains(again.second, "roles: nothing to change")) << again.second;
 }
 
 }  // namespace

@@ -495,8 +495,11 @@ bool PgCluster::init_primary(const PgClusterOptions& o, std::string* error) {
         w[4] == "trust")
       has_repl = true;
   }
-  if (!has_repl && !write_file(data_dir() + "/pg_hba.conf", hba + "\nhost replication all 127.0.0.1/32 trust\n", error))
-    return false;
+  if (!has_repl) hba += "\nhost replication all 127.0.0.1/32 trust\n";
+  // The first matching line wins, so these go before initdb's trust lines.
+  if (o.password_auth)
+    hba = "host all " + superuser_ + " 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n" + hba;
+  if (!write_file(data_dir() + "/pg_hba.conf", hba, error)) return false;
 
   primary_conf_base_ = read_file(data_dir() + "/postgresql.conf");
   if (primary_conf_base_.empty()) return *error = "cannot read " + data_dir() + "/postgresql.conf", false;
@@ -640,6 +643,18 @@ bool PgCluster::kill9_and_restart(std::string* error) {
     return false;
   }
   // Same conf and port: the replica's primary_conninfo points at it.
+  return start_server(data_dir(), primary_log(), primary_conf_base_, "", false, &port_, error);
+}
+
+bool PgCluster::stop_primary(std::string* error) {
+  std::vector<std::string> argv = {bindir_ + "/pg_ctl", "-D", data_dir(), "-m", "immediate", "-w", "-t", "60", "stop"};
+  RunResult r;
+  if (!run(argv, as_pg_, dir_, "", 90s, &r, error)) return false;
+  if (r.exit_code != 0) return *error = describe(argv, r) + log_tail(primary_log()), false;
+  return true;
+}
+
+bool PgCluster::start_primary(std::string* error) {
   return start_server(data_dir(), primary_log(), primary_conf_base_, "", false, &port_, error);
 }
 

@@ -20,6 +20,9 @@ struct PgClusterOptions {
   bool fsync = false;      // fsync=off by default: tests that do not kill the machine need no durability
   bool replica = false;    // also start a streaming hot standby
   std::string extra_conf;  // appended to the primary's postgresql.conf (copied to the replica too)
+  // Every role but the superuser must log in with its password (scram-sha-256) over TCP; the superuser
+  // (psql(), the admin conninfo) still needs none. For tests of the roles `cairn pg init` creates.
+  bool password_auth = false;
 };
 
 class PgCluster {
@@ -53,6 +56,12 @@ class PgCluster {
   // Simulates a crash: SIGKILLs the primary's postmaster, waits for its children to exit, then starts it
   // again on the same data directory and port, so crash recovery runs. The replica reconnects by itself.
   bool kill9_and_restart(std::string* error);
+
+  // An outage: stop_primary() is `pg_ctl stop -m immediate` (every backend ends at once, with no shutdown
+  // checkpoint, as in a crash); start_primary() starts it again on the same data directory and port and
+  // returns once it accepts connections. The replica, if any, reconnects by itself.
+  bool stop_primary(std::string* error);
+  bool start_primary(std::string* error);
 
   // Waits until the replica has replayed at least the primary's current WAL position (taken once, at the
   // call), up to timeout.
