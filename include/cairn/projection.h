@@ -168,6 +168,14 @@ struct RebuildProgress {
   double eta_seconds = 0;  // at the current rate; 0 once caught up
 };
 
+// A replay running now for a query of a version (a verify or an as-of state), with how far it got.
+struct ReplayProgress {
+  std::string kind;       // "verify" or "as_of"
+  uint64_t position = 0;  // it has replayed every event below this
+  uint64_t target = 0;    // and replays up to (not including) this position
+  double seconds = 0;     // since it started
+};
+
 enum class ProjectionPhase : uint8_t { kCatchingUp, kLive, kFaulted, kStopped };
 std::string_view projection_phase_name(ProjectionPhase p);
 
@@ -188,6 +196,7 @@ struct ProjectionStatus {
   std::optional<ProjectionFault> fault;
   std::optional<RebuildProgress> rebuild;  // while a rebuild of this version runs in the background
   std::optional<ProjectionFault> rebuild_fault;  // the last background rebuild stopped on this reducer error
+  std::vector<ReplayProgress> replays;  // verify and as-of replays of this version running now
   std::string detail;  // why a stopped version is not running
   int64_t registered_ns = 0;
 };

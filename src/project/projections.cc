@@ -148,8 +148,42 @@ class ProjectionsImpl final : public Projections {
   // directory is derived data.
   void remove_state_dir(const std::string& dir);
 
+  // A verify or as-of replay running now, shown in its version's status.
+  struct Replay {
+    std::string name;
+    uint32_t version = 0;
+    std::string kind;
+    std::atomic<uint64_t> position{0};
+    uint64_t target = 0;
+    Clock::time_point started = Clock::now();
+  };
+  class ReplayScope {
+   public:
+    ReplayScope(ProjectionsImpl& p, std::string_view name, uint32_t version, std::string kind, uint64_t from, uint64_t target)
+        : p_(p), r_(std::make_shared<Replay>()) {
+      r_->name = std::string(name);
+      r_->version = version;
+      r_->kind = std::move(kind);
+      r_->position = from;
+      r_->target = target;
+      std::lock_guard g(p_.replays_mu_);
+      p_.replays_.push_back(r_);
+    }
+    ~ReplayScope() {
+      std::lock_guard g(p_.replays_mu_);
+      p_.replays_.erase(std::find(p_.replays_.begin(), p_.replays_.end(), r_));
+    }
+    std::atomic<uint64_t>* progress() { return &r_->position; }
+
+   private:
+    ProjectionsImpl& p_;
+    std::shared_ptr<Replay> r_;
+  };
+
   Store& store_;
   ProjectionsOptions opt_;
+  mutable std::mutex replays_mu_;  // replays_; taken after mu_, never before it
+  std::vector<std::shared_ptr<Replay>> replays_;
   log::FileSystem* fs_ = log::posix_fs();
   mutable std::mutex mu_;
   std::map<std::string, Entry, std::less<>> entries_;
@@ -474,6 +508,13 @@ ProjectionStatus ProjectionsImpl::status_of(const std::string& name, const Entry
   s.registered_ns = v.registered_ns;
   s.head = store_.head_position();
   s.rebuild_fault = v.rebuild_fault;
+  {
+    std::lock_guard g(replays_mu_);
+    for (const auto& r : replays_)
+      if (r->name == name && r->version == v.def.version)
+        s.replays.push_back({r->kind, r->position.load(std::memory_order_relaxed), r->target,
+                             std::chrono::duration<double>(Clock::now() - r->started).count()});
+  }
   if (!v.runner) {
     s.phase = ProjectionPhase::kStopped;
     s.detail = !v.start_error.empty() ? "could not start: " + v.start_error
@@ -654,7 +695,8 @@ Result<ProjectionState> ProjectionsImpl::state_as_of(std::string_view name, std:
     from = *pos;
     break;
   }
-  CAIRN_RETURN_IF_ERROR(project::replay_range(store_, spec, **engine, from, target, only));
+  ReplayScope scope(*this, name, spec.version, "as_of", from, target);
+  CAIRN_RETURN_IF_ERROR(project::replay_range(store_, spec, **engine, from, target, only, scope.progress()));
   ProjectionState out;
   out.name = std::string(name);
   out.version = spec.version;
@@ -713,7 +755,10 @@ Result<ProjectionVerifyReport> ProjectionsImpl::verify(std::string_view name, ui
   if (!st.ok()) return st;
   auto fresh = spec.factory();
   if (!fresh.ok()) return fresh.status();
-  CAIRN_RETURN_IF_ERROR(project::replay_range(store_, spec, **fresh, 0, rep.position));
+  {
+    ReplayScope scope(*this, name, spec.version, "verify", 0, rep.position);
+    CAIRN_RETURN_IF_ERROR(project::replay_range(store_, spec, **fresh, 0, rep.position, std::nullopt, scope.progress()));
+  }
   auto rebuilt = project::dump_state(**fresh);
   if (!rebuilt.ok()) return rebuilt.status();
   rep.live_digest = live.sha256_hex;

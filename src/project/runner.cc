@@ -67,11 +67,12 @@ std::optional<std::string_view> KeyExtractor::key(const EventView& e) {
 }
 
 Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to,
-                    std::optional<std::string_view> only_key) {
+                    std::optional<std::string_view> only_key, std::atomic<uint64_t>* progress) {
   KeyExtractor keys(spec.partition);
   Status fault;
   Status scan = store.scan_all(from, spec.source, [&](const EventView& v) {
     if (v.position >= to) return false;
+    if (progress) progress->store(v.position, std::memory_order_relaxed);
     if (!spec.include_reserved && !v.stream.empty() && v.stream[0] == '$') return true;
     auto key = keys.key(v);
     if (!key || (only_key && *key != *only_key)) return true;
@@ -83,6 +84,7 @@ Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine,
   });
   if (!fault.ok()) return fault;
   CAIRN_RETURN_IF_ERROR(scan);
+  if (progress) progress->store(to, std::memory_order_relaxed);
   if (Status pure = engine.check_purity(); !pure.ok())
     return Status(ErrorCode::kFaulted, fmt::format("replaying the events below position {}: {}", to, pure.message()));
   return {};

@@ -71,8 +71,9 @@ class KeyExtractor {
 // Applies the events in [from, to) that spec passes to engine, as a runner would (for as-of, verify and
 // restores). A reducer error is returned as kFaulted naming the event.
 // With only_key, applies only the events of that partition (partitions are independent of each other).
+// progress, if given, is set to the position below which every event was replayed, as it goes.
 Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine, uint64_t from, uint64_t to,
-                    std::optional<std::string_view> only_key = std::nullopt);
+                    std::optional<std::string_view> only_key = std::nullopt, std::atomic<uint64_t>* progress = nullptr);
 
 class Runner {
  public:

@@ -176,7 +176,7 @@ bool immutable_method(http::verb m) { return m == http::verb::put || m == http::
 }  // namespace
 
 Api::Api(Store& store, KeyStore& keys, ApiOptions options, Projections* projections)
-    : store_(store), keys_(keys), options_(options), pool_(options.workers) {
+    : store_(store), keys_(keys), options_(options), pool_(options.workers), replay_pool_(std::max<size_t>(1, options.replay_workers)) {
   if (projections) {
     projections_ = std::make_unique<ProjectionsApi>(*projections);
     ledger_ = std::make_unique<LedgerApi>(store, *projections);
@@ -193,7 +193,23 @@ void Api::begin_shutdown() {
   }
   cancel_subscriptions("");
   pool_.join();
+  replay_pool_.join();
 }
+
+namespace {
+// A projection verify or an as-of state: a replay of the log that can take seconds (Api::replay_pool_).
+bool is_replay(const Request& req) {
+  const Target t = parse_target(sv(req.target()));
+  if (!t.ok || t.segments.size() != 4 || t.segments[0] != "v1" || t.segments[1] != "projections") return false;
+  if (t.segments[3] == "verify") return req.method() == http::verb::post;
+  if (t.segments[3] != "state" || req.method() != http::verb::get) return false;
+  auto nonempty = [&](std::string_view name) {
+    auto v = t.param(name);
+    return v && !v->empty();
+  };
+  return nonempty("as_of") || nonempty("as_of_time");
+}
+}  // namespace
 
 void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
   // The check and the post happen under the lock that begin_shutdown() takes before it joins the pool,
@@ -212,8 +228,9 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
     return respond(std::move(res));
   }
   ++queued_;
-  boost::asio::post(pool_, [this, req = std::move(req), respond = std::move(respond),
-                            respond_stream = std::move(respond_stream)]() mutable {
+  const bool replay = projections_ && is_replay(req);
+  auto job = [this, req = std::move(req), respond = std::move(respond),
+              respond_stream = std::move(respond_stream)]() mutable {
     struct Done {
       std::atomic<size_t>& n;
       ~Done() { --n; }
@@ -275,7 +292,9 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
     }
     count(res);
     respond(std::move(res));
-  });
+  };
+  if (replay) boost::asio::post(replay_pool_, std::move(job));
+  else boost::asio::post(pool_, std::move(job));
 }
 
 void Api::count(const Response& res) {

@@ -33,6 +33,9 @@ struct ApiOptions {
   uint32_t heartbeat_ms = 15000;  // subscriptions send a heartbeat after this long without events
   size_t max_queued = 4096;       // requests waiting for or running on a worker; past it: 503 overloaded
   std::string projections_dir;    // the projection runtime's directory (privacy reports read it); "" if none
+  // Threads for projection replays (verify, as-of): each may take seconds of CPU, so they run apart and
+  // never hold the workers that answer everything else. More of them wait in line (still within max_queued).
+  size_t replay_workers = 2;
 };
 
 class Api {
@@ -65,6 +68,7 @@ class Api {
   std::variant<ApiKey, Response> authenticate(const Request& req);
   ApiOptions options_;
   boost::asio::thread_pool pool_;
+  boost::asio::thread_pool replay_pool_;
   std::atomic<bool> shutting_down_{false};
   std::mutex handle_mu_;
   std::atomic<size_t> queued_{0};

@@ -45,6 +45,12 @@ Response status_response(const Request& req, const Status& st, std::string_view 
     case ErrorCode::kPoisoned:
     case ErrorCode::kClosed:
     case ErrorCode::kBusy: return error_response(req, http::status::service_unavailable, error_code_name(st.code()), st.message(), details);
+    case ErrorCode::kUnavailable: {
+      // The database did not answer and nothing was done: a retry shortly is the right move.
+      Response r = error_response(req, http::status::service_unavailable, "unavailable", st.message(), details);
+      r.set(http::field::retry_after, "1");
+      return r;
+    }
     case ErrorCode::kTimeout: return error_response(req, http::status::gateway_timeout, "timeout", st.message(), details);
     case ErrorCode::kConflict: return error_response(req, http::status::conflict, "conflict", st.message(), details);
     case ErrorCode::kFaulted: return error_response(req, http::status::conflict, "faulted", st.message(), details);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   std::string durability = "fsync";
   uint64_t segment_size = 128ull << 20;
   size_t workers = 64;
+  size_t replay_workers = 2;
   size_t max_queued = 4096;
   size_t io_threads = std::max(2u, std::thread::hardware_concurrency());
   server::HttpLimits limits;
@@ -65,6 +66,9 @@ int main(int argc, char** argv) {
   app.add_option("--segment-size", segment_size, "bytes per log segment")->envname("CAIRN_SEGMENT_SIZE")->capture_default_str();
   app.add_option("--workers", workers, "threads for store calls (appends wait for their group commit there)")
       ->envname("CAIRN_WORKERS")->check(CLI::Range(size_t{1}, size_t{4096}))->capture_default_str();
+  app.add_option("--replay-workers", replay_workers,
+                 "threads for projection verify and as-of replays (kept off the request workers)")
+      ->envname("CAIRN_REPLAY_WORKERS")->check(CLI::Range(size_t{1}, size_t{64}))->capture_default_str();
   app.add_option("--max-queued", max_queued, "requests waiting for a worker before new ones get 503 overloaded")
       ->envname("CAIRN_MAX_QUEUED")->check(CLI::Range(size_t{1}, size_t{1} << 20))->capture_default_str();
   app.add_option("--io-threads", io_threads, "threads for network I/O")->envname("CAIRN_IO_THREADS")->capture_default_str();
@@ -183,7 +187,7 @@ int main(int argc, char** argv) {
   }
 
   boost::asio::io_context ioc;
-  server::Api api(**store, **keys, server::ApiOptions{1000, workers, 15000, max_queued, data + "/projections"}, projections->get());
+  server::Api api(**store, **keys, server::ApiOptions{1000, workers, 15000, max_queued, data + "/projections", replay_workers}, projections->get());
   server::HttpServer http(ioc, limits, [&api](server::Request req, server::Respond respond,
                                               server::RespondStream respond_stream) {
     api.handle(std::move(req), std::move(respond), std::move(respond_stream));

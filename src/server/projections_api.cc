@@ -47,6 +47,9 @@ json status_json(const ProjectionStatus& s, bool with_code) {
          {"definition", def}};
   j["registered_at"] = s.registered_ns ? json(format_rfc3339_ns(s.registered_ns)) : json(nullptr);
   j["rebuild_fault"] = fault_json(s.rebuild_fault);
+  j["replays"] = json::array();
+  for (const auto& r : s.replays)
+    j["replays"].push_back({{"kind", r.kind}, {"position", r.position}, {"target", r.target}, {"seconds", r.seconds}});
   j["detail"] = s.detail.empty() ? json(nullptr) : json(s.detail);
   if (s.rebuild)
     j["rebuild"] = {{"position", s.rebuild->position},
@@ -352,6 +355,8 @@ std::string ProjectionsApi::metrics_text() {
          [](const ProjectionStatus& s) { return s.rebuild ? O(s.rebuild->events_per_second) : O(); });
   family("cairn_projection_rebuild_eta_seconds", "gauge", "Estimated seconds until a background rebuild catches up.",
          [](const ProjectionStatus& s) { return s.rebuild ? O(s.rebuild->eta_seconds) : O(); });
+  family("cairn_projection_replays_running", "gauge", "Verify and as-of replays of the version running now.",
+         [](const ProjectionStatus& s) { return O(static_cast<double>(s.replays.size())); });
   return out;
 }
 

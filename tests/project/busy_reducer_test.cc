@@ -26,10 +26,11 @@ struct Gate {
   uint64_t stuck_at = UINT64_MAX;  // the position the reducer is stuck at, if any
   uint64_t released_upto = 0;      // events below this go through
   std::vector<uint64_t> stops;
+  bool armed = true;  // false: nothing stops
 
   void enter(uint64_t position) {
     std::unique_lock g(mu);
-    if (std::find(stops.begin(), stops.end(), position) == stops.end()) return;
+    if (!armed || std::find(stops.begin(), stops.end(), position) == stops.end()) return;
     stuck_at = position;
     cv.notify_all();
     cv.wait(g, [&] { return released_upto > position; });
@@ -57,33 +58,21 @@ bool answers(Gate& gate, F&& f) {
   return false;
 }
 
-TEST(BusyReducer, QueriesStatusAndOtherProjectionsNeverWaitForIt) {
-  testing::TempDir dir;
-  Options o;
-  o.dir = dir.sub("store");
-  o.durability = Durability::kNone;
-  auto store = open_store(o);
-  ASSERT_TRUE(store.ok()) << store.status().to_string();
+// n events of stream t-1 at positions 0..n-1.
+void append_ticks(Store& store, int n) {
   StreamAppend a;
   a.stream = "t-1";
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < n; ++i) {
     EventData e;
     e.type = "tick";
     e.data = "{}";
     a.events.push_back(std::move(e));
   }
-  ASSERT_TRUE((*store)->append(std::move(a)).ok());  // positions 0..299
+  ASSERT_TRUE(store.append(std::move(a)).ok());
+}
 
-  ProjectionsOptions po;
-  po.dir = dir.sub("projections");
-  po.batch_events = 4096;  // the whole log in one batch
-  auto p = open_projections(**store, po);
-  ASSERT_TRUE(p.ok()) << p.status().to_string();
-  // The built-ins must have caught up before the gate shuts, so that asking them tests only the locking.
-  ASSERT_TRUE((*p)->state("$streams", std::string("t-1"), 0, uint64_t{299}, 60s).ok());
-
-  auto gate = std::make_shared<Gate>();
-  gate->stops = {100, 200};
+// "gated": counts the events of t- streams, passing each one through the gate first.
+CppProjection gated_projection(std::shared_ptr<Gate> gate) {
   CppReducer<uint64_t> r;
   r.apply = [gate](uint64_t& n, const EventView& e) {
     gate->enter(e.position);
@@ -96,7 +85,29 @@ TEST(BusyReducer, QueriesStatusAndOtherProjectionsNeverWaitForIt) {
   def.name = "gated";
   def.source.stream_prefix = "t-";
   def.engine = make_cpp_engine(r);
-  ASSERT_TRUE((*p)->define_cpp(def).ok());
+  return def;
+}
+
+TEST(BusyReducer, QueriesStatusAndOtherProjectionsNeverWaitForIt) {
+  testing::TempDir dir;
+  Options o;
+  o.dir = dir.sub("store");
+  o.durability = Durability::kNone;
+  auto store = open_store(o);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  append_ticks(**store, 300);
+
+  ProjectionsOptions po;
+  po.dir = dir.sub("projections");
+  po.batch_events = 4096;  // the whole log in one batch
+  auto p = open_projections(**store, po);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  // The built-ins must have caught up before the gate shuts, so that asking them tests only the locking.
+  ASSERT_TRUE((*p)->state("$streams", std::string("t-1"), 0, uint64_t{299}, 60s).ok());
+
+  auto gate = std::make_shared<Gate>();
+  gate->stops = {100, 200};
+  ASSERT_TRUE((*p)->define_cpp(gated_projection(gate)).ok());
   ASSERT_TRUE(gate->wait_stuck_at(100));
 
   // Stuck inside event 100: everything that is not this projection's state answers.
@@ -129,6 +140,51 @@ TEST(BusyReducer, QueriesStatusAndOtherProjectionsNeverWaitForIt) {
   auto done = (*p)->state("gated", std::nullopt, 0, uint64_t{299}, 60s);
   ASSERT_TRUE(done.ok()) << done.status().to_string();
   EXPECT_EQ(done->json, "300");
+  ASSERT_TRUE((*p)->close().ok());
+}
+
+// A verify replays the log on the calling thread (cairnd runs it on a replay worker): while it runs, the
+// version's status shows it with how far it got, and it is gone once it is done.
+TEST(BusyReducer, ARunningVerifyShowsInTheStatusWithItsProgress) {
+  testing::TempDir dir;
+  Options o;
+  o.dir = dir.sub("store");
+  o.durability = Durability::kNone;
+  auto store = open_store(o);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  append_ticks(**store, 100);
+  ProjectionsOptions po;
+  po.dir = dir.sub("projections");
+  auto p = open_projections(**store, po);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  auto gate = std::make_shared<Gate>();
+  gate->stops = {50};
+  gate->armed = false;
+  ASSERT_TRUE((*p)->define_cpp(gated_projection(gate)).ok());
+  ASSERT_TRUE((*p)->state("gated", std::nullopt, 0, uint64_t{99}, 60s).ok());
+  auto before = (*p)->status("gated");
+  ASSERT_TRUE(before.ok());
+  EXPECT_TRUE(before->replays.empty());
+  {
+    std::lock_guard g(gate->mu);
+    gate->armed = true;  // only the verify's replay meets the gate now: the live state is past it
+  }
+  auto verify = std::async(std::launch::async, [&] { return (*p)->verify("gated", 0); });
+  ASSERT_TRUE(gate->wait_stuck_at(50));
+  auto during = (*p)->status("gated");
+  gate->release_past(50);
+  ASSERT_TRUE(during.ok());
+  ASSERT_EQ(during->replays.size(), 1u);
+  EXPECT_EQ(during->replays[0].kind, "verify");
+  EXPECT_LE(during->replays[0].position, 50u);
+  EXPECT_GT(during->replays[0].target, 50u);
+  ASSERT_EQ(verify.wait_for(60s), std::future_status::ready);
+  auto rep = verify.get();
+  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  EXPECT_TRUE(rep->equal);
+  auto after = (*p)->status("gated");
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->replays.empty());
   ASSERT_TRUE((*p)->close().ok());
 }
 

@@ -3,6 +3,8 @@
 // faults, background rebuilds, the built-in $streams and $types, metrics, and SIGKILL while projections
 // catch up and while appends flow. Expected states are computed by hand from the events the test appended.
 #include <gtest/gtest.h>
+
+#include <future>
 #include <signal.h>
 
 #include <algorithm>
@@ -1164,6 +1166,37 @@ TEST(ProjectionsHttp, KillDuringCatchUpAndDuringAppendsResumesExactly) {
   Client c(d.port(), key);
   expect_states_match_the_log(c);
   EXPECT_EQ(c.get("/v1/projections/counter").j()["phase"], "live");
+}
+
+// A verify replays the whole log through the reducer, which may take seconds: it runs on a replay worker,
+// never on a request worker. With one request worker (--workers 1), the projection's status is answered while
+// the verify still runs, and shows it in `replays` (on main the status queued behind the verify).
+TEST(ProjectionsHttp, AVerifyRunsOffTheRequestWorkersAndShowsItsProgress) {
+  cairn::testing::TempDir dir;
+  Cairnd d(dir.path(), {"--workers", "1"});
+  Client c(d.port(), d.key());
+  const std::string slow =
+      "return function(s, e)\n  local x = 0\n  for i = 1, 600000 do x = x + i end\n  s.n = (s.n or 0) + 1\nend\n";
+  ASSERT_EQ(c.define("slow", slow).status, 201);
+  json body = {{"events", json::array()}};
+  for (int i = 0; i < 1000; ++i) body["events"].push_back({{"type", "t"}, {"data", {{"i", i}}}});
+  ASSERT_EQ(c.post("/v1/streams/s-1", body.dump()).status, 201);
+  auto live = c.caught_up("slow");
+  ASSERT_EQ(live.status, 200) << live.body;
+  auto verify = std::async(std::launch::async, [&] { return c.post("/v1/projections/slow/verify"); });
+  bool seen = false;
+  while (!seen && verify.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    auto st = c.get("/v1/projections/slow");
+    ASSERT_EQ(st.status, 200) << st.body;
+    const json replays = st.field("replays");
+    seen = replays.is_array() && replays.size() == 1 && replays[0]["kind"] == "verify" &&
+           verify.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready;
+  }
+  EXPECT_TRUE(seen) << "no status answered while the verify ran";
+  auto rep = verify.get();
+  ASSERT_EQ(rep.status, 200) << rep.body;
+  EXPECT_EQ(rep.j()["equal"], true);
+  EXPECT_EQ(c.get("/v1/projections/slow").field("replays"), json::array());
 }
 
 }  // namespace
