@@ -582,9 +582,23 @@ Status LuaEngine::init(const std::string& code) {
   luaJIT_setmode(L_, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   CAIRN_RETURN_IF_ERROR(build_sandbox());
 
+  // Lua and LuaJIT bytecode starts with ESC; mode "t" would refuse it too, but with "attempt to load chunk with
+  // wrong mode", which tells the user neither what is wrong nor what to do.
+  if (!code.empty() && code[0] == '\x1b')
+    return Status::invalid_argument("lua: compiled Lua chunks (bytecode) are not accepted; send the reducer's source text");
   if (luaL_loadbufferx(L_, code.data(), code.size(), ("=" + name_).c_str(), "t") != 0) {
     std::string m = lua_tostring(L_, -1) ? lua_tostring(L_, -1) : "?";
     lua_pop(L_, 1);
+    // LuaJIT prefixes "NAME:LINE: "; the name is the projection's, so say "line LINE: " as the docs show.
+    const std::string prefix = name_ + ":";
+    if (m.starts_with(prefix)) {
+      const size_t colon = m.find(':', prefix.size());
+      const std::string_view digits(m.data() + prefix.size(), colon == std::string::npos ? 0 : colon - prefix.size());
+      if (!digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        const size_t rest = colon + 1 < m.size() && m[colon + 1] == ' ' ? colon + 2 : colon + 1;
+        m = fmt::format("line {}: {}", digits, m.substr(rest));
+      }
+    }
     return Status::invalid_argument(fmt::format("lua: {}", m));
   }
   CAIRN_RETURN_IF_ERROR(check_upvalue_assignments());
