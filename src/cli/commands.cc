@@ -14,6 +14,7 @@
 
 #include "cairn/maintenance.h"
 #include "cli/ndjson.h"
+#include "codec/verify_report.h"
 #include "privacy/keystore.h"
 
 namespace cairn::cli {
@@ -274,39 +275,15 @@ int cmd_verify(const std::string& dir, bool json) {
   Progress progress("verifying");
   auto r = verify_log(dir, [&](uint64_t done, uint64_t total) { progress.update(done, total, "bytes"); });
   progress.done();
-  if (!r.ok()) return fail(r.status());
-  if (json) {
-    std::string out = fmt::format(
-        "{{\"ok\":{},\"segments\":{},\"commits\":{},\"events\":{},\"bytes\":{},\"streams\":{},\"removed_payloads\":{},"
-        "\"torn_tail_bytes\":{},\"chain_head\":\"{}\"",
-        r->ok, r->segments, r->commits, r->events, r->bytes, r->streams, r->removed_payloads, r->torn_tail_bytes,
-        r->chain_head_hex);
-    if (!r->ok) {
-      out += ",\"file\":";
-      append_json_string(out, r->file);
-      out += fmt::format(",\"offset\":{}", r->offset);
-      if (r->position) out += fmt::format(",\"position\":{}", *r->position);
-      out += ",\"problem\":";
-      append_json_string(out, r->problem);
-    }
-    out += "}";
-    std::puts(out.c_str());
-  } else if (r->ok) {
-    std::printf("ok: %llu segments, %llu commits, %llu events, %llu streams, %llu bytes\nchain head: %s\n",
-                (unsigned long long)r->segments, (unsigned long long)r->commits, (unsigned long long)r->events,
-                (unsigned long long)r->streams, (unsigned long long)r->bytes, r->chain_head_hex.c_str());
-    if (r->removed_payloads)
-      std::printf("payloads removed by purge: %llu (their digests and the chain verified)\n",
-                  (unsigned long long)r->removed_payloads);
-    if (r->torn_tail_bytes)
-      std::printf("note: %llu bytes of an unacknowledged, incomplete commit at the end; the next open cuts them\n",
-                  (unsigned long long)r->torn_tail_bytes);
-  } else {
-    std::printf("BROKEN: %s offset %llu%s: %s\n", r->file.c_str(), (unsigned long long)r->offset,
-                r->position ? fmt::format(" (position {})", *r->position).c_str() : "", r->problem.c_str());
-    std::printf("verified before it: %llu commits, %llu events; chain head there: %s\n", (unsigned long long)r->commits,
-                (unsigned long long)r->events, r->chain_head_hex.c_str());
+  if (!r.ok()) {
+    if (r.status().code() == ErrorCode::kBusy)
+      return fail(Status(ErrorCode::kBusy, r.status().message() +
+                                               "; while cairnd serves it, verify through the server: cairn verify "
+                                               "--url http://HOST:PORT --key ADMIN_KEY"));
+    return fail(r.status());
   }
+  const std::string out = json ? codec::verify_report_json(*r) + "\n" : codec::verify_report_text(*r);
+  std::fputs(out.c_str(), stdout);
   return r->ok ? 0 : 1;
 }
 

@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   verify->add_option("--backend", flags.backend, "verify a PostgreSQL-backed store's seal chain (postgres://...)")
       ->envname("CAIRN_BACKEND");
   verify->add_flag("--json", json, "print the report as JSON");
+  add_remote_flags(verify);  // the online form: a running cairnd verifies the log it serves (POST /v1/verify)
   PgArgs pga;
   auto* pgcmd = app.add_subcommand("pg", "the PostgreSQL backend: create the roles and schema, migrate (docs/scaling.md)");
   pgcmd->require_subcommand(1);
@@ -303,6 +304,7 @@ int main(int argc, char** argv) {
     if (*stats && online) return remote_stats(remote, json);
     if (*streams) return online ? remote_streams(remote, streams_prefix, streams_limit, json)
                                 : cmd_streams(target, streams_prefix, streams_limit, json, flags.backend);
+    if (*verify && online) return remote_verify(remote, json);
     if (*verify) return flags.backend.empty() ? cmd_verify(target, json) : cmd_pg_verify(flags.backend, json);
     if (*pg_init) return cmd_pg_init(pga);
     if (*pg_migrate) return cmd_pg_migrate(pga);

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec/event_json.h"
+#include "codec/verify_report.h"
 
 namespace cairn::cli {
 namespace {
@@ -317,6 +318,17 @@ int remote_stats(const RemoteFlags& r, bool json) {
   std::printf("chain head:      %s\n", j.value("chain_head", "").c_str());
   std::printf("durability:      %s\n", j.value("durability", "").c_str());
   return 0;
+}
+
+int remote_verify(const RemoteFlags& r, bool json) {
+  auto rep = http_call(r, "POST", "/v1/verify", "");
+  if (!rep.ok()) return fail_status(rep.status());
+  if (rep->status != 200) return fail_reply(*rep);
+  auto report = codec::verify_report_from_json(rep->body);
+  if (!report.ok()) return fail_status(report.status());
+  const std::string out = json ? codec::verify_report_json(*report) + "\n" : codec::verify_report_text(*report);
+  std::fputs(out.c_str(), stdout);
+  return report->ok ? 0 : 1;
 }
 
 int remote_streams(const RemoteFlags& r, const std::string& prefix, std::optional<uint64_t> limit, bool json) {

@@ -33,6 +33,8 @@ int remote_append(const RemoteFlags& r, const AppendArgs& a);
 int remote_read(const RemoteFlags& r, const ReadArgs& a);
 int remote_tail(const RemoteFlags& r, const ReadArgs& a);
 int remote_stats(const RemoteFlags& r, bool json);
+// POST /v1/verify: prints what `cairn verify` prints offline; exit 1 when the log is broken.
+int remote_verify(const RemoteFlags& r, bool json);
 int remote_streams(const RemoteFlags& r, const std::string& prefix, std::optional<uint64_t> limit, bool json);
 
 struct KeyArgs {

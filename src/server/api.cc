@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec/event_json.h"
+#include "codec/verify_report.h"
 #include "server/http_util.h"
 #include "server/process_metrics.h"
 #include "server/routes.h"
@@ -197,9 +198,12 @@ void Api::begin_shutdown() {
 }
 
 namespace {
-// A projection verify or an as-of state: a replay of the log that can take seconds (Api::replay_pool_).
+// A projection verify or an as-of state, or a verify of the whole log: a replay that can take seconds
+// (Api::replay_pool_).
 bool is_replay(const Request& req) {
   const Target t = parse_target(sv(req.target()));
+  if (t.ok && t.segments.size() == 2 && t.segments[0] == "v1" && t.segments[1] == "verify")
+    return req.method() == http::verb::post;
   if (!t.ok || t.segments.size() != 4 || t.segments[0] != "v1" || t.segments[1] != "projections") return false;
   if (t.segments[3] == "verify") return req.method() == http::verb::post;
   if (t.segments[3] != "state" || req.method() != http::verb::get) return false;
@@ -228,7 +232,7 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
     return respond(std::move(res));
   }
   ++queued_;
-  const bool replay = projections_ && is_replay(req);
+  const bool replay = is_replay(req);
   auto job = [this, req = std::move(req), respond = std::move(respond),
               respond_stream = std::move(respond_stream)]() mutable {
     struct Done {
@@ -790,6 +794,18 @@ Response Api::dispatch(const Request& req) {
                               {"chain_head", s.chain_head_hex},
                               {"durability", durability_name(s.durability)}}
                              .dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+
+  // ---- /v1/verify: the whole log's checksums, digests and chain, on the open store (the online form of
+  // `cairn verify`, which cannot open a directory cairnd holds)
+  if (seg.size() == 2 && seg[1] == "verify") {
+    if (method != http::verb::post) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use POST");
+    if (auto r = need(Role::kAdmin)) return *r;
+    if (key->scoped())
+      return error_response(req, http::status::forbidden, "forbidden", "verifying the log needs an admin key without stream scopes");
+    auto report = store_.verify_chain();
+    if (!report.ok()) return status_response(req, report.status());
+    return json_response(req, http::status::ok, codec::verify_report_json(*report));
   }
 
   // ---- /v1/keys

@@ -29,6 +29,7 @@ const std::vector<Route>& routes() {
       {{"v1", "positions", "*"}, "GET", kImmutable},
       {{"v1", "subscribe"}, "GET"},
       {{"v1", "stats"}, "GET"},
+      {{"v1", "verify"}, "POST"},
       {{"v1", "keys"}, "GET, POST"},
       {{"v1", "keys", "*"}, "DELETE"},
       {{"v1", "projections"}, "GET, POST", "", true},

@@ -356,6 +356,9 @@ await check('metrics', 401, { url: '/metrics' });
 await check('metrics', 403, { url: '/metrics', key: S });
 await check('stats', 200, { url: '/v1/stats', key: R });
 await check('stats', 403, { url: '/v1/stats', key: S });
+await check('verifyLog', 200, post('/v1/verify', A, {}));
+await check('verifyLog', 403, post('/v1/verify', R, {}));
+await check('verifyLog', 401, post('/v1/verify', undefined, {}));
 
 // ---- appends and reads
 const corr = `corr-${crypto.randomUUID()}`;

@@ -44,6 +44,7 @@ const std::vector<PathMethods>& documented() {
       {"/v1/positions/0", {"GET"}},
       {"/v1/subscribe", {"GET"}},
       {"/v1/stats", {"GET"}},
+      {"/v1/verify", {"POST"}},
       {"/v1/keys", {"GET", "POST"}},
       {"/v1/keys/key_000000000000", {"DELETE"}},
       {"/v1/projections", {"GET", "POST"}},
