@@ -73,6 +73,18 @@ void append_ticks(Store& store, int n) {
   ASSERT_TRUE(store.append(std::move(a)).ok());
 }
 
+// A store in dir/store (no sync) holding n ticks; null (and a test failure) if it cannot be opened.
+std::unique_ptr<Store> store_with_ticks(testing::TempDir& dir, int n) {
+  Options o;
+  o.dir = dir.sub("store");
+  o.durability = Durability::kNone;
+  auto store = open_store(o);
+  EXPECT_TRUE(store.ok()) << store.status().to_string();
+  if (!store.ok()) return nullptr;
+  append_ticks(**store, n);
+  return std::move(*store);
+}
+
 // "gated": counts the events of t- streams, passing each one through the gate first.
 CppProjection gated_projection(std::shared_ptr<Gate> gate) {
   CppReducer<uint64_t> r;
@@ -92,17 +104,13 @@ CppProjection gated_projection(std::shared_ptr<Gate> gate) {
 
 TEST(BusyReducer, QueriesStatusAndOtherProjectionsNeverWaitForIt) {
   testing::TempDir dir;
-  Options o;
-  o.dir = dir.sub("store");
-  o.durability = Durability::kNone;
-  auto store = open_store(o);
-  ASSERT_TRUE(store.ok()) << store.status().to_string();
-  append_ticks(**store, 300);
+  auto store = store_with_ticks(dir, 300);
+  ASSERT_TRUE(store);
 
   ProjectionsOptions po;
   po.dir = dir.sub("projections");
   po.batch_events = 4096;  // the whole log in one batch
-  auto p = open_projections(**store, po);
+  auto p = open_projections(*store, po);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   // The built-ins must have caught up before the gate shuts, so that asking them tests only the locking.
   ASSERT_TRUE((*p)->state("$streams", std::string("t-1"), 0, uint64_t{299}, 60s).ok());
@@ -148,15 +156,11 @@ TEST(BusyReducer, QueriesStatusAndOtherProjectionsNeverWaitForIt) {
 // version's status shows it with how far it got, and it is gone once it is done.
 TEST(BusyReducer, ARunningVerifyShowsInTheStatusWithItsProgress) {
   testing::TempDir dir;
-  Options o;
-  o.dir = dir.sub("store");
-  o.durability = Durability::kNone;
-  auto store = open_store(o);
-  ASSERT_TRUE(store.ok()) << store.status().to_string();
-  append_ticks(**store, 100);
+  auto store = store_with_ticks(dir, 100);
+  ASSERT_TRUE(store);
   ProjectionsOptions po;
   po.dir = dir.sub("projections");
-  auto p = open_projections(**store, po);
+  auto p = open_projections(*store, po);
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   auto gate = std::make_shared<Gate>();
   gate->stops = {50};
