@@ -7,15 +7,14 @@
 #include "log/sha256.h"
 #include "pg/store_impl.h"
 #include "pg/verify.h"
-#include "privacy/forget.h"
 
 namespace cairn::pg {
 
 Result<ForgetResult> PgStore::forget(std::string_view subject, std::string_view reason, std::string_view actor_json) {
   CAIRN_RETURN_IF_ERROR(open_check());
-  if (!keys_) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
+  if (!ext_.sealed) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
   std::lock_guard g(forget_mu_);
-  return privacy::forget_subject(*this, *keys_, subject, reason, actor_json);
+  return ext_.sealed->forget(*this, subject, reason, actor_json);
 }
 
 // The purge on PostgreSQL: every event with sealed parts not yet purged is read; parts under destroyed keys
@@ -23,7 +22,7 @@ Result<ForgetResult> PgStore::forget(std::string_view subject, std::string_view 
 // cairn_purger, the only role the update trigger lets through, and only for data with the stored digest.
 Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) {
   CAIRN_RETURN_IF_ERROR(open_check());
-  if (!keys_) return Status::invalid_argument("purge: this store has no key store (docs/privacy.md)");
+  if (!ext_.sealed) return Status::invalid_argument("purge: this store has no key store (docs/privacy.md)");
   if (!actor_json.empty())
     CAIRN_RETURN_IF_ERROR(store::validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
   std::lock_guard g(purge_mu_);
@@ -72,7 +71,7 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
       out.bytes_scanned += e.data.size();
       size_t purged = 0;
       std::vector<std::string> key_ids;
-      auto replaced = privacy::purge_parts(*keys_, e.data, &purged, &key_ids);
+      auto replaced = ext_.sealed->purge_parts(e.data, &purged, &key_ids);
       if (!replaced.ok()) return Status(replaced.status().code(), fmt::format("event at position {}: {}", e.position,
                                                                              replaced.status().message()));
       if (purged == 0) continue;
@@ -81,7 +80,7 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
       for (size_t k = 0; k < e.data.size(); ++k) out.bytes_replaced += e.data[k] != (*replaced)[k] ? 1 : 0;
       for (auto& kid : key_ids) subjects.insert(kid.substr(0, kid.find('/')));
       // The function checks the new data against the redacted form the digest commits to.
-      auto redacted = privacy::redactable_form(e.data);
+      auto redacted = ext_.sealed->redactable_form(e.data);
       if (!redacted.ok()) return Status(redacted.status().code(), fmt::format("event at position {}: {}", e.position,
                                                                             redacted.status().message()));
       changes.push_back(Change{e.position, std::move(*replaced), std::move(*redacted)});
@@ -135,7 +134,7 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
       out.chain_head_after);
   for (size_t i = 0; i < out.subjects.size(); ++i) data += fmt::format(R"({}"{}")", i ? "," : "", out.subjects[i]);
   data += "]}";
-  auto r = privacy::record_privacy_event(*this, privacy::kPurgedType, std::move(data), actor_json);
+  auto r = ext_.sealed->record_purge(*this, std::move(data), actor_json);
   if (!r.ok())
     return Status(r.status().code(), fmt::format("the purge is done (and committed), but recording it failed: {}", r.status().message()));
   out.position = *r;

@@ -12,14 +12,26 @@
 
 namespace cairn::pg {
 
-Result<std::unique_ptr<PgStore>> PgStore::open(const Options& options) {
+// The log is shared with other processes: the reference rules need every proposal and decision so far,
+// including theirs (docs/scaling.md says what two processes racing on the same proposal can do).
+Result<std::optional<RecordedEvent>> PgStore::find_durable(const Uuid& id) {
+  auto e = read_event(id);
+  if (e.ok()) return std::optional<RecordedEvent>(std::move(*e));
+  if (e.status().code() == ErrorCode::kNotFound) return std::optional<RecordedEvent>();
+  return e.status();
+}
+
+Status PgStore::scan_types(uint64_t from, const std::vector<std::string>& types, const EventVisitor& visit) {
+  Filter f;
+  f.types = types;
+  return scan(from, f, visit, true);
+}
+
+Result<std::unique_ptr<PgStore>> PgStore::open(const Options& options, store::Extensions extensions) {
   std::unique_ptr<PgStore> s(new PgStore());
   s->options_ = options;
-  {
-    auto keys = privacy::open_configured(options.key_store_dir, options.master_key, options.dir);
-    if (!keys.ok()) return keys.status();
-    s->keys_ = std::move(*keys);
-  }
+  s->ext_ = std::move(extensions);
+
   auto conn = Connection::connect(options.postgres);
   if (!conn.ok()) return conn.status();
   CAIRN_RETURN_IF_ERROR(check_engine(**conn, options.postgres));
@@ -373,8 +385,8 @@ Result<StreamListing> PgStore::list_streams(std::optional<std::string> after, si
 }
 
 
-Result<std::unique_ptr<Store>> open_pg_store(const Options& options) {
-  auto s = PgStore::open(options);
+Result<std::unique_ptr<Store>> open_pg_store(const Options& options, store::Extensions extensions) {
+  auto s = PgStore::open(options, std::move(extensions));
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(std::move(*s));
 }

@@ -11,39 +11,9 @@ namespace cairn::pg {
 
 Result<AppendResult> PgStore::do_append(std::vector<StreamAppend> requests, bool multi, bool reserved) {
   CAIRN_RETURN_IF_ERROR(open_check());
-  auto batch = store::prepare_appends(std::move(requests), multi, reserved, options_.limits, keys_.get(),
-                                      [this](const Uuid& id) -> Result<std::optional<RecordedEvent>> {
-                                        auto e = read_event(id);
-                                        if (e.ok()) return std::optional<RecordedEvent>(std::move(*e));
-                                        if (e.status().code() == ErrorCode::kNotFound) return std::optional<RecordedEvent>();
-                                        return e.status();
-                                      });
+  auto batch = store::prepare_appends(std::move(requests), multi, reserved, options_.limits, ext_.policies, *this);
   if (!batch.ok()) return batch.status();
-  if (!batch->has_references) return submit(std::move(batch->appends));
-  // The reference rules need every proposal and decision so far, including other processes' (docs/scaling.md
-  // says what two processes racing on the same proposal can do).
-  std::lock_guard g(references_mu_);
-  CAIRN_RETURN_IF_ERROR(refresh_references());
-  CAIRN_RETURN_IF_ERROR(references_.check_and_reserve(batch->ledger_events, [this](const Uuid& id) {
-    auto e = read_event(id);
-    return e.ok();
-  }));
-  auto result = submit(std::move(batch->appends));
-  references_.finish(batch->ledger_events, result.ok());
-  if (result.ok()) references_through_ = std::max(references_through_, result->streams.back().last_position + 1);
-  return result;
-}
-
-Status PgStore::refresh_references() {
-  Filter f;
-  f.types = {"ai.proposal.made", "human.decision.recorded"};
-  return scan(references_through_, f, [&](const EventView& v) {
-    EventData d{v.id, std::string(v.type), v.content_type, std::string(v.metadata), std::string(v.data)};
-    auto refs = ledger::check_event(d, "event");
-    if (refs.ok()) references_.record(v.id, *refs);
-    references_through_ = v.position + 1;
-    return true;
-  }, true);
+  return store::submit_prepared(*batch, [this](std::vector<store::PreparedAppend> a) { return submit(std::move(a)); });
 }
 
 Result<AppendResult> PgStore::submit(std::vector<store::PreparedAppend> appends) {

@@ -20,12 +20,10 @@
 
 #include "cairn/store.h"
 #include "cairn/subscription.h"
-#include "ledger/references.h"
 #include "log/record.h"
 #include "pg/client.h"
 #include "pg/verify.h"
-#include "privacy/keystore.h"
-#include "privacy/personal.h"
+#include "store/policy.h"
 #include "store/prepare.h"
 #include "store/validate.h"
 #include "subscribe/notifier.h"
@@ -115,9 +113,10 @@ class PgSubscription final : public Subscription {
   std::chrono::milliseconds retry_pause_{50};
 };
 
-class PgStore final : public Store {
+// It is also the host of its policies (store::PolicyHost): they look events up through its reads.
+class PgStore final : public Store, private store::PolicyHost {
  public:
-  static Result<std::unique_ptr<PgStore>> open(const Options& options);
+  static Result<std::unique_ptr<PgStore>> open(const Options& options, store::Extensions extensions);
   ~PgStore() override { (void)close(); }
 
   Result<AppendResult> append(StreamAppend request) override {
@@ -139,11 +138,10 @@ class PgStore final : public Store {
 
   Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) override;
   Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) override;
-  DataKeys* data_keys() override { return keys_.get(); }
+  DataKeys* data_keys() override { return ext_.sealed ? ext_.sealed->data_keys() : nullptr; }
   Result<std::string> subject_id(std::string_view subject) const override {
-    if (!keys_) return Status::invalid_argument("subject: this store has no key store (docs/privacy.md)");
-    if (subject.empty() || subject.size() > 256) return Status::invalid_argument("subject: required, 1 to 256 bytes");
-    return keys_->subject_id(subject);
+    if (!ext_.sealed) return Status::invalid_argument("subject: this store has no key store (docs/privacy.md)");
+    return ext_.sealed->subject_id(subject);
   }
   Result<VerifyReport> verify_chain() override {
     CAIRN_RETURN_IF_ERROR(open_check());
@@ -201,9 +199,8 @@ class PgStore final : public Store {
   subscribe::Notifier& notifier() { return notifier_; }
   uint64_t read_head() const { return read_head_.load(); }
   Status open_personal(RecordedEvent& e) const {
-    if (!e.sealed_parts || !keys_) return {};
-    bool redacted = false;
-    auto opened = privacy::open_data(*keys_, e.id, e.data, &redacted);
+    if (!e.sealed_parts || !ext_.sealed) return {};
+    auto opened = ext_.sealed->open_data(e.id, e.data);
     if (!opened.ok())
       return Status(opened.status().code(), fmt::format("event at position {}: {}", e.position, opened.status().message()));
     e.data = std::move(*opened);
@@ -263,13 +260,17 @@ class PgStore final : public Store {
   Result<ReadPage> read_all_stored(std::optional<uint64_t> from_position, Direction direction, size_t limit,
                                    const Filter& filter);
   Status scan(uint64_t from, const Filter& filter, const EventVisitor& visit, bool open);
-  Status refresh_references();
   Status seal_now();
+  // store::PolicyHost
+  Result<std::optional<RecordedEvent>> find_durable(const Uuid& id) override;
+  bool exists(const Uuid& id) override { return read_event(id).ok(); }
+  Status scan_types(uint64_t from, const std::vector<std::string>& types, const EventVisitor& visit) override;
+  bool shared_log() const override { return true; }
 
   Options options_;
   std::unique_ptr<Pool> primary_;
   std::unique_ptr<Pool> replica_;
-  std::unique_ptr<privacy::KeyStore> keys_;
+  store::Extensions ext_;  // the policies every append runs, and the sealed parts' reader (null: no key store)
   subscribe::Notifier notifier_;
   std::atomic<bool> closed_{false};
   std::atomic<uint64_t> primary_head_{0};  // the head after this process's latest commit (or as last read)
@@ -288,10 +289,6 @@ class PgStore final : public Store {
   std::thread writer_;
   std::thread tailer_;
 
-  // The AI ledger's reference index, caught up from the log before each check (other processes append too).
-  std::mutex references_mu_;
-  ledger::ReferenceIndex references_;
-  uint64_t references_through_ = 0;
   std::mutex forget_mu_, purge_mu_;
   std::atomic<uint64_t> purges_{0}, purged_parts_{0};
   std::atomic<bool> purge_running_{false};

@@ -7,8 +7,6 @@
 
 #include "codec/event_json.h"
 #include "log/verify.h"
-#include "privacy/forget.h"
-#include "privacy/purge.h"
 #include "store/embedded_store.h"
 #include "store/validate.h"
 
@@ -24,15 +22,14 @@ std::vector<log::SegmentExtent> extents(const std::vector<std::shared_ptr<log::S
 
 Result<ForgetResult> EmbeddedStore::forget(std::string_view subject, std::string_view reason, std::string_view actor_json) {
   CAIRN_RETURN_IF_ERROR(writable());
-  if (!keys_) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
+  if (!ext_.sealed) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
   std::lock_guard g(forget_mu_);
-  return privacy::forget_subject(*this, *keys_, subject, reason, actor_json);
+  return ext_.sealed->forget(*this, subject, reason, actor_json);
 }
 
 Result<std::string> EmbeddedStore::subject_id(std::string_view subject) const {
-  if (!keys_) return Status::invalid_argument("subject: this store has no key store (docs/privacy.md)");
-  if (subject.empty() || subject.size() > 256) return Status::invalid_argument("subject: required, 1 to 256 bytes");
-  return keys_->subject_id(subject);
+  if (!ext_.sealed) return Status::invalid_argument("subject: this store has no key store (docs/privacy.md)");
+  return ext_.sealed->subject_id(subject);
 }
 
 Result<VerifyReport> EmbeddedStore::verify_chain() {
@@ -42,7 +39,7 @@ Result<VerifyReport> EmbeddedStore::verify_chain() {
 
 Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) {
   CAIRN_RETURN_IF_ERROR(writable());
-  if (!keys_) return Status::invalid_argument("purge: this store has no key store (docs/privacy.md)");
+  if (!ext_.sealed) return Status::invalid_argument("purge: this store has no key store (docs/privacy.md)");
   if (!actor_json.empty()) CAIRN_RETURN_IF_ERROR(validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
   std::lock_guard g(purge_mu_);
   const auto start = std::chrono::steady_clock::now();
@@ -80,8 +77,8 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
     const uint64_t size = seg->durable_size();
     const std::string tmp = seg->path() + ".purge.tmp";
     // The copy is synced even with durability none (see Log::replace_sealed_segment).
-    auto p = privacy::purge_segment(*seg, size, *keys_, fs_, tmp, /*sync=*/true,
-                                    [&](uint64_t scanned) { report(done + scanned, total); });
+    auto p = ext_.sealed->purge_segment(*seg, size, fs_, tmp, /*sync=*/true,
+                                        [&](uint64_t scanned) { report(done + scanned, total); });
     if (!p.ok()) return p.status();
     done += size;
     if (!p->rewritten) continue;
@@ -146,7 +143,7 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
       out.verified_through, out.chain_head_before, out.chain_head_after);
   for (size_t i = 0; i < out.subjects.size(); ++i) data += fmt::format(R"({}"{}")", i ? "," : "", out.subjects[i]);
   data += "]}";
-  auto r = privacy::record_privacy_event(*this, privacy::kPurgedType, std::move(data), actor_json);
+  auto r = ext_.sealed->record_purge(*this, std::move(data), actor_json);
   if (!r.ok())
     return Status(r.status().code(), fmt::format("the purge is done (and durable), but recording it failed: {}", r.status().message()));
   out.position = *r;

@@ -13,10 +13,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
-#include "ledger/references.h"
-#include "ledger/vocabulary.h"
 #include "codec/event_json.h"
-#include "privacy/personal.h"
 #include "store/prepare.h"
 #include "store/validate.h"
 #include "subscribe/subscription.h"
@@ -50,8 +47,39 @@ void unlock_data_dir(int fd) {
 }
 
 
+// The policies look up durable events through the store's reader: never an event still in flight.
+class EmbeddedStore::Host final : public PolicyHost {
+ public:
+  explicit Host(EmbeddedStore& s) : s_(s) {}
+  Result<std::optional<RecordedEvent>> find_durable(const Uuid& id) override {
+    return s_.reader_->find_by_id(id, s_.reader_->durable_end());
+  }
+  bool exists(const Uuid& id) override {
+    auto found = s_.reader_->find_by_id(id, s_.reader_->durable_end());
+    return found.ok() && found->has_value();
+  }
+  // Through the type index, as stored (nothing is opened).
+  Status scan_types(uint64_t from, const std::vector<std::string>& types, const EventVisitor& visit) override {
+    Filter f;
+    f.types = types;
+    std::optional<uint64_t> at = from;
+    while (at) {
+      ReadPage page;
+      CAIRN_RETURN_IF_ERROR(s_.read_all_by_type(*at, s_.reader_->durable_end(), Direction::kForward, 10'000, f, &page));
+      for (const auto& e : page.events)
+        if (!visit(e.view())) return {};
+      at = page.next;
+    }
+    return {};
+  }
+  bool shared_log() const override { return false; }
+
+ private:
+  EmbeddedStore& s_;
+};
+
 Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, log::FileSystem* fs,
-                                                           const ProgressFn& replay_progress) {
+                                                           const ProgressFn& replay_progress, Extensions extensions) {
   if (options.dir.empty()) return Status::invalid_argument("dir: a data directory is required");
   if (options.segment_size < 4096)
     return Status::invalid_argument(fmt::format("segment_size: {} is too small (at least 4096)", options.segment_size));
@@ -60,11 +88,8 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   std::unique_ptr<EmbeddedStore> s(new EmbeddedStore());
   s->options_ = options;
   s->fs_ = fs;
-  {
-    auto keys = privacy::open_configured(options.key_store_dir, options.master_key, options.dir);
-    if (!keys.ok()) return keys.status();
-    s->keys_ = std::move(*keys);
-  }
+  s->ext_ = std::move(extensions);
+  s->host_ = std::make_unique<Host>(*s);
   if (!options.read_only) {
     CAIRN_RETURN_IF_ERROR(log::make_dirs(options.dir));
     auto fd = lock_data_dir(options.dir);
@@ -104,26 +129,6 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
 }
 
 EmbeddedStore::~EmbeddedStore() { (void)close(); }
-
-// An amendment's replacement is checked as data of the corrected event's type: the corrected event is
-// durable or comes earlier in the same append (if it is neither, the reference check says so).
-// The proposals made and decided so far, found through the type index (derived from the log).
-Status EmbeddedStore::load_ledger_references() {
-  Filter f;
-  f.types = {"ai.proposal.made", "human.decision.recorded"};
-  std::optional<uint64_t> from = 0;
-  while (from) {
-    ReadPage page;
-    CAIRN_RETURN_IF_ERROR(read_all_by_type(*from, reader_->durable_end(), Direction::kForward, 10'000, f, &page));
-    for (const auto& e : page.events) {
-      EventData d{e.id, e.type, e.content_type, e.metadata, e.data};
-      auto refs = ledger::check_event(d, "event");
-      if (refs.ok()) references_.record(e.id, *refs);  // events from before the rules: not references
-    }
-    from = page.next;
-  }
-  return {};
-}
 
 // Indexes the log from the index's checkpoint to the end: the only part of history an open reads.
 Status EmbeddedStore::replay_index(const ProgressFn& progress) {
@@ -194,52 +199,26 @@ Result<AppendResult> EmbeddedStore::append_multi(std::vector<StreamAppend> reque
 
 Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests, bool multi, bool reserved) {
   CAIRN_RETURN_IF_ERROR(writable());
-  auto batch = prepare_appends(std::move(requests), multi, reserved, options_.limits, keys_.get(),
-                               [this](const Uuid& id) { return reader_->find_by_id(id, reader_->durable_end()); });
+  auto batch = prepare_appends(std::move(requests), multi, reserved, options_.limits, ext_.policies, *host_);
   if (!batch.ok()) return batch.status();
-  auto& prepared = batch->appends;
-  auto& ledger_events = batch->ledger_events;
-  const bool has_references = batch->has_references;
-  if (!has_references) return writer_->submit(std::move(prepared));
-  // The ledger's index is loaded on the first append that needs it, so that opening never reads history.
-  {
-    std::lock_guard g(references_mu_);
-    if (!references_loaded_) {
-      CAIRN_RETURN_IF_ERROR(load_ledger_references());
-      references_loaded_ = true;
-    }
-  }
-  CAIRN_RETURN_IF_ERROR(references_.check_and_reserve(ledger_events, [this](const Uuid& id) {
-    auto found = reader_->find_by_id(id, reader_->durable_end());
-    return found.ok() && found->has_value();
-  }));
-  auto result = writer_->submit(std::move(prepared));
-  references_.finish(ledger_events, result.ok());
-  return result;
+  return submit_prepared(*batch, [this](std::vector<PreparedAppend> a) { return writer_->submit(std::move(a)); });
 }
 
 Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
   CAIRN_RETURN_IF_ERROR(writable());
   CAIRN_RETURN_IF_ERROR(validate_import(events, options_.limits));
-  // Imports restore history as it was written: its ledger events are recorded, not judged again.
-  std::vector<ledger::PendingEvent> ledger_events;
-  for (const auto& e : events) {
-    const ledger::LedgerType t = ledger::ledger_type(e.type);
-    if (t != ledger::LedgerType::kProposalMade && t != ledger::LedgerType::kDecisionRecorded) continue;
-    auto refs = ledger::check_event(EventData{e.id, e.type, e.content_type, e.metadata, e.data}, "event");
-    if (refs.ok()) ledger_events.push_back({e.id, std::move(*refs), ""});
-  }
+  std::vector<std::unique_ptr<AppendPolicy::Run>> runs;
+  for (auto& p : ext_.policies)
+    if (auto run = p->begin_import(events)) runs.push_back(std::move(run));
   auto first = writer_->import(std::move(events));
-  // Before the index is loaded, the load will read these from the log.
-  std::lock_guard g(references_mu_);
-  if (first.ok() && references_loaded_) references_.finish(ledger_events, true);
+  const AppendResult durable;
+  for (auto& run : runs) run->finish(first.ok() ? &durable : nullptr);
   return first;
 }
 
 Status EmbeddedStore::open_personal(RecordedEvent& e) const {
-  if (!e.sealed_parts || !keys_) return {};
-  bool redacted = false;
-  auto opened = privacy::open_data(*keys_, e.id, e.data, &redacted);
+  if (!e.sealed_parts || !ext_.sealed) return {};
+  auto opened = ext_.sealed->open_data(e.id, e.data);
   if (!opened.ok()) return Status(opened.status().code(), fmt::format("event at position {}: {}", e.position, opened.status().message()));
   e.data = std::move(*opened);
   return {};
@@ -391,13 +370,12 @@ Status EmbeddedStore::scan_stored(uint64_t from_position, const Filter& filter, 
 }
 
 Status EmbeddedStore::scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
-  if (!keys_) return scan_stored(from_position, filter, visit);
+  if (!ext_.sealed) return scan_stored(from_position, filter, visit);
   Status opening;
   std::string opened;
   CAIRN_RETURN_IF_ERROR(scan_stored(from_position, filter, [&](const EventView& v) {
     if (!v.sealed_parts) return visit(v);
-    bool redacted = false;
-    auto data = privacy::open_data(*keys_, v.id, v.data, &redacted);
+    auto data = ext_.sealed->open_data(v.id, v.data);
     if (!data.ok()) {
       opening = Status(data.status().code(), fmt::format("event at position {}: {}", v.position, data.status().message()));
       return false;
@@ -508,7 +486,7 @@ class OpeningSubscription final : public Subscription {
 Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_all(uint64_t from_position, Filter filter) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   auto sub = subscribe::make_all_subscription(*reader_, notifier_, from_position, std::move(filter));
-  if (!keys_) return sub;
+  if (!ext_.sealed) return sub;
   return std::unique_ptr<Subscription>(
       new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
 }
@@ -517,7 +495,7 @@ Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_stream(std::strin
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
   auto sub = subscribe::make_stream_subscription(*reader_, notifier_, std::move(stream), from_revision);
-  if (!keys_) return sub;
+  if (!ext_.sealed) return sub;
   return std::unique_ptr<Subscription>(
       new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
 }

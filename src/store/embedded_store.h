@@ -13,10 +13,9 @@
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
 #include "index/index.h"
-#include "ledger/references.h"
-#include "privacy/keystore.h"
 #include "log/file.h"
 #include "log/log.h"
+#include "store/policy.h"
 #include "store/reader.h"
 #include "store/writer.h"
 #include "subscribe/notifier.h"
@@ -26,8 +25,10 @@ namespace cairn::store {
 class EmbeddedStore final : public Store {
  public:
   // replay_progress, if set, is told (events indexed, events to index) while the index catches up.
+  // extensions: the domain modules to run (runtime/compose.h builds them); none makes a store of plain events.
   static Result<std::unique_ptr<EmbeddedStore>> open(const Options& options, log::FileSystem* fs,
-                                                     const ProgressFn& replay_progress = {});
+                                                     const ProgressFn& replay_progress = {},
+                                                     Extensions extensions = {});
   ~EmbeddedStore() override;
 
   Result<AppendResult> append(StreamAppend request) override;
@@ -43,7 +44,7 @@ class EmbeddedStore final : public Store {
   Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) override;
   Result<VerifyReport> verify_chain() override;
   Result<std::string> subject_id(std::string_view subject) const override;
-  DataKeys* data_keys() override { return keys_.get(); }
+  DataKeys* data_keys() override { return ext_.sealed ? ext_.sealed->data_keys() : nullptr; }
   Result<RecordedEvent> read_position(uint64_t position) override;
   Result<RecordedEvent> read_event(const Uuid& id) override;
   Result<StreamInfo> stream_info(std::string_view stream) override;
@@ -58,7 +59,6 @@ class EmbeddedStore final : public Store {
  private:
   EmbeddedStore() = default;
   Status replay_index(const ProgressFn& progress);
-  Status load_ledger_references();
   Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi, bool reserved);
   Status writable() const;
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,
@@ -72,11 +72,10 @@ class EmbeddedStore final : public Store {
   std::unique_ptr<LogReader> reader_;
   subscribe::Notifier notifier_;
   std::unique_ptr<Writer> writer_;
-  ledger::ReferenceIndex references_;  // the AI ledger's proposals and decisions, for the reference rules
-  std::mutex references_mu_;           // guards references_loaded_ (the load happens once, on first need)
-  bool references_loaded_ = false;
+  Extensions ext_;  // the policies every append runs, and the sealed parts' reader (null: no key store)
+  class Host;       // what the policies may look up (PolicyHost over this store's reader)
+  std::unique_ptr<Host> host_;
   std::atomic<bool> closed_{false};
-  std::unique_ptr<privacy::KeyStore> keys_;  // personal data's keys; null without Options::key_store_dir
   std::mutex forget_mu_;                     // one forget at a time (destroy, then record)
   std::mutex purge_mu_;                      // one purge at a time (the only writer of sealed segments)
   // A running purge's progress and the finished ones, for stats() (written under purge_mu_, read anywhere).

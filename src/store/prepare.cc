@@ -7,34 +7,45 @@
 
 #include <fmt/format.h>
 
-#include "ledger/vocabulary.h"
 #include "log/record.h"
 #include "log/sha256.h"
-#include "privacy/personal.h"
 #include "store/validate.h"
 
 namespace cairn::store {
 namespace {
 
-// A correction that amends an earlier event must fit it: the corrected event comes earlier in the same
-// append, or is durable already (events that exist nowhere are the reference rules' concern).
-Status check_amendment(const std::vector<StreamAppend>& requests, size_t i, size_t j, const ledger::References& refs,
-                       const std::string& what, const FindEventFn& find_durable) {
-  const EventData& correction = requests[i].events[j];
-  for (size_t a = 0; a <= i; ++a)
-    for (size_t b = 0; b < (a == i ? j : requests[a].events.size()); ++b)
-      if (const EventData& e = requests[a].events[b]; e.id && *e.id == *refs.corrects)
-        return ledger::check_amendment(refs, e.type, e.data, correction.metadata, what);
-  auto found = find_durable(*refs.corrects);
-  if (!found.ok()) return found.status();
-  if (!*found) return {};
-  return ledger::check_amendment(refs, (*found)->type, (*found)->data, correction.metadata, what);
+std::string event_name(bool multi, size_t i, size_t j) {
+  return multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
 }
+
+// One policy's run and the events it checked (in request order), so that transform() sees the same ones.
+struct Active {
+  AppendPolicy::Run* run;
+  std::vector<std::pair<size_t, size_t>> events;
+};
 
 }  // namespace
 
+Status PreparedBatch::reserve() {
+  std::vector<const EventData*> events;
+  for (const auto& a : appends)
+    for (const auto& e : a.append.events) events.push_back(&e);
+  for (size_t r = 0; r < runs.size(); ++r) {
+    Status st = runs[r]->reserve(events);
+    if (!st.ok()) {
+      for (size_t before = 0; before < r; ++before) runs[before]->finish(nullptr);
+      return st;
+    }
+  }
+  return {};
+}
+
+void PreparedBatch::finish(const AppendResult* durable) {
+  for (auto& run : runs) run->finish(durable);
+}
+
 Result<PreparedBatch> prepare_appends(std::vector<StreamAppend> requests, bool multi, bool reserved, const Limits& limits,
-                                      privacy::KeyStore* keys, const FindEventFn& find_durable) {
+                                      const std::vector<std::shared_ptr<AppendPolicy>>& policies, PolicyHost& host) {
   uint64_t total = 0;
   size_t events = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -53,28 +64,22 @@ Result<PreparedBatch> prepare_appends(std::vector<StreamAppend> requests, bool m
                                                       requests[i].events[j].id->to_string()));
   }
   PreparedBatch out;
-  // The AI ledger's vocabulary: each type's rules, and what its events refer to.
-  std::vector<std::optional<privacy::Declaration>> personal;  // per event, in request order
-  bool has_personal = false;
+  // The policies' checks, event by event in request order (so the first error is the first event's).
+  // A run is made the first time its policy applies; a plain event formats no name and makes none.
+  std::vector<Active> active(policies.size(), Active{nullptr, {}});
   for (size_t i = 0; i < requests.size(); ++i)
     for (size_t j = 0; j < requests[i].events.size(); ++j) {
-      const std::string what = multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
-      const EventData& ev = requests[i].events[j];
-      // Personal parts (docs/privacy.md): declared in metadata.privacy, sealed below once the event has its id.
-      auto declared = privacy::read_declaration(ev.metadata, ev.data, ev.content_type, what);
-      if (!declared.ok()) return declared.status();
-      if (*declared && !keys)
-        return Status::invalid_argument(fmt::format(
-            "{}.metadata.privacy: personal parts need a key store; start cairnd with --key-store DIR and CAIRN_MASTER_KEY "
-            "(docs/privacy.md)", what));
-      has_personal = has_personal || declared->has_value();
-      personal.push_back(std::move(*declared));
-      auto refs = ledger::check_event(requests[i].events[j], what);
-      if (!refs.ok()) return refs.status();
-      out.has_references = out.has_references || refs->any() || refs->type == ledger::LedgerType::kProposalMade;
-      if (refs->corrects && !refs->replacement.empty())
-        CAIRN_RETURN_IF_ERROR(check_amendment(requests, i, j, *refs, what, find_durable));
-      out.ledger_events.push_back({Uuid{}, std::move(*refs), what});
+      std::string what;
+      for (size_t p = 0; p < policies.size(); ++p) {
+        if (!policies[p]->applies(requests[i].events[j])) continue;
+        if (!active[p].run) {
+          out.runs.push_back(policies[p]->begin(host, limits));
+          active[p].run = out.runs.back().get();
+        }
+        if (what.empty()) what = event_name(multi, i, j);
+        CAIRN_RETURN_IF_ERROR(active[p].run->check(requests, i, j, what));
+        active[p].events.emplace_back(i, j);
+      }
     }
   if (total > limits.max_append_bytes)
     return Status::limit_exceeded(fmt::format("the append is {} bytes, the limit is {}", total, limits.max_append_bytes));
@@ -91,12 +96,7 @@ Result<PreparedBatch> prepare_appends(std::vector<StreamAppend> requests, bool m
     for (const auto& e : r.events) missing += e.id ? 0 : 1;
   std::vector<Uuid> fresh(missing);
   Uuid::generate_v7(fresh.data(), fresh.size());
-  // The payload digests are hashed here, in the caller's thread, so that concurrent appenders share the
-  // work instead of queueing it on the single writer.
-  thread_local log::Sha256 sha;
   size_t k = 0, f = 0;
-  uint64_t sealed_growth = 0;
-  std::string redactable;
   for (size_t i = 0; i < requests.size(); ++i) {
     PreparedAppend& p = prepared[i];
     p.append = std::move(requests[i]);
@@ -108,33 +108,42 @@ Result<PreparedBatch> prepare_appends(std::vector<StreamAppend> requests, bool m
       auto& e = p.append.events[j];
       p.id_supplied[j] = e.id.has_value();
       if (!e.id) e.id = fresh[f++];
-      out.ledger_events[k].id = *e.id;
       std::memcpy(p.salts[j].data(), salt_bytes.data() + k * log::kSaltSize, log::kSaltSize);
-      if (personal[k]) {
-        const size_t before = e.metadata.size() + e.data.size();
-        auto sealed = privacy::seal_event(*keys, *e.id, e.data, e.metadata, *personal[k]);
-        if (!sealed.ok()) return sealed.status();
-        e.data = std::move(sealed->data);
-        e.metadata = std::move(sealed->metadata);
-        redactable = std::move(sealed->redactable);
-        sealed_growth += e.metadata.size() + e.data.size() - std::min(before, e.metadata.size() + e.data.size());
-        if (e.type.size() + e.metadata.size() + e.data.size() > limits.max_event_bytes)
-          return Status::limit_exceeded(fmt::format(
-              "{}: with its personal parts sealed the event is {} bytes, the limit is {}",
-              multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j),
-              e.type.size() + e.metadata.size() + e.data.size(), limits.max_event_bytes));
-        if (p.flags.empty()) p.flags.resize(n);
-        p.flags[j] = log::kEventFlagSealedParts;
-        // The digest covers the redactable form (format.md), which sealing produced in the same pass.
-        p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, redactable);
-      } else {
-        p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, e.data);
+    }
+  }
+  // The transforms, in the order of the checks; then the payload digests, hashed here, in the caller's thread,
+  // so that concurrent appenders share the work instead of queueing it on the single writer.
+  std::vector<std::vector<std::optional<std::string>>> digest_data;  // only for events a transform changed
+  uint64_t grown = 0;
+  for (auto& a : active) {
+    for (auto [i, j] : a.events) {
+      auto& e = prepared[i].append.events[j];
+      const size_t before = e.metadata.size() + e.data.size();
+      Transformed t;
+      CAIRN_RETURN_IF_ERROR(a.run->transform(e, event_name(multi, i, j), &t));
+      grown += e.metadata.size() + e.data.size() - std::min(before, e.metadata.size() + e.data.size());
+      if (t.flags) {
+        if (prepared[i].flags.empty()) prepared[i].flags.resize(prepared[i].append.events.size());
+        prepared[i].flags[j] |= t.flags;
+      }
+      if (t.digest_data) {
+        if (digest_data.empty()) digest_data.resize(prepared.size());
+        if (digest_data[i].empty()) digest_data[i].resize(prepared[i].append.events.size());
+        digest_data[i][j] = std::move(t.digest_data);
       }
     }
   }
-  if (has_personal && total + sealed_growth > limits.max_append_bytes)
-    return Status::limit_exceeded(fmt::format("with its personal parts sealed the append is {} bytes, the limit is {}",
-                                              total + sealed_growth, limits.max_append_bytes));
+  for (auto& a : active)
+    if (a.run) CAIRN_RETURN_IF_ERROR(a.run->after_transform(total, grown));
+  thread_local log::Sha256 sha;
+  for (size_t i = 0; i < prepared.size(); ++i) {
+    PreparedAppend& p = prepared[i];
+    for (size_t j = 0; j < p.append.events.size(); ++j) {
+      const auto& e = p.append.events[j];
+      const bool other = !digest_data.empty() && !digest_data[i].empty() && digest_data[i][j];
+      p.digests[j] = log::payload_digest(sha, p.salts[j].data(), e.metadata, other ? *digest_data[i][j] : e.data);
+    }
+  }
   return out;
 }
 

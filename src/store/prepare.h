@@ -1,32 +1,41 @@
 // What every backend does to an append before it reaches storage, in the caller's thread: validation
-// (names, JSON, metadata, limits), the AI ledger's per-event rules, ids (UUIDv7 where absent), a random
-// digest salt per event, sealing of declared personal parts, and the payload digests.
+// (names, JSON, metadata, limits), the policies' checks and transforms (store/policy.h: the AI ledger's
+// rules, sealing of declared personal parts), ids (UUIDv7 where absent), a random digest salt per event,
+// and the payload digests.
 // Both the embedded writer and the PostgreSQL backend take its output, so both refuse the same input with
-// the same errors. Thread-safe (keys may be shared; everything else is the caller's).
+// the same errors. Thread-safe (policies are; everything else is the caller's).
 #pragma once
 
-#include <functional>
-#include <optional>
+#include <memory>
 #include <vector>
 
 #include "cairn/store.h"
-#include "ledger/references.h"
-#include "privacy/keystore.h"
+#include "store/policy.h"
 #include "store/writer.h"
 
 namespace cairn::store {
 
 struct PreparedBatch {
   std::vector<PreparedAppend> appends;
-  std::vector<ledger::PendingEvent> ledger_events;  // one per event, ids filled in
-  bool has_references = false;  // some event refers to others (or makes a proposal): check before writing
-};
+  // The runs of the policies that apply to some event of it: reserve() before submit, finish() after.
+  std::vector<std::unique_ptr<AppendPolicy::Run>> runs;
 
-// Looks up a durable event by id (for a correction's amendment rules).
-using FindEventFn = std::function<Result<std::optional<RecordedEvent>>(const Uuid&)>;
+  Status reserve();
+  void finish(const AppendResult* durable);
+};
 
 // multi: errors name "appends[i]."; reserved: '$' streams and types are allowed (Cairn's own appends).
 Result<PreparedBatch> prepare_appends(std::vector<StreamAppend> requests, bool multi, bool reserved, const Limits& limits,
-                                      privacy::KeyStore* keys, const FindEventFn& find_durable);
+                                      const std::vector<std::shared_ptr<AppendPolicy>>& policies, PolicyHost& host);
+
+// Submits a prepared batch between its policies' reserve() and finish().
+template <typename Submit>
+Result<AppendResult> submit_prepared(PreparedBatch& batch, Submit&& submit) {
+  if (batch.runs.empty()) return submit(std::move(batch.appends));
+  CAIRN_RETURN_IF_ERROR(batch.reserve());
+  auto result = submit(std::move(batch.appends));
+  batch.finish(result.ok() ? &*result : nullptr);
+  return result;
+}
 
 }  // namespace cairn::store

@@ -23,6 +23,7 @@
 
 #include "cairn/store.h"
 #include "log/file.h"
+#include "runtime/compose.h"
 #include "store/embedded_store.h"
 #include "store/store_helpers.h"
 #include "testing/gate_fs.h"
@@ -557,7 +558,7 @@ std::pair<Result<AppendResult>, Result<AppendResult>> race_retry(const std::stri
   Options o = testing::small_options(dir);
   o.durability = Durability::kFsync;  // the window: written, not yet synced
   o.index_memtable_events = 1'000'000;
-  auto opened = store::EmbeddedStore::open(o, &fs);
+  auto opened = runtime::open_embedded(o, &fs);
   EXPECT_TRUE(opened.ok()) << opened.status().to_string();
   auto& s = **opened;
   if (!setup_pid.empty()) {

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "log/log_test_util.h"
+#include "runtime/compose.h"
 #include "store/embedded_store.h"
 #include "testing/fault_fs.h"
 #include "testing/temp_dir.h"
@@ -22,7 +23,7 @@ using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
 std::unique_ptr<store::EmbeddedStore> open_faulty(const Options& o, FaultFs& fs) {
-  auto s = store::EmbeddedStore::open(o, &fs);
+  auto s = runtime::open_embedded(o, &fs);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   if (!s.ok()) return nullptr;
   return std::move(*s);
@@ -261,7 +262,7 @@ TEST(FaultInjection, SyncFailureWhileCuttingATornTailFailsOpen) {
   {
     FaultFs fs;
     fs.fail_sync_after = 1;
-    auto s = store::EmbeddedStore::open(small_options(dir, 1 << 20, Durability::kFsync), &fs);
+    auto s = runtime::open_embedded(small_options(dir, 1 << 20, Durability::kFsync), &fs);
     ASSERT_FALSE(s.ok()) << "open succeeded although syncing the cut tail failed";
     EXPECT_EQ(s.status().code(), ErrorCode::kIoError) << s.status().to_string();
     EXPECT_THAT(s.status().message(), HasSubstr("injected fsync failure"));

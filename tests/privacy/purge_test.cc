@@ -20,6 +20,7 @@
 #include "codec/event_json.h"
 #include "log/file.h"
 #include "privacy_test_util.h"
+#include "runtime/compose.h"
 #include "store/embedded_store.h"
 #include "testing/temp_dir.h"
 
@@ -311,7 +312,7 @@ class DamagingFs final : public log::FileSystem {
 
 TEST_F(Purge, AWrongRewriteIsCaughtBeforeItReplacesTheSegment) {
   DamagingFs fs;
-  auto opened = store::EmbeddedStore::open(options(), &fs);
+  auto opened = runtime::open_embedded(options(), &fs);
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   Store& s = **opened;
   write_history(s, 40);

@@ -17,6 +17,7 @@
 #include "cairn/store.h"
 #include "log/file.h"
 #include "log/record.h"
+#include "runtime/compose.h"
 #include "store/embedded_store.h"
 #include "store/store_helpers.h"
 #include "testing/gate_fs.h"
@@ -47,7 +48,7 @@ struct Threads {
 };
 
 std::unique_ptr<store::EmbeddedStore> open_with(const Options& o, log::FileSystem* fs) {
-  auto s = store::EmbeddedStore::open(o, fs);
+  auto s = runtime::open_embedded(o, fs);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   if (!s.ok()) return nullptr;
   return std::move(*s);
