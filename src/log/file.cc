@@ -1,6 +1,7 @@
 #include "log/file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -155,6 +156,32 @@ Status write_file_atomically(FileSystem* fs, const std::string& dir, const std::
   file->reset();
   CAIRN_RETURN_IF_ERROR(fs->rename(tmp, dir + "/" + name));
   return fs->sync_dir(dir);
+}
+
+Result<int> lock_data_dir(const std::string& dir) {
+  const std::string path = dir + "/LOCK";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::io_error(fmt::format("cannot open {}: {}", path, errno_text(errno)));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK)
+      return Status(ErrorCode::kBusy, fmt::format("{} is open in another process (it holds {})", dir, path));
+    return Status::io_error(fmt::format("cannot lock {}: {}", path, errno_text(e)));
+  }
+  return fd;
+}
+
+bool writer_is_live(const std::string& dir) {
+  int fd = ::open((dir + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the probe at once: a reader must never block a writer from opening
+  return held;
+}
+
+void unlock_data_dir(int fd) {
+  if (fd >= 0) ::close(fd);  // closing releases the flock
 }
 
 }  // namespace cairn::log

@@ -47,6 +47,12 @@ bool path_exists(const std::string& path);
 Status make_dirs(const std::string& path);
 std::string errno_text(int err);
 
+// The data directory's write lock (flock on DIR/LOCK): held by the one process that writes a directory.
+// kBusy if another process holds it. writer_is_live: whether another process holds it right now.
+Result<int> lock_data_dir(const std::string& dir);
+void unlock_data_dir(int fd);
+bool writer_is_live(const std::string& dir);
+
 // Writes a small file atomically and durably: temp file, sync, rename, sync the directory.
 Status write_file_atomically(FileSystem* fs, const std::string& dir, const std::string& name,
                              std::string_view contents);

@@ -12,7 +12,6 @@
 #include "log/record.h"
 #include "log/segment.h"
 #include "log/verify.h"
-#include "store/embedded_store.h"
 
 namespace cairn {
 
@@ -92,11 +91,11 @@ struct Walker {
 Result<VerifyReport> verify_log(const std::string& dir, const ProgressFn& progress) {
   const std::string log_dir = dir + "/log";
   if (!log::path_exists(log_dir)) return Status::not_found(dir + " holds no Cairn log (no log/ folder)");
-  auto lock = store::lock_data_dir(dir);
+  auto lock = log::lock_data_dir(dir);
   if (!lock.ok()) return lock.status();
   struct Unlock {
     int fd;
-    ~Unlock() { store::unlock_data_dir(fd); }
+    ~Unlock() { log::unlock_data_dir(fd); }
   } unlock{*lock};
 
   std::vector<uint64_t> firsts;

@@ -43,12 +43,12 @@ Result<ReindexReport> reindex(const std::string& dir, const ProgressFn& progress
   if (!log::path_exists(dir + "/log")) return Status::not_found(dir + " holds no Cairn log (no log/ folder)");
   {
     // Drop the derived index under the directory lock, then let an open rebuild it from the log.
-    auto fd = store::lock_data_dir(dir);
+    auto fd = log::lock_data_dir(dir);
     if (!fd.ok()) return fd.status();
     auto idx = index::Index::open(dir, log::posix_fs(), 1, false);
     Status st = idx.ok() ? (*idx)->reset() : idx.status();
     if (idx.ok()) (void)(*idx)->close();
-    store::unlock_data_dir(*fd);
+    log::unlock_data_dir(*fd);
     if (!st.ok()) return st;
   }
   Options o;

@@ -20,33 +20,6 @@
 
 namespace cairn::store {
 
-Result<int> lock_data_dir(const std::string& dir) {
-  const std::string path = dir + "/LOCK";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::io_error(fmt::format("cannot open {}: {}", path, log::errno_text(errno)));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int e = errno;
-    ::close(fd);
-    if (e == EWOULDBLOCK)
-      return Status(ErrorCode::kBusy, fmt::format("{} is open in another process (it holds {})", dir, path));
-    return Status::io_error(fmt::format("cannot lock {}: {}", path, log::errno_text(e)));
-  }
-  return fd;
-}
-
-bool writer_is_live(const std::string& dir) {
-  int fd = ::open((dir + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-  ::close(fd);  // releases the probe at once: a reader must never block a writer from opening
-  return held;
-}
-
-void unlock_data_dir(int fd) {
-  if (fd >= 0) ::close(fd);  // closing releases the flock
-}
-
-
 // The policies look up durable events through the store's reader: never an event still in flight.
 class EmbeddedStore::Host final : public PolicyHost {
  public:
@@ -92,7 +65,7 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   s->host_ = std::make_unique<Host>(*s);
   if (!options.read_only) {
     CAIRN_RETURN_IF_ERROR(log::make_dirs(options.dir));
-    auto fd = lock_data_dir(options.dir);
+    auto fd = log::lock_data_dir(options.dir);
     if (!fd.ok()) return fd.status();
     s->lock_fd_ = *fd;
   }
@@ -106,7 +79,7 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   lo.read_only = options.read_only;
   lo.repair = options.repair;
   lo.sync = options.durability == Durability::kFsync;
-  if (options.read_only && writer_is_live(options.dir)) {
+  if (options.read_only && log::writer_is_live(options.dir)) {
     auto head = log::read_head_hint(options.dir);
     lo.max_position = head.ok() ? *head : 0;
   }
@@ -540,7 +513,7 @@ Status EmbeddedStore::close() {
   if (writer_) writer_->stop();
   notifier_.close();
   Status st = index_ ? index_->close() : Status();
-  unlock_data_dir(lock_fd_);
+  log::unlock_data_dir(lock_fd_);
   lock_fd_ = -1;
   return st;
 }

@@ -89,10 +89,4 @@ class EmbeddedStore final : public Store {
                                    const Filter& filter);
 };
 
-// Takes the directory's write lock (flock on DIR/LOCK); kBusy if another process holds it.
-Result<int> lock_data_dir(const std::string& dir);
-void unlock_data_dir(int fd);
-// True when another process holds the directory's write lock right now.
-bool writer_is_live(const std::string& dir);
-
 }  // namespace cairn::store
