@@ -276,6 +276,9 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
 
 // One exported commit as one commit, through cairn.import_commit (which checks revisions, times and ids
 // under the head row lock). The digests are computed here, as for appends.
+// The policies' begin_import is not called here: on this shared log the ledger's reference index catches up
+// from the log before each check, so it reads imported events like anyone else's (recording them here too
+// would count them twice).
 Result<uint64_t> PgStore::import_commit(std::vector<ImportEvent> events) {
   CAIRN_RETURN_IF_ERROR(open_check());
   CAIRN_RETURN_IF_ERROR(store::validate_import(events, options_.limits));
