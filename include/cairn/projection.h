@@ -252,7 +252,7 @@ struct AsOf {
 
 struct ProjectionsOptions {
   std::string dir;  // checkpoints and snapshots; created if missing
-  bool builtins = true;  // run $streams and $types
+  bool builtins = true;  // run the built-ins: $streams, $types and the AI ledger's $ai.decisions and $ai.lineage
   size_t batch_events = 4096;  // events applied between two chances for queries to read the state
   std::chrono::milliseconds checkpoint_interval{5000};  // at most this long between checkpoints while busy
   uint64_t checkpoint_events = 1'000'000;  // or after this many events, whichever comes first

@@ -4,11 +4,12 @@
 
 #include <fmt/format.h>
 
+#include "base/text.h"
 #include "log/sha256.h"
 
 namespace cairn::cli {
 
-using codec::base64_decode;
+using base::base64_decode;
 
 namespace {
 

@@ -6,11 +6,12 @@
 #include <string_view>
 
 #include "cairn/store.h"
+#include "base/text.h"
 #include "codec/event_json.h"
 
 namespace cairn::cli {
 
-using codec::append_json_string;
+using base::append_json_string;
 using codec::event_json;
 
 struct ExportLine {

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "cairn/postgres.h"
+#include "base/text.h"
 #include "cli/progress.h"
 #include "codec/event_json.h"
 
@@ -59,7 +60,7 @@ int cmd_pg_verify(const std::string& backend, bool json) {
     if (!r->ok) {
       if (r->position) out += fmt::format(",\"position\":{}", *r->position);
       out += ",\"problem\":";
-      codec::append_json_string(out, r->problem);
+      base::append_json_string(out, r->problem);
     }
     out += "}";
     std::puts(out.c_str());

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/progress.h"
+#include "ledger/vocabulary.h"
 #include "privacy/keystore.h"
 #include "privacy/report.h"
 
@@ -111,7 +112,7 @@ int cmd_privacy_report(const StoreFlags& flags, const RemoteFlags& remote, const
                      if (!h.ok()) return h.status();
                      id = *h;
                    }
-                   auto r = privacy::subject_report(store, id, o.dir + "/projections");
+                   auto r = privacy::subject_report(store, id, o.dir + "/projections", ledger::is_ledger_type);
                    if (!r.ok()) return r.status();
                    if ((*r)["forgotten"].is_null() && u((*r)["events"], "count") == 0)
                      return Status::not_found("subject: nothing of this subject is stored here (" + id + ")");

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 #include "codec/verify_report.h"
 
@@ -158,7 +159,7 @@ int remote_append(const RemoteFlags& r, const AppendArgs& a) {
     const bool binary = a.content_type == "application/octet-stream" || a.content_type == "binary";
     if (binary) {
       e["content_type"] = "application/octet-stream";
-      e["data_base64"] = codec::base64_encode(data);
+      e["data_base64"] = base::base64_encode(data);
     } else {
       e["data_text"] = data;  // the server checks it is JSON and stores it as given
     }

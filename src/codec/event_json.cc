@@ -4,47 +4,10 @@
 
 #include <fmt/format.h>
 
+#include "base/text.h"
 #include "log/sha256.h"
 
 namespace cairn::codec {
-
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back('"');
-}
-
-std::string base64_encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-Result<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return Status::invalid_argument("not base64 (length is not a multiple of 4)");
-  std::string out(3 * text.size() / 4, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0) return Status::invalid_argument("not base64");
-  size_t pad = 0;
-  if (!text.empty() && text.back() == '=') ++pad;
-  if (text.size() > 1 && text[text.size() - 2] == '=') ++pad;
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
-}
 
 namespace {
 
@@ -63,14 +26,14 @@ void put_json_field(std::string& out, std::string_view name, std::string_view js
   out += name;
   if (!is_json) {
     out += "_base64\":\"";
-    out += base64_encode(json);
+    out += base::base64_encode(json);
     out += "\"";
   } else if (embeddable(json)) {
     out += "\":";
     out += json;
   } else {
     out += "_text\":";
-    append_json_string(out, json);
+    base::append_json_string(out, json);
   }
 }
 
@@ -82,9 +45,9 @@ std::string event_json(const EventView& e, bool for_export) {
   out += fmt::format("{{\"position\":{}", e.position);
   if (for_export) out += fmt::format(",\"commit_position\":{}", e.commit_position);
   out += ",\"stream\":";
-  append_json_string(out, e.stream);
+  base::append_json_string(out, e.stream);
   out += fmt::format(",\"revision\":{},\"id\":\"{}\",\"type\":", e.revision, e.id.to_string());
-  append_json_string(out, e.type);
+  base::append_json_string(out, e.type);
   out += fmt::format(",\"recorded_at\":\"{}\"", format_rfc3339_ns(e.recorded_ns));
   if (for_export) out += fmt::format(",\"recorded_ns\":{}", e.recorded_ns);
   out += fmt::format(",\"content_type\":\"{}\"", content_type_name(e.content_type));

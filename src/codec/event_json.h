@@ -15,10 +15,6 @@
 
 namespace cairn::codec {
 
-void append_json_string(std::string& out, std::string_view s);
-std::string base64_encode(std::string_view bytes);
-Result<std::string> base64_decode(std::string_view text);
-
 // One object (no newline) for an event. With for_export, adds commit_position, recorded_ns, digest_salt and
 // (for events whose personal parts the store sealed) "sealed_parts":true.
 std::string event_json(const EventView& e, bool for_export);

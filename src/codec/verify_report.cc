@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 
 namespace cairn::codec {
@@ -14,11 +15,11 @@ std::string verify_report_json(const VerifyReport& r) {
       r.ok, r.segments, r.commits, r.events, r.bytes, r.streams, r.removed_payloads, r.torn_tail_bytes, r.chain_head_hex);
   if (!r.ok) {
     out += ",\"file\":";
-    append_json_string(out, r.file);
+    base::append_json_string(out, r.file);
     out += fmt::format(",\"offset\":{}", r.offset);
     if (r.position) out += fmt::format(",\"position\":{}", *r.position);
     out += ",\"problem\":";
-    append_json_string(out, r.problem);
+    base::append_json_string(out, r.problem);
   }
   out += "}";
   return out;

@@ -124,12 +124,12 @@ class Run {
     std::shared_ptr<Run> r(new Run());
     r->path_ = path;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::io_error(fmt::format("cannot open {}: {}", path, log::errno_text(errno)));
+    if (fd < 0) return Status::io_error(fmt::format("cannot open {}: {}", path, base::errno_text(errno)));
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
       const int e = errno;
       ::close(fd);
-      return Status::io_error(fmt::format("cannot stat {}: {}", path, log::errno_text(e)));
+      return Status::io_error(fmt::format("cannot stat {}: {}", path, base::errno_text(e)));
     }
     r->size_ = static_cast<uint64_t>(st.st_size);
     if (r->size_ < kRunHeaderSize + 4) {
@@ -138,7 +138,7 @@ class Run {
     }
     void* m = ::mmap(nullptr, r->size_, PROT_READ, MAP_SHARED, fd, 0);
     ::close(fd);
-    if (m == MAP_FAILED) return Status::io_error(fmt::format("cannot map {}: {}", path, log::errno_text(errno)));
+    if (m == MAP_FAILED) return Status::io_error(fmt::format("cannot map {}: {}", path, base::errno_text(errno)));
     r->map_ = static_cast<const uint8_t*>(m);
     const uint8_t* p = r->map_;
     if (std::memcmp(p, kRunMagic, 8) != 0 || log::load32(p + 8) != kRunVersion)
@@ -194,7 +194,7 @@ class Run {
 
   // Writes a run file durably (temp file, fsync, rename, directory fsync) from sorted sections in the
   // order streams, types, ids, sparse.
-  static Status write(log::FileSystem* fs, const std::string& dir, uint64_t from, uint64_t to,
+  static Status write(base::FileSystem* fs, const std::string& dir, uint64_t from, uint64_t to,
                       const Section& streams, const Section& types, const Section& ids, const Section& sparse) {
     uint8_t h[kRunHeaderSize] = {};
     std::memcpy(h, kRunMagic, 8);
@@ -255,7 +255,7 @@ class Run {
   bool remove_when_unused_ = false;
 };
 
-Result<std::unique_ptr<Index>> Index::open(const std::string& dir, log::FileSystem* fs, uint64_t memtable_limit,
+Result<std::unique_ptr<Index>> Index::open(const std::string& dir, base::FileSystem* fs, uint64_t memtable_limit,
                                            bool read_only) {
   std::unique_ptr<Index> idx(new Index());
   idx->dir_ = dir + "/index";
@@ -263,9 +263,9 @@ Result<std::unique_ptr<Index>> Index::open(const std::string& dir, log::FileSyst
   idx->memtable_limit_ = std::max<uint64_t>(memtable_limit, 1);
   idx->read_only_ = read_only;
   idx->active_ = std::make_unique<Memtable>();
-  if (!read_only) CAIRN_RETURN_IF_ERROR(log::make_dirs(idx->dir_));
+  if (!read_only) CAIRN_RETURN_IF_ERROR(base::make_dirs(idx->dir_));
 
-  auto manifest = log::read_whole_file(idx->dir_ + "/" + kManifest);
+  auto manifest = base::read_whole_file(idx->dir_ + "/" + kManifest);
   if (manifest.ok()) {
     // Format: "cairn-index 1\nthrough N\nrun NAME\n...\ncrc C\n"; any damage means: rebuild.
     const std::string& text = *manifest;
@@ -432,7 +432,7 @@ Status Index::write_manifest(uint64_t through, const std::vector<std::shared_ptr
   std::string text = fmt::format("cairn-index 1\nthrough {}\n", through);
   for (const auto& r : runs) text += "run " + r->name() + "\n";
   text += fmt::format("crc {}\n", log::crc32c(text.data(), text.size()));
-  return log::write_file_atomically(fs_, dir_, kManifest, text);
+  return base::write_file_atomically(fs_, dir_, kManifest, text);
 }
 
 // Merges the last two runs while the older is at most twice the newer (a binary-counter shape, as

@@ -28,7 +28,7 @@
 
 #include "cairn/event.h"
 #include "cairn/status.h"
-#include "log/file.h"
+#include "base/file.h"
 
 namespace cairn::index {
 
@@ -74,7 +74,7 @@ class Index {
  public:
   // Opens dir/index. If the manifest or a run is missing or damaged, the index starts empty (and is rebuilt
   // from the log by the caller's replay); rebuilt() tells.
-  static Result<std::unique_ptr<Index>> open(const std::string& dir, log::FileSystem* fs, uint64_t memtable_limit,
+  static Result<std::unique_ptr<Index>> open(const std::string& dir, base::FileSystem* fs, uint64_t memtable_limit,
                                              bool read_only);
   ~Index();
 
@@ -114,7 +114,7 @@ class Index {
   void freeze_locked();
 
   std::string dir_;
-  log::FileSystem* fs_ = nullptr;
+  base::FileSystem* fs_ = nullptr;
   uint64_t memtable_limit_ = 0;
   bool read_only_ = false;
   bool rebuilt_ = false;

@@ -12,6 +12,7 @@
 #include <simdjson.h>
 
 #include "cairn/ledger.h"
+#include "base/text.h"
 #include "codec/event_json.h"
 #include "ledger/decisions.h"
 #include "log/sha256.h"
@@ -20,7 +21,7 @@ namespace cairn {
 namespace {
 
 namespace dom = simdjson::dom;
-using codec::append_json_string;
+using base::append_json_string;
 
 // Message content as text: strings as they are; OpenTelemetry-style parts joined (their text content);
 // anything else as its JSON text.

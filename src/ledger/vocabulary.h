@@ -31,6 +31,7 @@ enum class LedgerType : uint8_t {
   kCorrectionRecorded,
 };
 LedgerType ledger_type(std::string_view event_type);
+inline bool is_ledger_type(std::string_view event_type) { return ledger_type(event_type) != LedgerType::kNone; }
 
 // What an event refers to, for the existence and order checks.
 struct References {

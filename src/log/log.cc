@@ -17,15 +17,15 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
   log->dir_ = dir;
   log->log_dir_ = dir + "/log";
   log->options_ = options;
-  if (!path_exists(log->log_dir_)) {
+  if (!base::path_exists(log->log_dir_)) {
     if (options.read_only) return Status::not_found(fmt::format("{} holds no Cairn log (no log/ folder)", dir));
-    CAIRN_RETURN_IF_ERROR(make_dirs(log->log_dir_));
+    CAIRN_RETURN_IF_ERROR(base::make_dirs(log->log_dir_));
     CAIRN_RETURN_IF_ERROR(options.fs->sync_dir(dir));
   }
 
   std::vector<uint64_t> firsts;
   DIR* d = ::opendir(log->log_dir_.c_str());
-  if (d == nullptr) return Status::io_error(fmt::format("cannot list {}: {}", log->log_dir_, errno_text(errno)));
+  if (d == nullptr) return Status::io_error(fmt::format("cannot list {}: {}", log->log_dir_, base::errno_text(errno)));
   while (dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
     uint64_t first = 0;
@@ -71,14 +71,14 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
   if (!options.read_only) {
     log->head_fd_ = ::open((log->log_dir_ + "/HEAD").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (log->head_fd_ < 0)
-      return Status::io_error(fmt::format("cannot open {}/HEAD: {}", log->log_dir_, errno_text(errno)));
+      return Status::io_error(fmt::format("cannot open {}/HEAD: {}", log->log_dir_, base::errno_text(errno)));
     log->write_head_hint();
   }
   if (!firsts.empty()) {
     if (!options.read_only) {
       auto f = options.fs->open_for_append(log->segments_.back()->path());
       if (!f.ok()) return f.status();
-      log->active_file_ = std::shared_ptr<WritableFile>(std::move(*f));
+      log->active_file_ = std::shared_ptr<base::WritableFile>(std::move(*f));
     }
   }
   return log;
@@ -96,7 +96,7 @@ void Log::write_head_hint() {
 }
 
 Result<uint64_t> read_head_hint(const std::string& dir) {
-  auto bytes = read_whole_file(dir + "/log/HEAD");
+  auto bytes = base::read_whole_file(dir + "/log/HEAD");
   if (!bytes.ok()) return bytes.status();
   if (bytes->size() != 8) return Status::corruption(dir + "/log/HEAD: not 8 bytes");
   return load64(reinterpret_cast<const uint8_t*>(bytes->data()));
@@ -141,10 +141,10 @@ Status Log::recover_tail() {
     if (options_.read_only) break;  // torn (or corrupt with repair asked): a reader stops there and changes nothing
     if (corrupt) {
       const std::string repair_dir = dir_ + "/repair";
-      CAIRN_RETURN_IF_ERROR(make_dirs(repair_dir));
+      CAIRN_RETURN_IF_ERROR(base::make_dirs(repair_dir));
       CAIRN_RETURN_IF_ERROR(options_.fs->sync_dir(dir_));  // the copy must survive a crash before the cut does
       const std::string name = fmt::format("{}.{}.cut", seg->name(), offset);
-      CAIRN_RETURN_IF_ERROR(write_file_atomically(
+      CAIRN_RETURN_IF_ERROR(base::write_file_atomically(
           options_.fs, repair_dir, name,
           std::string_view(reinterpret_cast<const char*>(base + offset), size - offset)));
     }
@@ -181,7 +181,7 @@ Status Log::create_segment(uint64_t first_position, const Hash& chain_before, in
   if (!f.ok()) return f.status();
   {
     std::lock_guard g(file_mu_);
-    active_file_ = std::shared_ptr<WritableFile>(std::move(*f));
+    active_file_ = std::shared_ptr<base::WritableFile>(std::move(*f));
   }
   std::unique_lock lock(segments_mu_);
   segments_.push_back(std::move(*seg));
@@ -236,7 +236,7 @@ Status Log::write(const std::string& bytes) {
 Status Log::sync() {
   CAIRN_RETURN_IF_ERROR(poisoned());
   if (!options_.sync) return {};
-  std::shared_ptr<WritableFile> file;
+  std::shared_ptr<base::WritableFile> file;
   {
     std::lock_guard g(file_mu_);
     file = active_file_;

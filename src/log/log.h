@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "cairn/status.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "log/record.h"
 #include "log/segment.h"
 
@@ -38,7 +38,7 @@ inline bool frame_needs_sparse_entry(uint64_t offset, uint64_t size) {
 }
 
 struct LogOptions {
-  FileSystem* fs = nullptr;
+  base::FileSystem* fs = nullptr;
   uint64_t segment_size = 128ull << 20;
   uint64_t max_commit_bytes = 17ull << 20;  // the largest frame a commit can produce (the store computes it from its limits)
   bool read_only = false;
@@ -118,7 +118,7 @@ class Log {
   LogOptions options_;
   mutable std::shared_mutex segments_mu_;
   std::vector<std::shared_ptr<Segment>> segments_;
-  std::shared_ptr<WritableFile> active_file_;  // replaced only by the writer thread, under file_mu_
+  std::shared_ptr<base::WritableFile> active_file_;  // replaced only by the writer thread, under file_mu_
   mutable std::mutex file_mu_;
   std::atomic<uint64_t> durable_end_{0};
   Hash chain_head_{};

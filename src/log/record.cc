@@ -1,4 +1,3 @@
-#include "privacy/personal.h"
 #include "log/record.h"
 
 #include <cstring>
@@ -6,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "log/crc32c.h"
+#include "log/sealed_form.h"
 
 namespace cairn::log {
 namespace {
@@ -189,10 +189,9 @@ Hash payload_digest(Sha256& sha, const uint8_t* salt, std::string_view metadata,
 
 Hash event_digest(Sha256& sha, const uint8_t* salt, std::string_view metadata, std::string_view data, bool sealed_parts) {
   if (!sealed_parts) return payload_digest(sha, salt, metadata, data);
-  // The format defines this digest over the redactable form (docs/format.md), so the log calls into the
-  // privacy code that knows the envelopes. Stored data that is not valid sealed JSON gets a digest no
+  // The format defines this digest over the redactable form (docs/format.md, log/sealed_form.h). Stored data that is not valid sealed JSON gets a digest no
   // valid payload has (the all-0xFF hash), which verify then reports.
-  auto form = privacy::redactable_form(data);
+  auto form = redactable_form(data);
   if (!form.ok()) {
     Hash bad;
     bad.fill(0xFF);

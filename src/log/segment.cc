@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "log/file.h"
+#include "base/file.h"
 
 namespace cairn::log {
 
@@ -19,14 +19,14 @@ Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, uint64_t
   std::shared_ptr<Segment> s(new Segment());
   s->path_ = path;
   s->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (s->fd_ < 0) return Status::io_error(fmt::format("cannot open segment {}: {}", path, errno_text(errno)));
+  if (s->fd_ < 0) return Status::io_error(fmt::format("cannot open segment {}: {}", path, base::errno_text(errno)));
   struct stat st {};
-  if (::fstat(s->fd_, &st) != 0) return Status::io_error(fmt::format("cannot stat {}: {}", path, errno_text(errno)));
+  if (::fstat(s->fd_, &st) != 0) return Status::io_error(fmt::format("cannot stat {}: {}", path, base::errno_text(errno)));
   s->file_size_ = static_cast<uint64_t>(st.st_size);
   s->capacity_ = std::max<uint64_t>(map_capacity, s->file_size_);
   if (s->capacity_ == 0) s->capacity_ = 1;
   void* m = ::mmap(nullptr, s->capacity_, PROT_READ, MAP_SHARED, s->fd_, 0);
-  if (m == MAP_FAILED) return Status::io_error(fmt::format("cannot map {}: {}", path, errno_text(errno)));
+  if (m == MAP_FAILED) return Status::io_error(fmt::format("cannot map {}: {}", path, base::errno_text(errno)));
   s->map_ = static_cast<uint8_t*>(m);
   ::madvise(m, s->capacity_, MADV_SEQUENTIAL);
   auto h = decode_segment_header(s->map_, s->file_size_);

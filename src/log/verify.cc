@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "cairn/maintenance.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "log/record.h"
 #include "log/segment.h"
 #include "log/verify.h"
@@ -90,12 +90,12 @@ struct Walker {
 
 Result<VerifyReport> verify_log(const std::string& dir, const ProgressFn& progress) {
   const std::string log_dir = dir + "/log";
-  if (!log::path_exists(log_dir)) return Status::not_found(dir + " holds no Cairn log (no log/ folder)");
-  auto lock = log::lock_data_dir(dir);
+  if (!base::path_exists(log_dir)) return Status::not_found(dir + " holds no Cairn log (no log/ folder)");
+  auto lock = base::lock_data_dir(dir);
   if (!lock.ok()) return lock.status();
   struct Unlock {
     int fd;
-    ~Unlock() { log::unlock_data_dir(fd); }
+    ~Unlock() { base::unlock_data_dir(fd); }
   } unlock{*lock};
 
   std::vector<uint64_t> firsts;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "log/sealed_form.h"
 #include "log/sha256.h"
 #include "pg/store_impl.h"
 #include "pg/verify.h"
@@ -80,7 +81,7 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
       for (size_t k = 0; k < e.data.size(); ++k) out.bytes_replaced += e.data[k] != (*replaced)[k] ? 1 : 0;
       for (auto& kid : key_ids) subjects.insert(kid.substr(0, kid.find('/')));
       // The function checks the new data against the redacted form the digest commits to.
-      auto redacted = ext_.sealed->redactable_form(e.data);
+      auto redacted = log::redactable_form(e.data);
       if (!redacted.ok()) return Status(redacted.status().code(), fmt::format("event at position {}: {}", e.position,
                                                                             redacted.status().message()));
       changes.push_back(Change{e.position, std::move(*replaced), std::move(*redacted)});

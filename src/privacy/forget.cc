@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 #include "store/validate.h"
 
@@ -56,7 +57,7 @@ Result<ForgetResult> forget_subject(Store& store, KeyStore& keys, std::string_vi
   // The key is gone; now the record. It names the subject only by its keyed hash.
   std::string data = fmt::format(R"({{"subject":"{}","keys_destroyed":{},"affected_events":{},"reason":)", out.subject_id,
                                  out.keys_destroyed, out.affected_events);
-  codec::append_json_string(data, reason);
+  base::append_json_string(data, reason);
   data += "}";
   auto r = record_privacy_event(store, kForgottenType, std::move(data), actor_json);
   if (!r.ok())

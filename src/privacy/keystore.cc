@@ -12,9 +12,10 @@
 
 #include <fmt/format.h>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 #include "log/crc32c.h"
-#include "log/file.h"
+#include "base/file.h"
 
 namespace cairn::privacy {
 namespace {
@@ -30,10 +31,10 @@ bool init_sodium() {
   return ok;
 }
 
-std::string b64(std::string_view bytes) { return codec::base64_encode(bytes); }
+std::string b64(std::string_view bytes) { return base::base64_encode(bytes); }
 
 bool unb64(std::string_view text, std::string* out) {
-  auto bytes = codec::base64_decode(text);
+  auto bytes = base::base64_decode(text);
   if (!bytes.ok()) return false;
   *out = std::move(*bytes);
   return true;
@@ -74,7 +75,7 @@ Result<Key> parse_master_key(std::string_view base64) {
 Result<std::string> load_master_key_text(const std::string& file) {
   std::string key;
   if (!file.empty()) {
-    auto text = log::read_whole_file(file);
+    auto text = base::read_whole_file(file);
     if (!text.ok()) return Status::invalid_argument(fmt::format("--master-key-file: {}", text.status().message()));
     key = std::move(*text);
   } else if (const char* env = std::getenv("CAIRN_MASTER_KEY")) {
@@ -86,24 +87,7 @@ Result<std::string> load_master_key_text(const std::string& file) {
   return key;
 }
 
-namespace {
-bool is_hex_id(std::string_view s, std::string_view prefix) {
-  if (s.size() != prefix.size() + 32 || !s.starts_with(prefix)) return false;
-  for (char c : s.substr(prefix.size()))
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-}  // namespace
-
-bool is_subject_id(std::string_view s) { return is_hex_id(s, "hs:"); }
-
-}  // namespace cairn::privacy
-
-namespace cairn {
-bool is_data_key_id(std::string_view s) { return privacy::is_hex_id(s, "dk:"); }
-}  // namespace cairn
-
-namespace cairn::privacy {
+bool is_subject_id(std::string_view s) { return base::is_hex_id(s, "hs:"); }
 
 SealingKey sealing_key(const Key& key) {
   init_sodium();
@@ -159,7 +143,7 @@ Result<std::string> unseal(const Key& key, const Sealed& sealed, std::string_vie
 
 Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& dir, const Key& master) {
   if (!init_sodium()) return Status(ErrorCode::kIoError, "libsodium could not be initialized");
-  CAIRN_RETURN_IF_ERROR(log::make_dirs(dir));
+  CAIRN_RETURN_IF_ERROR(base::make_dirs(dir));
   auto ks = std::unique_ptr<KeyStore>(new KeyStore());
   ks->dir_ = dir;
   Key wrap{};
@@ -171,9 +155,9 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& dir, const K
   ks->index_mac_ = std::make_unique<crypto_auth_hmacsha256_state>();
   crypto_auth_hmacsha256_init(ks->index_mac_.get(), ks->index_key_.data(), ks->index_key_.size());
   const std::string path = dir + "/" + std::string(kFile);
-  if (!log::path_exists(path))
-    CAIRN_RETURN_IF_ERROR(log::write_file_atomically(log::posix_fs(), dir, std::string(kFile), std::string(kHeader) + "\n"));
-  auto text = log::read_whole_file(path);
+  if (!base::path_exists(path))
+    CAIRN_RETURN_IF_ERROR(base::write_file_atomically(base::posix_fs(), dir, std::string(kFile), std::string(kHeader) + "\n"));
+  auto text = base::read_whole_file(path);
   if (!text.ok()) return text.status();
   // A line without its newline at the end is an append a crash cut short: its key was never handed out.
   size_t complete = text->rfind('\n');
@@ -246,12 +230,12 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& dir, const K
   for (auto& [_, entries] : ks->subjects_)
     std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.generation < b.generation; });
   if (complete != text->size()) {
-    auto f = log::posix_fs()->open_for_append(path);
+    auto f = base::posix_fs()->open_for_append(path);
     if (!f.ok()) return f.status();
     CAIRN_RETURN_IF_ERROR((*f)->truncate(complete));
     CAIRN_RETURN_IF_ERROR((*f)->sync());
   }
-  auto f = log::posix_fs()->open_for_append(path);
+  auto f = base::posix_fs()->open_for_append(path);
   if (!f.ok()) return f.status();
   ks->file_ = std::move(*f);
   return ks;
@@ -397,7 +381,7 @@ Result<size_t> KeyStore::destroy(std::string_view subject) {
   const std::string path = dir_ + "/" + std::string(kFile);
   // Keep the old file open: its bytes are overwritten once the new file is in place.
   const int old_fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  Status st = log::write_file_atomically(log::posix_fs(), dir_, std::string(kFile), content);
+  Status st = base::write_file_atomically(base::posix_fs(), dir_, std::string(kFile), content);
   if (!st.ok()) {
     forgotten_lines_.pop_back();
     if (old_fd >= 0) ::close(old_fd);
@@ -418,7 +402,7 @@ Result<size_t> KeyStore::destroy(std::string_view subject) {
     (void)::fdatasync(old_fd);
     ::close(old_fd);
   }
-  auto f = log::posix_fs()->open_for_append(path);
+  auto f = base::posix_fs()->open_for_append(path);
   if (!f.ok()) return f.status();
   file_ = std::move(*f);
   return doomed.size();

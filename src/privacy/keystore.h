@@ -29,10 +29,11 @@
 
 #include "cairn/data_keys.h"
 #include "cairn/status.h"
+#include "log/sealed_form.h"
 
 struct crypto_auth_hmacsha256_state;
 
-namespace cairn::log {
+namespace cairn::base {
 class WritableFile;
 }
 
@@ -49,10 +50,7 @@ Result<std::string> load_master_key_text(const std::string& file);
 // Whether s is a subject id as subject_id() writes it: "hs:" and 32 lowercase hex digits.
 bool is_subject_id(std::string_view s);
 
-struct Sealed {
-  std::array<uint8_t, 24> nonce{};
-  std::string ciphertext;  // plaintext length + 16 (the tag)
-};
+using Sealed = log::SealedBytes;  // the bytes of one sealed part, as the log's format stores them
 // A key ready for sealing: the cipher key and, derived from it once, the key of the nonce's PRF.
 struct SealingKey {
   Key key{};
@@ -106,7 +104,7 @@ class KeyStore final : public DataKeys {
   SealingKey wrap_key_{};
   Key index_key_{};
   std::unique_ptr<crypto_auth_hmacsha256_state> index_mac_;  // keyed with index_key_, copied per subject id
-  std::unique_ptr<log::WritableFile> file_;
+  std::unique_ptr<base::WritableFile> file_;
   // Looked up by string_view without building a string (C++20 heterogeneous lookup).
   struct NameHash {
     using is_transparent = void;

@@ -5,27 +5,16 @@
 #include <algorithm>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
-#include "codec/event_json.h"
-#include "log/sha256.h"
 
 namespace cairn::privacy {
 namespace {
 
 namespace od = simdjson::ondemand;
 
-// The exact texts the store writes. Client data of an event that declares personal parts may not hold the
-// sealed or purged keys (checked on write), so in the stored data of a record with sealed parts every
-// occurrence of these prefixes is one the store wrote: the envelopes are found by a text scan, and the
-// client's bytes around them are never re-serialized.
-constexpr std::string_view kSealedKey = "\"$cairn.sealed\"";
-constexpr std::string_view kPurgedKey = "\"$cairn.purged\"";
-constexpr std::string_view kSealedPrefix = R"({"$cairn.sealed":{"v":1,"k":")";
-constexpr std::string_view kPurgedPrefix = R"({"$cairn.purged":")";
+// What a reader sees in place of a part whose subject was forgotten. The stored forms (envelope, purged
+// marker) are the log's format: log/sealed_form.h.
 constexpr std::string_view kRedactedMarker = R"({"$cairn.redacted":{"reason":"subject forgotten"}})";
 constexpr size_t kMaxSubjectBytes = 256;
-constexpr size_t kDigestHex = 64;
 
 std::string associated(const Uuid& id, std::string_view pointer) { return id.to_string() + "\n" + std::string(pointer); }
 
@@ -160,107 +149,6 @@ bool locate(od::document& doc, const char* base, const std::vector<std::string>&
   out->begin = static_cast<size_t>(raw.data() - base);
   out->end = out->begin + raw.size();
   return true;
-}
-
-// One envelope the store wrote, found by its text: [begin, end) in the stored data.
-struct Envelope {
-  size_t begin = 0, end = 0;
-  std::string_view key_id;
-  std::string pointer;
-  Sealed sealed;
-};
-
-// Reads the envelope starting at `at` (where kSealedPrefix begins):
-// {"$cairn.sealed":{"v":1,"k":"<key id>","p":<pointer, a JSON string>,"n":"<nonce>","c":"<ciphertext>"}}
-Result<Envelope> read_envelope(std::string_view text, size_t at) {
-  auto bad = [&](std::string_view what) {
-    return Status::corruption(fmt::format("the sealed part at byte {} of the stored data: {}", at, what));
-  };
-  if (text.substr(at, kSealedPrefix.size()) != kSealedPrefix) return bad("not a version-1 envelope {v, k, p, n, c}");
-  Envelope e;
-  e.begin = at;
-  size_t i = at + kSealedPrefix.size();
-  auto until_quote = [&](std::string_view* field) {
-    const size_t close = text.find('"', i);
-    if (close == std::string_view::npos) return false;
-    *field = text.substr(i, close - i);
-    i = close + 1;
-    return true;
-  };
-  auto expect = [&](std::string_view s) {
-    if (text.substr(i, s.size()) != s) return false;
-    i += s.size();
-    return true;
-  };
-  if (!until_quote(&e.key_id) || !expect(R"(,"p":")")) return bad("not a version-1 envelope {v, k, p, n, c}");
-  const size_t p_begin = i;
-  bool escaped = false;
-  while (i < text.size() && text[i] != '"') i += text[i] == '\\' ? (escaped = true, 2) : 1;
-  if (i >= text.size()) return bad("its pointer is not a JSON string");
-  const std::string_view raw_pointer = text.substr(p_begin, i - p_begin);
-  ++i;
-  if (!escaped) {
-    e.pointer = std::string(raw_pointer);
-  } else {
-    const auto j = nlohmann::json::parse(std::string("\"").append(raw_pointer).append("\""), nullptr, false);
-    if (!j.is_string()) return bad("its pointer is not a JSON string");
-    e.pointer = j.get<std::string>();
-  }
-  std::string_view nonce, ciphertext;
-  if (!expect(R"(,"n":")") || !until_quote(&nonce) || !expect(R"(,"c":")") || !until_quote(&ciphertext) || !expect("}}"))
-    return bad("not a version-1 envelope {v, k, p, n, c}");
-  auto n = codec::base64_decode(nonce);
-  if (!n.ok() || n->size() != e.sealed.nonce.size()) return bad("a bad nonce");
-  std::copy(n->begin(), n->end(), e.sealed.nonce.begin());
-  auto c = codec::base64_decode(ciphertext);
-  if (!c.ok()) return bad("bad ciphertext base64");
-  e.sealed.ciphertext = std::move(*c);
-  e.end = i;
-  return e;
-}
-
-// The purged marker of a sealed part, padded with spaces to the envelope's width: a purge then keeps every
-// record's size, so a rewritten segment keeps every offset (no index to rebuild) and data_len stays true.
-// An envelope is always wider than a marker (its key id, nonce and tag alone take more).
-void append_purged_marker(std::string& out, const Sealed& sealed, size_t width) {
-  thread_local log::Sha256 sha;  // a context costs more to create than to hash one part
-  sha.update(sealed.nonce.data(), sealed.nonce.size());
-  sha.update(sealed.ciphertext);
-  const size_t start = out.size();
-  out += kPurgedPrefix;
-  out += log::hex(sha.final());
-  out += "\"}";
-  const size_t used = out.size() - start;
-  if (width > used) out.append(width - used, ' ');
-}
-
-// The end of the purged marker starting at `at`, or npos when the text there is not one.
-size_t purged_marker_end(std::string_view text, size_t at) {
-  const size_t hex = at + kPurgedPrefix.size();
-  if (text.size() < hex + kDigestHex + 2 || text.substr(hex + kDigestHex, 2) != "\"}") return std::string_view::npos;
-  return hex + kDigestHex + 2;
-}
-
-Result<size_t> checked_purged_marker_end(std::string_view text, size_t at) {
-  const size_t end = purged_marker_end(text, at);
-  if (end == std::string_view::npos)
-    return Status::corruption(fmt::format("the purged part at byte {} of the stored data is not a purge marker", at));
-  return end;
-}
-
-// Calls f(begin, kind) for each envelope and purged marker in stored data, in order; kind 's' or 'p'.
-// f returns the offset to continue from.
-template <typename F>
-Status scan(std::string_view text, F&& f) {
-  size_t at = 0;
-  while (true) {
-    const size_t s = text.find(kSealedPrefix.substr(0, kSealedKey.size() + 2), at);  // {"$cairn.sealed":
-    const size_t p = text.find(kPurgedPrefix, at);
-    if (s == std::string_view::npos && p == std::string_view::npos) return {};
-    auto next = (s != std::string_view::npos && (p == std::string_view::npos || s < p)) ? f(s, 's') : f(p, 'p');
-    if (!next.ok()) return next.status();
-    at = *next;
-  }
 }
 
 // "<what>.metadata.privacy" in an error message.
@@ -424,7 +312,7 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
     d.parts = std::move(raw.parts);
   }
   // The data may not hold the keys the store's envelopes use (a reader would take them for the store's own).
-  if (has_object_key(data, kSealedKey) || has_object_key(data, kPurgedKey))
+  if (has_object_key(data, log::kSealedKey) || has_object_key(data, log::kPurgedKey))
     return Status::invalid_argument(fmt::format(
         "{}.data: an event with personal parts may not use the keys \"$cairn.sealed\" or \"$cairn.purged\" (reserved)", what));
   // Every pointer must name a value in the data, and no part may contain another.
@@ -489,17 +377,9 @@ Result<SealedEvent> seal_event(KeyStore& keys, const Uuid& id, std::string_view 
     const std::string_view before = data.substr(copied, part->value.begin - copied);
     out.data += before;
     const size_t envelope_start = out.data.size();
-    out.data += kSealedPrefix;
-    out.data += key->first;
-    out.data += R"(","p":)";
-    codec::append_json_string(out.data, part->pointer);
-    out.data += R"(,"n":")";
-    out.data += codec::base64_encode(std::string_view(reinterpret_cast<const char*>(s.nonce.data()), s.nonce.size()));
-    out.data += R"(","c":")";
-    out.data += codec::base64_encode(s.ciphertext);
-    out.data += "\"}}";
+    log::append_envelope(out.data, key->first, part->pointer, s);
     out.redactable += before;
-    append_purged_marker(out.redactable, s, out.data.size() - envelope_start);
+    log::append_purged_marker(out.redactable, s, out.data.size() - envelope_start);
     copied = part->value.end;
   }
   out.data += data.substr(copied);
@@ -521,10 +401,6 @@ Result<SealedEvent> seal_event(KeyStore& keys, const Uuid& id, std::string_view 
   return out;
 }
 
-bool has_sealed_parts(std::string_view stored_data) {
-  return stored_data.find(kSealedKey) != std::string_view::npos || stored_data.find(kPurgedKey) != std::string_view::npos;
-}
-
 Result<std::string> open_data(const KeyStore& keys, const Uuid& id, std::string_view stored_data, bool* redacted) {
   *redacted = false;
   if (!has_sealed_parts(stored_data)) return std::string(stored_data);
@@ -532,10 +408,10 @@ Result<std::string> open_data(const KeyStore& keys, const Uuid& id, std::string_
   out.reserve(stored_data.size());
   size_t copied = 0;
   std::vector<std::string> tokens;
-  CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
+  CAIRN_RETURN_IF_ERROR(log::scan_parts(stored_data, [&](size_t at, log::PartKind kind) -> Result<size_t> {
     out += stored_data.substr(copied, at - copied);
-    if (kind == 'p') {
-      auto end_or = checked_purged_marker_end(stored_data, at);
+    if (kind == log::PartKind::kPurged) {
+      auto end_or = log::purged_marker_end(stored_data, at);
       if (!end_or.ok()) return end_or.status();
       const size_t end = *end_or;
       out += kRedactedMarker;
@@ -544,7 +420,7 @@ Result<std::string> open_data(const KeyStore& keys, const Uuid& id, std::string_
       while (next < stored_data.size() && stored_data[next] == ' ') ++next;  // the purge's padding
       return copied = next;
     }
-    auto env = read_envelope(stored_data, at);
+    auto env = log::read_envelope(stored_data, at);
     if (!env.ok()) return env.status();
     // The envelope's pointer is bound to the ciphertext (associated data); that it names the envelope's own
     // place keeps a part from being moved to another field of the event.
@@ -577,32 +453,15 @@ Result<std::string> open_data(const KeyStore& keys, const Uuid& id, std::string_
   return out;
 }
 
-Result<std::string> redactable_form(std::string_view stored_data) {
-  if (!has_sealed_parts(stored_data)) return std::string(stored_data);
-  std::string out;
-  out.reserve(stored_data.size());
-  size_t copied = 0;
-  CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
-    if (kind == 'p') return checked_purged_marker_end(stored_data, at);  // already in redactable form
-    auto env = read_envelope(stored_data, at);
-    if (!env.ok()) return env.status();
-    out += stored_data.substr(copied, at - copied);
-    append_purged_marker(out, env->sealed, env->end - env->begin);
-    return copied = env->end;
-  }));
-  out += stored_data.substr(copied);
-  return out;
-}
-
 Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_data, size_t* purged,
                                 std::vector<std::string>* key_ids) {
   *purged = 0;
   std::string out;
   out.reserve(stored_data.size());
   size_t copied = 0;
-  CAIRN_RETURN_IF_ERROR(scan(stored_data, [&](size_t at, char kind) -> Result<size_t> {
-    if (kind == 'p') return checked_purged_marker_end(stored_data, at);
-    auto env = read_envelope(stored_data, at);
+  CAIRN_RETURN_IF_ERROR(log::scan_parts(stored_data, [&](size_t at, log::PartKind kind) -> Result<size_t> {
+    if (kind == log::PartKind::kPurged) return log::purged_marker_end(stored_data, at);
+    auto env = log::read_envelope(stored_data, at);
     if (!env.ok()) return env.status();
     auto key = keys.key(env->key_id);
     // A key this key store never had (data imported from elsewhere) is not one it forgot: kept.
@@ -610,7 +469,7 @@ Result<std::string> purge_parts(const KeyStore& keys, std::string_view stored_da
     if (!key.ok()) return key.status();
     if (*key) return env->end;
     out += stored_data.substr(copied, at - copied);
-    append_purged_marker(out, env->sealed, env->end - env->begin);
+    log::append_purged_marker(out, env->sealed, env->end - env->begin);
     ++*purged;
     if (key_ids) key_ids->emplace_back(env->key_id);
     return copied = env->end;

@@ -23,6 +23,7 @@
 
 #include "cairn/event.h"
 #include "cairn/status.h"
+#include "log/sealed_form.h"
 #include "privacy/keystore.h"
 
 namespace cairn::privacy {
@@ -60,17 +61,15 @@ struct SealedEvent {
 Result<SealedEvent> seal_event(KeyStore& keys, const Uuid& id, std::string_view data, std::string_view metadata,
                                const Declaration& declaration);
 
-// Whether stored data holds sealed or purged parts (a cheap check before anything else).
-bool has_sealed_parts(std::string_view stored_data);
+// Whether stored data holds sealed or purged parts, and its redactable form: the log's format
+// (log/sealed_form.h), named here too because every user of sealed parts needs them.
+using log::has_sealed_parts;
+using log::redactable_form;
 
 // The data as the writer wrote it: every sealed part opened; a part whose key was destroyed, or that was
 // purged, becomes {"$cairn.redacted":{"reason":"subject forgotten"}} and *redacted is set. kCorruption when
 // an envelope is damaged, is not at the place its pointer names, or does not open with its key.
 Result<std::string> open_data(const KeyStore& keys, const Uuid& id, std::string_view stored_data, bool* redacted);
-
-// Every sealed part replaced by {"$cairn.purged": "<hex SHA-256(nonce ‖ ciphertext)>"}: what a purge leaves,
-// and what the payload digest of an event with sealed parts covers (so the chain survives the purge).
-Result<std::string> redactable_form(std::string_view stored_data);
 
 // The stored data with every part whose key the KeyStore destroyed replaced by its purged marker (the same
 // text redactable_form gives it); *purged counts them. Parts whose keys live, and parts under keys this

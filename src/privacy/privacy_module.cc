@@ -90,7 +90,7 @@ Result<ForgetResult> PrivacyModule::forget(Store& store, std::string_view subjec
 }
 
 Result<store::SegmentPurgeOutcome> PrivacyModule::purge_segment(const log::Segment& segment, uint64_t size,
-                                                                log::FileSystem* fs, const std::string& tmp_path,
+                                                                base::FileSystem* fs, const std::string& tmp_path,
                                                                 bool sync,
                                                                 const std::function<void(uint64_t)>& progress) const {
   auto p = privacy::purge_segment(segment, size, *keys_, fs, tmp_path, sync, progress);
@@ -101,10 +101,6 @@ Result<store::SegmentPurgeOutcome> PrivacyModule::purge_segment(const log::Segme
 Result<std::string> PrivacyModule::purge_parts(std::string_view stored_data, size_t* purged,
                                                std::vector<std::string>* key_ids) const {
   return privacy::purge_parts(*keys_, stored_data, purged, key_ids);
-}
-
-Result<std::string> PrivacyModule::redactable_form(std::string_view stored_data) const {
-  return privacy::redactable_form(stored_data);
 }
 
 Result<uint64_t> PrivacyModule::record_purge(Store& store, std::string data, std::string_view actor_json) {

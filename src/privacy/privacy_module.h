@@ -34,12 +34,11 @@ class PrivacyModule final : public store::AppendPolicy, public store::SealedPart
   Result<std::string> subject_id(std::string_view subject) const override;
   Result<ForgetResult> forget(Store& store, std::string_view subject, std::string_view reason,
                               std::string_view actor_json) override;
-  Result<store::SegmentPurgeOutcome> purge_segment(const log::Segment& segment, uint64_t size, log::FileSystem* fs,
+  Result<store::SegmentPurgeOutcome> purge_segment(const log::Segment& segment, uint64_t size, base::FileSystem* fs,
                                                    const std::string& tmp_path, bool sync,
                                                    const std::function<void(uint64_t)>& progress) const override;
   Result<std::string> purge_parts(std::string_view stored_data, size_t* purged,
                                   std::vector<std::string>* key_ids) const override;
-  Result<std::string> redactable_form(std::string_view stored_data) const override;
   Result<uint64_t> record_purge(Store& store, std::string data, std::string_view actor_json) override;
 
  private:

@@ -27,7 +27,7 @@ struct FrameChanges {
 }  // namespace
 
 Result<SegmentPurge> purge_segment(const log::Segment& segment, uint64_t size, const KeyStore& keys,
-                                   log::FileSystem* fs, const std::string& tmp_path, bool sync,
+                                   base::FileSystem* fs, const std::string& tmp_path, bool sync,
                                    const std::function<void(uint64_t scanned)>& progress) {
   SegmentPurge out;
   const uint8_t* base = segment.data();

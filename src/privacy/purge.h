@@ -15,7 +15,7 @@
 
 #include "cairn/maintenance.h"
 #include "cairn/status.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "log/segment.h"
 #include "privacy/keystore.h"
 
@@ -33,7 +33,7 @@ struct SegmentPurge {
 // parts, writes the purged copy to tmp_path (synced when `sync`). A damaged commit is kCorruption naming the
 // file and offset, and nothing is written. progress, if given, is told the bytes scanned so far.
 Result<SegmentPurge> purge_segment(const log::Segment& segment, uint64_t size, const KeyStore& keys,
-                                   log::FileSystem* fs, const std::string& tmp_path, bool sync,
+                                   base::FileSystem* fs, const std::string& tmp_path, bool sync,
                                    const std::function<void(uint64_t scanned)>& progress = {});
 
 }  // namespace cairn::privacy

@@ -5,8 +5,7 @@
 #include <fmt/format.h>
 
 #include "codec/event_json.h"
-#include "ledger/vocabulary.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "privacy/keystore.h"
 
 namespace cairn::privacy {
@@ -28,13 +27,10 @@ std::string recorded_at(const RecordedEvent& e) {
   return j.is_object() ? j.value("recorded_at", "") : "";
 }
 
-bool is_ledger_type(std::string_view type) { return ledger::ledger_type(type) != ledger::LedgerType::kNone; }
-
-
 }  // namespace
 
 Result<ojson> subject_report(Store& store, std::string_view subject_id, const std::string& projections_dir,
-                             size_t max_events) {
+                             const TypePredicate& is_ledger_type, size_t max_events) {
   if (!is_subject_id(subject_id))
     return Status::invalid_argument("subject: a keyed hash hs:<32 hex> (Store::subject_id) was expected");
   ojson report;
@@ -118,9 +114,9 @@ Result<ojson> subject_report(Store& store, std::string_view subject_id, const st
                          forgot_at, forgotten.value("recorded_at", "the forget"))}};
 
   // Projections: the runtime records in DIR/PRIVACY how many $privacy events every projection state reflects.
-  if (!projections_dir.empty() && log::path_exists(projections_dir)) {
+  if (!projections_dir.empty() && base::path_exists(projections_dir)) {
     uint64_t handled = 0;
-    if (auto t = log::read_whole_file(projections_dir + "/PRIVACY"); t.ok()) handled = std::strtoull(t->c_str(), nullptr, 10);
+    if (auto t = base::read_whole_file(projections_dir + "/PRIVACY"); t.ok()) handled = std::strtoull(t->c_str(), nullptr, 10);
     // Handled counts $privacy events in order: the forget is reflected once the count passes its revision.
     const bool rebuilt = !forgotten.is_null() && handled > forgotten_revision;
     report["projections"] = {{"privacy_events_handled", handled},

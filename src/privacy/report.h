@@ -9,6 +9,7 @@
 // after; and a verification of the whole log now. Reads only. Thread-safe as the Store is.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -19,10 +20,14 @@
 
 namespace cairn::privacy {
 
+// Which event types are the AI ledger's: the caller passes ledger::is_ledger_type, so that privacy does not
+// depend on the ledger (docs/architecture.md).
+using TypePredicate = std::function<bool(std::string_view type)>;
+
 // subject_id: the keyed hash ("hs:…"; Store::subject_id gives it). projections_dir: the projection runtime's
 // directory (DATA/projections), or "" when there is none.
 Result<nlohmann::ordered_json> subject_report(Store& store, std::string_view subject_id, const std::string& projections_dir,
-                                              size_t max_events = 1000);
+                                              const TypePredicate& is_ledger_type, size_t max_events = 1000);
 
 // What a purge did, as the API and the CLI show it.
 nlohmann::ordered_json purge_result_json(const PurgeResult& r);

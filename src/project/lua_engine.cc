@@ -10,6 +10,7 @@
 #include <lua.hpp>
 #include <simdjson.h>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 #include "project/lua_json.h"
 
@@ -819,7 +820,7 @@ Result<std::optional<std::string>> LuaEngine::state_json(std::string_view key) {
   std::string out;
   std::string path = key.empty() ? "state" : "state[";
   if (!key.empty()) {
-    codec::append_json_string(path, key);
+    base::append_json_string(path, key);
     path += "]";
   }
   const bool armed = limits_armed_;

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 
 namespace cairn::project {
@@ -43,7 +44,7 @@ std::string key_path(std::string_view path, std::string_view key) {
   for (char c : key)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) {
       std::string quoted;
-      codec::append_json_string(quoted, key);
+      base::append_json_string(quoted, key);
       return fmt::format("{}[{}]", path, quoted);
     }
   return fmt::format("{}.{}", path, key);
@@ -70,7 +71,7 @@ Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int d
       const char* s = lua_tolstring(L, idx, &n);
       if (!simdjson::validate_utf8(s, n))
         return Status::invalid_argument(fmt::format("{}: the string is not UTF-8 text", path));
-      codec::append_json_string(*out, std::string_view(s, n));
+      base::append_json_string(*out, std::string_view(s, n));
       return {};
     }
     case LUA_TLIGHTUSERDATA:
@@ -167,7 +168,7 @@ Status to_json(lua_State* L, int idx, std::string& path, std::string* out, int d
           return Status::invalid_argument(fmt::format("{}: a key is not UTF-8 text", path));
         if (!first) out->push_back(',');
         first = false;
-        codec::append_json_string(*out, k);
+        base::append_json_string(*out, k);
         out->push_back(':');
         lua_pushlstring(L, k.data(), k.size());
         lua_rawget(L, t);

@@ -11,11 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cairn/projection.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "project/builtins.h"
-#include "ledger/ai_projections.h"
 #include "project/definition.h"
 #include "project/lua_engine.h"
+#include "project/open.h"
 #include "project/runner.h"
 #include "project/state_file.h"
 
@@ -75,7 +75,8 @@ Status state_answer(ReducerEngine& eng, PartitionBy by, const std::optional<std:
 
 class ProjectionsImpl final : public Projections {
  public:
-  ProjectionsImpl(Store& store, ProjectionsOptions options) : store_(store), opt_(std::move(options)) {}
+  ProjectionsImpl(Store& store, ProjectionsOptions options, std::vector<project::BuiltinProjection> more_builtins)
+      : store_(store), opt_(std::move(options)), more_builtins_(std::move(more_builtins)) {}
   ~ProjectionsImpl() override { (void)close(); }
 
   Status open();
@@ -115,6 +116,7 @@ class ProjectionsImpl final : public Projections {
     uint64_t rebuild_started_position = 0;
     Clock::time_point rebuild_started;
     bool privacy_rebuild = false;  // a subject was forgotten: rebuild once no other rebuild runs
+    bool holds_event_data = true;  // false for built-ins whose state keeps no event data (no rebuild on forget)
   };
   struct Entry {
     std::map<uint32_t, Version> versions;
@@ -182,9 +184,10 @@ class ProjectionsImpl final : public Projections {
 
   Store& store_;
   ProjectionsOptions opt_;
+  const std::vector<project::BuiltinProjection> more_builtins_;  // the other modules' built-ins (src/runtime/)
   mutable std::mutex replays_mu_;  // replays_; taken after mu_, never before it
   std::vector<std::shared_ptr<Replay>> replays_;
-  log::FileSystem* fs_ = log::posix_fs();
+  base::FileSystem* fs_ = base::posix_fs();
   mutable std::mutex mu_;
   std::map<std::string, Entry, std::less<>> entries_;
   std::thread monitor_;
@@ -216,9 +219,9 @@ RunnerSpec ProjectionsImpl::spec_for(const Version& v, uint32_t generation) cons
 Status ProjectionsImpl::start_version(Version& v) {
   if (!v.factory) return {};
   const std::string vdir = version_dir(v.def.name, v.def.version);
-  CAIRN_RETURN_IF_ERROR(log::make_dirs(vdir));
+  CAIRN_RETURN_IF_ERROR(base::make_dirs(vdir));
   v.generation = 1;
-  if (auto cur = log::read_whole_file(vdir + "/CURRENT"); cur.ok()) {
+  if (auto cur = base::read_whole_file(vdir + "/CURRENT"); cur.ok()) {
     try {
       v.generation = static_cast<uint32_t>(std::stoul(*cur));
     } catch (...) {
@@ -255,8 +258,8 @@ Status ProjectionsImpl::record(std::string_view type, json data) {
 }
 
 Status ProjectionsImpl::open() {
-  CAIRN_RETURN_IF_ERROR(log::make_dirs(opt_.dir));
-  if (auto text = log::read_whole_file(opt_.dir + "/PRIVACY"); text.ok()) {
+  CAIRN_RETURN_IF_ERROR(base::make_dirs(opt_.dir));
+  if (auto text = base::read_whole_file(opt_.dir + "/PRIVACY"); text.ok()) {
     try {
       privacy_handled_ = privacy_target_ = std::stoull(*text);
     } catch (...) {
@@ -324,24 +327,14 @@ Status ProjectionsImpl::open() {
     }
   }
   if (opt_.builtins) {
-    struct Builtin {
-      std::string_view name;
-      EngineFactory factory;
-      PartitionBy by;
-      Filter source;
-      const char* description;
-    };
-    const Builtin builtins[] = {
+    std::vector<project::BuiltinProjection> builtins = {
         {project::kStreamsProjection, project::streams_engine_factory(), PartitionBy::kStream, {},
-         "every stream: revision, count, first and last position and time"},
+         "every stream: revision, count, first and last position and time", false},
         {project::kTypesProjection, project::types_engine_factory(), PartitionBy::kNone, {},
-         "event counts by type and by stream category, per hour and per day"},
-        {ledger::kDecisionsProjection, ledger::decisions_engine_factory(), PartitionBy::kNone, ledger::decisions_source(),
-         "the AI ledger: each proposal with its decision, corrections and delta, and the counts behind the rates"},
-        {ledger::kLineageProjection, ledger::lineage_engine_factory(), PartitionBy::kNone, {},
-         "the AI ledger's lineage: events by correlation id, corrections by corrected event, proposals by id"},
+         "event counts by type and by stream category, per hour and per day", false},
     };
-    for (const Builtin& b : builtins) {
+    builtins.insert(builtins.end(), more_builtins_.begin(), more_builtins_.end());
+    for (const project::BuiltinProjection& b : builtins) {
       Entry& e = entries_[std::string(b.name)];
       Version& v = e.versions[1];
       v.def.name = std::string(b.name);
@@ -352,6 +345,7 @@ Status ProjectionsImpl::open() {
       v.def.description = b.description;
       v.language = "builtin";
       v.factory = b.factory;
+      v.holds_event_data = b.holds_event_data;
       e.active = 1;
       CAIRN_RETURN_IF_ERROR(start_version(v));
     }
@@ -443,7 +437,7 @@ Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
   const std::string vdir = version_dir(def.name, def.version);
   remove_state_dir(vdir);  // leftovers of a dropped version with this number
   if (resume_state) {
-    CAIRN_RETURN_IF_ERROR(log::make_dirs(vdir + "/g1"));
+    CAIRN_RETURN_IF_ERROR(base::make_dirs(vdir + "/g1"));
     auto key = project::state_key(fs_, store_.data_keys(), vdir + "/g1", true);
     if (!key.ok()) return key.status();
     CAIRN_RETURN_IF_ERROR(project::write_state_file(fs_, vdir + "/g1", def.name, def.version, resume_state->first,
@@ -855,12 +849,10 @@ void ProjectionsImpl::privacy_step() {
   std::lock_guard g(mu_);
   if (events > privacy_target_ && !forgot) privacy_target_ = events;
   if (events > privacy_target_) {
-    // Every version whose state may hold event data; $streams, $types and $ai.lineage keep none.
+    // Every version whose state may hold event data ($streams, $types and $ai.lineage keep none).
     for (auto& [name, e] : entries_)
       for (auto& [num, v] : e.versions)
-        if (v.factory && name != project::kStreamsProjection && name != project::kTypesProjection &&
-            name != ledger::kLineageProjection)
-          v.privacy_rebuild = true;
+        if (v.factory && v.holds_event_data) v.privacy_rebuild = true;
     privacy_target_ = events;
   }
   bool busy = false;
@@ -873,7 +865,7 @@ void ProjectionsImpl::privacy_step() {
       busy = busy || v.privacy_rebuild || v.rebuild;
     }
   if (!busy && privacy_handled_ < privacy_target_ &&
-      log::write_file_atomically(fs_, opt_.dir, "PRIVACY", std::to_string(privacy_target_)).ok())
+      base::write_file_atomically(fs_, opt_.dir, "PRIVACY", std::to_string(privacy_target_)).ok())
     privacy_handled_ = privacy_target_;
 }
 
@@ -950,7 +942,7 @@ void ProjectionsImpl::step() {
           if (built >= head || (v.rebuild->status().phase == ProjectionPhase::kLive && built >= served)) {
             const std::string vdir = version_dir(name, num);
             const uint32_t gen = v.generation + 1;
-            if (log::write_file_atomically(fs_, vdir, "CURRENT", std::to_string(gen)).ok()) {
+            if (base::write_file_atomically(fs_, vdir, "CURRENT", std::to_string(gen)).ok()) {
               if (v.runner) retired.push_back(std::move(v.runner));
               v.runner = std::move(v.rebuild);
               v.generation = gen;
@@ -1021,10 +1013,11 @@ Status ProjectionsImpl::close() {
 
 }  // namespace
 
-Result<std::unique_ptr<Projections>> open_projections(Store& store, ProjectionsOptions options) {
+Result<std::unique_ptr<Projections>> project::open_projections(Store& store, ProjectionsOptions options,
+                                                               std::vector<BuiltinProjection> more_builtins) {
   if (options.dir.empty()) return Status::invalid_argument("dir: the projections directory is required");
   if (options.batch_events == 0) return Status::invalid_argument("batch_events: at least 1");
-  auto p = std::make_unique<ProjectionsImpl>(store, std::move(options));
+  auto p = std::make_unique<ProjectionsImpl>(store, std::move(options), std::move(more_builtins));
   CAIRN_RETURN_IF_ERROR(p->open());
   return std::unique_ptr<Projections>(std::move(p));
 }

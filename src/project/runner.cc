@@ -90,13 +90,13 @@ Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine,
   return {};
 }
 
-Runner::Runner(Store& store, log::FileSystem* fs, RunnerSpec spec)
+Runner::Runner(Store& store, base::FileSystem* fs, RunnerSpec spec)
     : store_(store), fs_(fs), spec_(std::move(spec)), keys_(spec_.partition) {}
 
 Runner::~Runner() { stop(false); }
 
 Status Runner::load() {
-  CAIRN_RETURN_IF_ERROR(log::make_dirs(spec_.dir));
+  CAIRN_RETURN_IF_ERROR(base::make_dirs(spec_.dir));
   auto key = state_key(fs_, spec_.keys, spec_.dir, true);
   if (!key.ok()) return key.status();
   key_ = std::move(*key);

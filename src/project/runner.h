@@ -24,7 +24,7 @@
 
 #include "cairn/projection.h"
 #include "cairn/store.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "project/state_file.h"
 
 namespace cairn::project {
@@ -77,7 +77,7 @@ Status replay_range(Store& store, const RunnerSpec& spec, ReducerEngine& engine,
 
 class Runner {
  public:
-  Runner(Store& store, log::FileSystem* fs, RunnerSpec spec);
+  Runner(Store& store, base::FileSystem* fs, RunnerSpec spec);
   ~Runner();
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
@@ -117,7 +117,7 @@ class Runner {
   void publish_partitions();
 
   Store& store_;
-  log::FileSystem* fs_;
+  base::FileSystem* fs_;
   RunnerSpec spec_;
   KeyExtractor keys_;
   std::unique_ptr<ReducerEngine> engine_;

@@ -7,6 +7,7 @@
 #include <simdjson.h>
 #include <sodium.h>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 #include "log/sha256.h"
 
@@ -25,7 +26,7 @@ Result<StateDump> dump_state(ReducerEngine& engine) {
       if (!*s) continue;
       const size_t start = d.lines.size();
       d.lines.push_back('[');
-      codec::append_json_string(d.lines, k);
+      base::append_json_string(d.lines, k);
       d.lines.push_back(',');
       d.lines.append(**s);
       d.lines.append("]\n");
@@ -47,18 +48,18 @@ constexpr size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 std::string sealed_header(const std::string& name, uint32_t version, uint64_t position, std::string_view key_id,
                           std::string_view nonce) {
   std::string h = "{\"cairn_projection_state\":2,\"name\":";
-  codec::append_json_string(h, name);
+  base::append_json_string(h, name);
   h += fmt::format(",\"version\":{},\"position\":{},\"key\":", version, position);
-  codec::append_json_string(h, key_id);
+  base::append_json_string(h, key_id);
   h += ",\"nonce\":";
-  codec::append_json_string(h, codec::base64_encode(nonce));
+  base::append_json_string(h, base::base64_encode(nonce));
   h += "}";
   return h;
 }
 
 // The key id a KEY file holds (its text, without the trailing newline).
 Result<std::string> read_key_file(const std::string& path) {
-  auto text = log::read_whole_file(path);
+  auto text = base::read_whole_file(path);
   if (!text.ok()) return text.status();
   std::string id = std::move(*text);
   while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
@@ -87,7 +88,7 @@ Result<std::string> open_sealed(const std::string& path, std::string text, const
   if (!key) return Status::corruption(fmt::format("{}: sealed under data key {}, and this store has no key store", path, key_id));
   if (key_id != key->id)
     return Status::corruption(fmt::format("{}: sealed under data key {}, not under the directory's key {}", path, key_id, key->id));
-  auto nonce = codec::base64_decode(nonce_b64);
+  auto nonce = base::base64_decode(nonce_b64);
   if (!nonce.ok() || nonce->size() != kNonceBytes) return Status::corruption(fmt::format("{}: a bad nonce", path));
   const std::string_view cipher = std::string_view(text).substr(nl + 1);
   if (cipher.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES)
@@ -105,7 +106,7 @@ Result<std::string> open_sealed(const std::string& path, std::string text, const
 
 }  // namespace
 
-Result<std::optional<StateKey>> state_key(log::FileSystem* fs, DataKeys* keys, const std::string& dir, bool create) {
+Result<std::optional<StateKey>> state_key(base::FileSystem* fs, DataKeys* keys, const std::string& dir, bool create) {
   if (!keys) return std::optional<StateKey>();
   const std::string path = dir + "/" + std::string(kKeyFile);
   std::string why;
@@ -117,11 +118,11 @@ Result<std::optional<StateKey>> state_key(log::FileSystem* fs, DataKeys* keys, c
     why = "it has no KEY file";
   }
   if (!create) return Status::not_found(fmt::format("{}: no usable data key: {}", dir, why));
-  CAIRN_RETURN_IF_ERROR(log::make_dirs(dir));
+  CAIRN_RETURN_IF_ERROR(base::make_dirs(dir));
   for (const auto& f : list_state_files(dir)) CAIRN_RETURN_IF_ERROR(fs->remove(f.path));
   auto made = keys->create_data_key();
   if (!made.ok()) return made.status();
-  CAIRN_RETURN_IF_ERROR(log::write_file_atomically(fs, dir, std::string(kKeyFile), made->first + "\n"));
+  CAIRN_RETURN_IF_ERROR(base::write_file_atomically(fs, dir, std::string(kKeyFile), made->first + "\n"));
   return std::optional<StateKey>(StateKey{made->first, made->second});
 }
 
@@ -142,15 +143,15 @@ Status remove_state_dir(DataKeys* keys, const std::string& dir) {
   return {};
 }
 
-Status write_state_file(log::FileSystem* fs, const std::string& dir, const std::string& name, uint32_t version,
+Status write_state_file(base::FileSystem* fs, const std::string& dir, const std::string& name, uint32_t version,
                         uint64_t position, bool snapshot, const StateDump& dump, const StateKey* key) {
   std::string text = "{\"cairn_projection_state\":1,\"name\":";
-  codec::append_json_string(text, name);
+  base::append_json_string(text, name);
   text += fmt::format(",\"version\":{},\"position\":{},\"partitions\":{},\"sha256\":\"{}\"}}\n", version, position,
                       dump.partitions, dump.sha256_hex);
   text.append(dump.lines);
   const std::string file = fmt::format("{}-{:020}.ndjson", snapshot ? "snapshot" : "checkpoint", position);
-  if (!key) return log::write_file_atomically(fs, dir, file, text);
+  if (!key) return base::write_file_atomically(fs, dir, file, text);
   // Sealed: the clear header would say too much (the digest of a small state confirms a guessed value).
   std::string nonce(kNonceBytes, '\0');
   randombytes_buf(nonce.data(), nonce.size());
@@ -165,7 +166,7 @@ Status write_state_file(log::FileSystem* fs, const std::string& dir, const std::
       reinterpret_cast<const unsigned char*>(nonce.data()), key->key.data());
   out.resize(header_len + 1 + n);
   sodium_memzero(text.data(), text.size());
-  return log::write_file_atomically(fs, dir, file, out);
+  return base::write_file_atomically(fs, dir, file, out);
 }
 
 std::vector<StateFileInfo> list_state_files(const std::string& dir) {
@@ -188,10 +189,10 @@ Result<uint64_t> load_state_file(const std::string& path, const std::string& nam
   std::string wanted;  // the line prefix of only_key's partition: [ "key" ,
   if (only_key) {
     wanted = "[";
-    codec::append_json_string(wanted, *only_key);
+    base::append_json_string(wanted, *only_key);
     wanted += ",";
   }
-  auto raw = log::read_whole_file(path);
+  auto raw = base::read_whole_file(path);
   if (!raw.ok()) return raw.status();
   auto text = open_sealed(path, std::move(*raw), key);
   if (!text.ok()) return text.status();

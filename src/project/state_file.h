@@ -23,7 +23,7 @@
 
 #include "cairn/data_keys.h"
 #include "cairn/projection.h"
-#include "log/file.h"
+#include "base/file.h"
 
 namespace cairn::project {
 
@@ -52,13 +52,13 @@ struct StateKey {
 // names; with create, when KEY is missing or its key was destroyed, a new key (written to KEY durably), and
 // every state file already in dir is removed first (written in clear or under a key that is gone). Without
 // create, kNotFound when dir has no usable key.
-Result<std::optional<StateKey>> state_key(log::FileSystem* fs, DataKeys* keys, const std::string& dir, bool create);
+Result<std::optional<StateKey>> state_key(base::FileSystem* fs, DataKeys* keys, const std::string& dir, bool create);
 // Destroys the keys that dir and the directories below it name in their KEY files, then removes dir.
 // The keys go first: even a directory that cannot be removed is unreadable afterwards.
 Status remove_state_dir(DataKeys* keys, const std::string& dir);
 
 // key: seal the file under it (nullptr: in clear).
-Status write_state_file(log::FileSystem* fs, const std::string& dir, const std::string& name, uint32_t version,
+Status write_state_file(base::FileSystem* fs, const std::string& dir, const std::string& name, uint32_t version,
                         uint64_t position, bool snapshot, const StateDump& dump, const StateKey* key);
 // State files in dir, highest position first.
 std::vector<StateFileInfo> list_state_files(const std::string& dir);

@@ -9,7 +9,7 @@
 
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "store/embedded_store.h"
 #include "store/policy.h"
 
@@ -20,7 +20,7 @@ namespace cairn::runtime {
 Result<store::Extensions> standard_extensions(const Options& options);
 
 // The embedded store on `fs`, with the standard extensions.
-Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const Options& options, log::FileSystem* fs,
+Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const Options& options, base::FileSystem* fs,
                                                             const ProgressFn& replay_progress = {});
 
 }  // namespace cairn::runtime

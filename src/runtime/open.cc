@@ -19,7 +19,7 @@ Result<store::Extensions> standard_extensions(const Options& options) {
   return ext;
 }
 
-Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const Options& options, log::FileSystem* fs,
+Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const Options& options, base::FileSystem* fs,
                                                             const ProgressFn& replay_progress) {
   auto ext = standard_extensions(options);
   if (!ext.ok()) return ext.status();
@@ -34,27 +34,27 @@ Result<std::unique_ptr<Store>> open_store(const Options& options) {
     if (!ext.ok()) return ext.status();
     return pg::open_pg_store(options, std::move(*ext));
   }
-  auto s = runtime::open_embedded(options, log::posix_fs());
+  auto s = runtime::open_embedded(options, base::posix_fs());
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(std::move(*s));
 }
 
 Result<ReindexReport> reindex(const std::string& dir, const ProgressFn& progress) {
-  if (!log::path_exists(dir + "/log")) return Status::not_found(dir + " holds no Cairn log (no log/ folder)");
+  if (!base::path_exists(dir + "/log")) return Status::not_found(dir + " holds no Cairn log (no log/ folder)");
   {
     // Drop the derived index under the directory lock, then let an open rebuild it from the log.
-    auto fd = log::lock_data_dir(dir);
+    auto fd = base::lock_data_dir(dir);
     if (!fd.ok()) return fd.status();
-    auto idx = index::Index::open(dir, log::posix_fs(), 1, false);
+    auto idx = index::Index::open(dir, base::posix_fs(), 1, false);
     Status st = idx.ok() ? (*idx)->reset() : idx.status();
     if (idx.ok()) (void)(*idx)->close();
-    log::unlock_data_dir(*fd);
+    base::unlock_data_dir(*fd);
     if (!st.ok()) return st;
   }
   Options o;
   o.dir = dir;
   // Rebuilding the index reads no event's meaning: no extensions.
-  auto s = store::EmbeddedStore::open(o, log::posix_fs(), progress);
+  auto s = store::EmbeddedStore::open(o, base::posix_fs(), progress);
   if (!s.ok()) return s.status();
   ReindexReport r;
   r.events = (*s)->head_position();

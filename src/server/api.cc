@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/text.h"
 #include "codec/event_json.h"
 #include "codec/verify_report.h"
 #include "server/http_util.h"
@@ -108,7 +109,7 @@ Result<std::vector<EventData>> parse_events(simdjson::dom::element v, const std:
       if (has_data) return Status::invalid_argument(w + ": give data or data_base64, not both");
       if (alt.get(s) || ev.content_type != ContentType::kBinary)
         return Status::invalid_argument(w + ".data_base64: a base64 string, for application/octet-stream");
-      auto d = codec::base64_decode(s);
+      auto d = base::base64_decode(s);
       if (!d.ok()) return Status::invalid_argument(w + ".data_base64: " + d.status().message());
       ev.data = std::move(*d);
     } else if (!has_data) {
@@ -117,7 +118,7 @@ Result<std::vector<EventData>> parse_events(simdjson::dom::element v, const std:
       ev.data = simdjson::minify(data);
     } else {
       if (data.get(s)) return Status::invalid_argument(w + ".data: binary data must be a base64 string");
-      auto d = codec::base64_decode(s);
+      auto d = base::base64_decode(s);
       if (!d.ok()) return Status::invalid_argument(w + ".data: " + d.status().message());
       ev.data = std::move(*d);
     }

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "log/file.h"
+#include "base/file.h"
 #include "log/sha256.h"
 
 namespace cairn::server {
@@ -61,7 +61,7 @@ bool ApiKey::can_see(std::string_view stream) const {
 Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& data_dir) {
   std::unique_ptr<KeyStore> ks(new KeyStore());
   ks->dir_ = data_dir;
-  auto text = log::read_whole_file(data_dir + "/" + kFile);
+  auto text = base::read_whole_file(data_dir + "/" + kFile);
   if (!text.ok()) {
     if (text.status().code() == ErrorCode::kNotFound) return ks;
     return text.status();
@@ -111,7 +111,7 @@ Status KeyStore::save_locked() const {
     out += j.dump();
     out += '\n';
   }
-  return log::write_file_atomically(log::posix_fs(), dir_, kFile, out);
+  return base::write_file_atomically(base::posix_fs(), dir_, kFile, out);
 }
 
 Result<ApiKey> KeyStore::insert_locked(Role role, std::vector<std::string> prefixes, std::string name,

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ledger/vocabulary.h"
 #include "privacy/keystore.h"
 #include "privacy/report.h"
 
@@ -39,7 +40,7 @@ Response PrivacyApi::dispatch(const Request& req, const Target& t, const ApiKey&
       if (!h.ok()) return status_response(req, h.status());
       id = *h;
     }
-    auto r = privacy::subject_report(store_, id, projections_dir_);
+    auto r = privacy::subject_report(store_, id, projections_dir_, ledger::is_ledger_type);
     if (!r.ok()) return status_response(req, r.status());
     if ((*r)["forgotten"].is_null() && (*r)["events"]["count"] == 0)
       return status_response(req, Status::not_found(fmt::format("subject: nothing of this subject is stored here ({})", id)),

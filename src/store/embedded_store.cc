@@ -16,7 +16,7 @@
 #include "codec/event_json.h"
 #include "store/prepare.h"
 #include "store/validate.h"
-#include "subscribe/subscription.h"
+#include "store/subscription.h"
 
 namespace cairn::store {
 
@@ -51,7 +51,7 @@ class EmbeddedStore::Host final : public PolicyHost {
   EmbeddedStore& s_;
 };
 
-Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, log::FileSystem* fs,
+Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, base::FileSystem* fs,
                                                            const ProgressFn& replay_progress, Extensions extensions) {
   if (options.dir.empty()) return Status::invalid_argument("dir: a data directory is required");
   if (options.segment_size < 4096)
@@ -64,8 +64,8 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   s->ext_ = std::move(extensions);
   s->host_ = std::make_unique<Host>(*s);
   if (!options.read_only) {
-    CAIRN_RETURN_IF_ERROR(log::make_dirs(options.dir));
-    auto fd = log::lock_data_dir(options.dir);
+    CAIRN_RETURN_IF_ERROR(base::make_dirs(options.dir));
+    auto fd = base::lock_data_dir(options.dir);
     if (!fd.ok()) return fd.status();
     s->lock_fd_ = *fd;
   }
@@ -79,7 +79,7 @@ Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& option
   lo.read_only = options.read_only;
   lo.repair = options.repair;
   lo.sync = options.durability == Durability::kFsync;
-  if (options.read_only && log::writer_is_live(options.dir)) {
+  if (options.read_only && base::writer_is_live(options.dir)) {
     auto head = log::read_head_hint(options.dir);
     lo.max_position = head.ok() ? *head : 0;
   }
@@ -458,7 +458,7 @@ class OpeningSubscription final : public Subscription {
 
 Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_all(uint64_t from_position, Filter filter) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
-  auto sub = subscribe::make_all_subscription(*reader_, notifier_, from_position, std::move(filter));
+  auto sub = make_all_subscription(*reader_, notifier_, from_position, std::move(filter));
   if (!ext_.sealed) return sub;
   return std::unique_ptr<Subscription>(
       new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
@@ -467,7 +467,7 @@ Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_all(uint64_t from
 Result<std::unique_ptr<Subscription>> EmbeddedStore::subscribe_stream(std::string stream, uint64_t from_revision) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   CAIRN_RETURN_IF_ERROR(validate_stream_name(stream, "stream", true));
-  auto sub = subscribe::make_stream_subscription(*reader_, notifier_, std::move(stream), from_revision);
+  auto sub = make_stream_subscription(*reader_, notifier_, std::move(stream), from_revision);
   if (!ext_.sealed) return sub;
   return std::unique_ptr<Subscription>(
       new OpeningSubscription(std::move(sub), [this](RecordedEvent& e) { return open_personal(e); }));
@@ -513,7 +513,7 @@ Status EmbeddedStore::close() {
   if (writer_) writer_->stop();
   notifier_.close();
   Status st = index_ ? index_->close() : Status();
-  log::unlock_data_dir(lock_fd_);
+  base::unlock_data_dir(lock_fd_);
   lock_fd_ = -1;
   return st;
 }

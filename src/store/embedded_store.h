@@ -13,7 +13,7 @@
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
 #include "index/index.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "log/log.h"
 #include "store/policy.h"
 #include "store/reader.h"
@@ -26,7 +26,7 @@ class EmbeddedStore final : public Store {
  public:
   // replay_progress, if set, is told (events indexed, events to index) while the index catches up.
   // extensions: the domain modules to run (runtime/compose.h builds them); none makes a store of plain events.
-  static Result<std::unique_ptr<EmbeddedStore>> open(const Options& options, log::FileSystem* fs,
+  static Result<std::unique_ptr<EmbeddedStore>> open(const Options& options, base::FileSystem* fs,
                                                      const ProgressFn& replay_progress = {},
                                                      Extensions extensions = {});
   ~EmbeddedStore() override;
@@ -65,7 +65,7 @@ class EmbeddedStore final : public Store {
                           ReadPage* page);
 
   Options options_;
-  log::FileSystem* fs_ = nullptr;
+  base::FileSystem* fs_ = nullptr;
   int lock_fd_ = -1;
   std::unique_ptr<log::Log> log_;
   std::unique_ptr<index::Index> index_;

@@ -30,8 +30,10 @@
 
 namespace cairn::log {
 class Segment;
-class FileSystem;
 }  // namespace cairn::log
+namespace cairn::base {
+class FileSystem;
+}  // namespace cairn::base
 
 namespace cairn::store {
 
@@ -110,14 +112,12 @@ class SealedParts {
   virtual Result<ForgetResult> forget(Store& store, std::string_view subject, std::string_view reason,
                                       std::string_view actor_json) = 0;
   // The purged copy of the first `size` bytes of a sealed segment, written to tmp_path (see privacy/purge.h).
-  virtual Result<SegmentPurgeOutcome> purge_segment(const log::Segment& segment, uint64_t size, log::FileSystem* fs,
+  virtual Result<SegmentPurgeOutcome> purge_segment(const log::Segment& segment, uint64_t size, base::FileSystem* fs,
                                                     const std::string& tmp_path, bool sync,
                                                     const std::function<void(uint64_t)>& progress) const = 0;
   // One event's stored data with every forgotten part replaced by its purged marker (same length).
   virtual Result<std::string> purge_parts(std::string_view stored_data, size_t* purged,
                                           std::vector<std::string>* key_ids) const = 0;
-  // The stored data as its payload digest covers it (docs/format.md): every sealed part as its purged marker.
-  virtual Result<std::string> redactable_form(std::string_view stored_data) const = 0;
   // Records the finished purge in $privacy through `store`: the record's position.
   virtual Result<uint64_t> record_purge(Store& store, std::string data, std::string_view actor_json) = 0;
 };

@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "index/index.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "testing/temp_dir.h"
 
 namespace cairn::index {
@@ -60,7 +60,7 @@ void check_all(const Index& idx, uint64_t batches) {
 
 TEST(Index, MemtableRunsAndMergesAnswerAlike) {
   testing::TempDir dir;
-  auto idx = *Index::open(dir.path(), log::posix_fs(), 25, false);
+  auto idx = *Index::open(dir.path(), base::posix_fs(), 25, false);
   for (uint64_t b = 0; b < 40; ++b) idx->add(batch(b));
   check_all(*idx, 40);
   ASSERT_TRUE(idx->close().ok());
@@ -69,7 +69,7 @@ TEST(Index, MemtableRunsAndMergesAnswerAlike) {
   EXPECT_GE(runs, 1u);
   EXPECT_LE(runs, 8u);  // merges keep the run count logarithmic
   idx.reset();
-  auto again = *Index::open(dir.path(), log::posix_fs(), 25, false);
+  auto again = *Index::open(dir.path(), base::posix_fs(), 25, false);
   EXPECT_FALSE(again->rebuilt());
   EXPECT_EQ(again->indexed_through(), 400u);
   check_all(*again, 40);
@@ -80,7 +80,7 @@ TEST(Index, MemtableRunsAndMergesAnswerAlike) {
 TEST(Index, DamagedManifestMeansRebuildNotWrongAnswers) {
   testing::TempDir dir;
   {
-    auto idx = *Index::open(dir.path(), log::posix_fs(), 1000, false);
+    auto idx = *Index::open(dir.path(), base::posix_fs(), 1000, false);
     for (uint64_t b = 0; b < 5; ++b) idx->add(batch(b));
     ASSERT_TRUE(idx->close().ok());
   }
@@ -89,7 +89,7 @@ TEST(Index, DamagedManifestMeansRebuildNotWrongAnswers) {
     f.seekp(20);
     f.put('9');
   }
-  auto idx = *Index::open(dir.path(), log::posix_fs(), 1000, false);
+  auto idx = *Index::open(dir.path(), base::posix_fs(), 1000, false);
   EXPECT_TRUE(idx->rebuilt());
   EXPECT_EQ(idx->indexed_through(), 0u);
   std::vector<StreamEntry> out;
@@ -100,16 +100,16 @@ TEST(Index, DamagedManifestMeansRebuildNotWrongAnswers) {
 TEST(Index, UnreferencedFilesAreDroppedOnOpen) {
   testing::TempDir dir;
   {
-    auto idx = *Index::open(dir.path(), log::posix_fs(), 1000, false);
+    auto idx = *Index::open(dir.path(), base::posix_fs(), 1000, false);
     idx->add(batch(0));
     ASSERT_TRUE(idx->close().ok());
   }
   { std::ofstream(dir.path() + "/index/run-00000000000000000010-00000000000000000020.idx") << "leftover"; }
   { std::ofstream(dir.path() + "/index/MANIFEST.tmp") << "partial"; }
-  auto idx = *Index::open(dir.path(), log::posix_fs(), 1000, false);
+  auto idx = *Index::open(dir.path(), base::posix_fs(), 1000, false);
   EXPECT_FALSE(idx->rebuilt());
-  EXPECT_FALSE(log::path_exists(dir.path() + "/index/run-00000000000000000010-00000000000000000020.idx"));
-  EXPECT_FALSE(log::path_exists(dir.path() + "/index/MANIFEST.tmp"));
+  EXPECT_FALSE(base::path_exists(dir.path() + "/index/run-00000000000000000010-00000000000000000020.idx"));
+  EXPECT_FALSE(base::path_exists(dir.path() + "/index/MANIFEST.tmp"));
   EXPECT_EQ(idx->indexed_through(), 10u);
 }
 

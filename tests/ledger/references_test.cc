@@ -22,7 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cairn/store.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "runtime/compose.h"
 #include "store/embedded_store.h"
 #include "store/store_helpers.h"

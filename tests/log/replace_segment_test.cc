@@ -8,7 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "log/file.h"
+#include "base/file.h"
 #include "log/log.h"
 #include "log/record.h"
 #include "log_test_util.h"
@@ -47,7 +47,7 @@ Hash write_commits(Log& log, int commits, int per_segment) {
 
 LogOptions options() {
   LogOptions o;
-  o.fs = posix_fs();
+  o.fs = base::posix_fs();
   o.segment_size = 1 << 20;
   return o;
 }

@@ -5,7 +5,7 @@
 
 #include <fstream>
 
-#include "log/file.h"
+#include "base/file.h"
 #include "privacy/keystore.h"
 #include "testing/temp_dir.h"
 
@@ -19,7 +19,7 @@ Key master(uint8_t fill) {
 }
 
 std::string file_bytes(const std::string& path) {
-  auto t = log::read_whole_file(path);
+  auto t = base::read_whole_file(path);
   return t.ok() ? *t : std::string();
 }
 
@@ -146,7 +146,7 @@ TEST(KeyStore, AWrongMasterKeyOrADamagedFileIsRefused) {
   const std::string path = dir.sub("keys") + "/keys.v1";
   std::string bytes = file_bytes(path);
   bytes[bytes.find("key ") + 6] ^= 1;
-  ASSERT_TRUE(log::write_file_atomically(log::posix_fs(), dir.sub("keys"), "keys.v1", bytes).ok());
+  ASSERT_TRUE(base::write_file_atomically(base::posix_fs(), dir.sub("keys"), "keys.v1", bytes).ok());
   auto damaged = KeyStore::open(dir.sub("keys"), master(1));
   ASSERT_FALSE(damaged.ok());
   EXPECT_EQ(damaged.status().code(), ErrorCode::kCorruption);

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "cairn/store.h"
-#include "log/file.h"
+#include "base/file.h"
 
 namespace cairn::privacy_test {
 
@@ -17,7 +17,7 @@ inline std::string all_bytes_under(const std::string& dir) {
   std::string out;
   for (const auto& f : std::filesystem::recursive_directory_iterator(dir))
     if (f.is_regular_file()) {
-      auto t = log::read_whole_file(f.path().string());
+      auto t = base::read_whole_file(f.path().string());
       if (t.ok()) out += *t;
     }
   return out;

@@ -10,7 +10,7 @@
 
 #include "cairn/projection.h"
 #include "cairn/store.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "testing/temp_dir.h"
 
 namespace cairn {
@@ -23,7 +23,7 @@ std::string bytes_under(const std::string& dir) {
   std::error_code ec;
   for (const auto& f : std::filesystem::recursive_directory_iterator(dir, ec))
     if (f.is_regular_file()) {
-      auto t = log::read_whole_file(f.path().string());
+      auto t = base::read_whole_file(f.path().string());
       if (t.ok()) out += *t;
     }
   return out;
@@ -72,7 +72,7 @@ TEST(ProjectionPrivacy, AForgetRebuildsProjectionsSoNoStateKeepsThePlaintext) {
     auto now = (*p)->state("emails", std::nullopt, 0, std::nullopt, std::chrono::seconds(1));
     auto status = (*p)->status("emails");
     clean = now.ok() && now->json.find("pp-ana-6610") == std::string::npos && status.ok() && !status->rebuild &&
-            log::read_whole_file(po.dir + "/PRIVACY").ok();
+            base::read_whole_file(po.dir + "/PRIVACY").ok();
   }
   ASSERT_TRUE(clean) << "the projection still holds the forgotten value";
   auto after = (*p)->state("emails", std::nullopt, 0, std::nullopt, std::chrono::seconds(1));

@@ -18,7 +18,7 @@
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
 #include "codec/event_json.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "privacy_test_util.h"
 #include "runtime/compose.h"
 #include "store/embedded_store.h"
@@ -276,24 +276,24 @@ TEST_F(Purge, AnExportOfAPurgedStoreImportsToTheSameChain) {
 }
 
 // A file system whose *.purge.tmp files get one altered byte in the middle: a purge that wrote a wrong copy.
-class DamagingFs final : public log::FileSystem {
+class DamagingFs final : public base::FileSystem {
  public:
-  Result<std::unique_ptr<log::WritableFile>> create_file(const std::string& path) override {
-    auto f = log::posix_fs()->create_file(path);
+  Result<std::unique_ptr<base::WritableFile>> create_file(const std::string& path) override {
+    auto f = base::posix_fs()->create_file(path);
     if (!f.ok() || !path.ends_with(".purge.tmp")) return f;
-    return std::unique_ptr<log::WritableFile>(new Damaging(std::move(*f)));
+    return std::unique_ptr<base::WritableFile>(new Damaging(std::move(*f)));
   }
-  Result<std::unique_ptr<log::WritableFile>> open_for_append(const std::string& path) override {
-    return log::posix_fs()->open_for_append(path);
+  Result<std::unique_ptr<base::WritableFile>> open_for_append(const std::string& path) override {
+    return base::posix_fs()->open_for_append(path);
   }
-  Status rename(const std::string& from, const std::string& to) override { return log::posix_fs()->rename(from, to); }
-  Status remove(const std::string& path) override { return log::posix_fs()->remove(path); }
-  Status sync_dir(const std::string& dir) override { return log::posix_fs()->sync_dir(dir); }
+  Status rename(const std::string& from, const std::string& to) override { return base::posix_fs()->rename(from, to); }
+  Status remove(const std::string& path) override { return base::posix_fs()->remove(path); }
+  Status sync_dir(const std::string& dir) override { return base::posix_fs()->sync_dir(dir); }
 
  private:
-  class Damaging final : public log::WritableFile {
+  class Damaging final : public base::WritableFile {
    public:
-    explicit Damaging(std::unique_ptr<log::WritableFile> inner) : inner_(std::move(inner)) {}
+    explicit Damaging(std::unique_ptr<base::WritableFile> inner) : inner_(std::move(inner)) {}
     Status append(const void* data, size_t n) override {
       std::string bytes(static_cast<const char*>(data), n);
       const uint64_t at = inner_->size();
@@ -306,7 +306,7 @@ class DamagingFs final : public log::FileSystem {
     const std::string& path() const override { return inner_->path(); }
 
    private:
-    std::unique_ptr<log::WritableFile> inner_;
+    std::unique_ptr<base::WritableFile> inner_;
   };
 };
 
@@ -319,12 +319,12 @@ TEST_F(Purge, AWrongRewriteIsCaughtBeforeItReplacesTheSegment) {
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(s.forget("ana", "request", "").ok());
   const std::string first = dir_.sub("data") + "/log/00000000000000000000.seg";
-  const std::string before = *log::read_whole_file(first);
+  const std::string before = *base::read_whole_file(first);
   auto p = s.purge("", {});
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), ErrorCode::kCorruption);
   EXPECT_NE(p.status().message().find("does not verify"), std::string::npos) << p.status().to_string();
-  EXPECT_EQ(*log::read_whole_file(first), before);  // the segment is kept as it was
+  EXPECT_EQ(*base::read_whole_file(first), before);  // the segment is kept as it was
   EXPECT_FALSE(std::filesystem::exists(first + ".purge.tmp"));
   auto v = s.verify_chain();
   ASSERT_TRUE(v.ok() && v->ok) << (v.ok() ? v->problem : v.status().to_string());
@@ -360,7 +360,7 @@ TEST_F(Purge, ADamagedSegmentIsNotRewritten) {
   // One altered byte in the payload of the first segment's first commit.
   const std::string first = dir_.sub("data") + "/log/00000000000000000000.seg";
   {
-    auto bytes = log::read_whole_file(first);
+    auto bytes = base::read_whole_file(first);
     ASSERT_TRUE(bytes.ok());
     std::string b = *bytes;
     b[64 + 64 + 200] ^= 0x20;

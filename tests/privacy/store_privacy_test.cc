@@ -12,7 +12,7 @@
 #include "cairn/ledger.h"
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "privacy/keystore.h"
 #include "privacy_test_util.h"
 #include "testing/temp_dir.h"

@@ -10,7 +10,7 @@
 #include <filesystem>
 
 #include "harness.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "testing/temp_dir.h"
 
 namespace {
@@ -27,7 +27,7 @@ std::string files_holding(const std::string& dir, const std::string& needle) {
   std::error_code ec;
   for (const auto& f : std::filesystem::recursive_directory_iterator(dir, ec))
     if (f.is_regular_file()) {
-      auto t = cairn::log::read_whole_file(f.path().string());
+      auto t = cairn::base::read_whole_file(f.path().string());
       if (t.ok() && t->find(needle) != std::string::npos) out += f.path().string() + "\n";
     }
   return out;

@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 
 #include "cairn/store.h"
-#include "log/file.h"
+#include "base/file.h"
 #include "log/record.h"
 #include "runtime/compose.h"
 #include "store/embedded_store.h"
@@ -47,7 +47,7 @@ struct Threads {
   ~Threads() { join(); }
 };
 
-std::unique_ptr<store::EmbeddedStore> open_with(const Options& o, log::FileSystem* fs) {
+std::unique_ptr<store::EmbeddedStore> open_with(const Options& o, base::FileSystem* fs) {
   auto s = runtime::open_embedded(o, fs);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   if (!s.ok()) return nullptr;

@@ -3,9 +3,9 @@
 namespace cairn::testing {
 namespace {
 
-class FaultFile final : public log::WritableFile {
+class FaultFile final : public base::WritableFile {
  public:
-  FaultFile(FaultFs& fs, std::unique_ptr<log::WritableFile> inner) : fs_(fs), inner_(std::move(inner)) {}
+  FaultFile(FaultFs& fs, std::unique_ptr<base::WritableFile> inner) : fs_(fs), inner_(std::move(inner)) {}
   Status append(const void* data, size_t n) override {
     ++fs_.writes;
     if (fs_.trip(fs_.fail_write_after)) return Status::io_error("injected write failure on " + inner_->path());
@@ -22,7 +22,7 @@ class FaultFile final : public log::WritableFile {
 
  private:
   FaultFs& fs_;
-  std::unique_ptr<log::WritableFile> inner_;
+  std::unique_ptr<base::WritableFile> inner_;
 };
 
 }  // namespace
@@ -35,29 +35,29 @@ bool FaultFs::trip(std::atomic<int>& counter) {
   return false;
 }
 
-std::unique_ptr<log::WritableFile> FaultFs::wrap(std::unique_ptr<log::WritableFile> f) {
+std::unique_ptr<base::WritableFile> FaultFs::wrap(std::unique_ptr<base::WritableFile> f) {
   return std::make_unique<FaultFile>(*this, std::move(f));
 }
 
-Result<std::unique_ptr<log::WritableFile>> FaultFs::create_file(const std::string& path) {
+Result<std::unique_ptr<base::WritableFile>> FaultFs::create_file(const std::string& path) {
   if (trip(fail_create_after)) return Status::io_error("injected create failure on " + path);
-  auto f = log::posix_fs()->create_file(path);
+  auto f = base::posix_fs()->create_file(path);
   if (!f.ok()) return f.status();
   return wrap(std::move(*f));
 }
 
-Result<std::unique_ptr<log::WritableFile>> FaultFs::open_for_append(const std::string& path) {
-  auto f = log::posix_fs()->open_for_append(path);
+Result<std::unique_ptr<base::WritableFile>> FaultFs::open_for_append(const std::string& path) {
+  auto f = base::posix_fs()->open_for_append(path);
   if (!f.ok()) return f.status();
   return wrap(std::move(*f));
 }
 
-Status FaultFs::rename(const std::string& from, const std::string& to) { return log::posix_fs()->rename(from, to); }
-Status FaultFs::remove(const std::string& path) { return log::posix_fs()->remove(path); }
+Status FaultFs::rename(const std::string& from, const std::string& to) { return base::posix_fs()->rename(from, to); }
+Status FaultFs::remove(const std::string& path) { return base::posix_fs()->remove(path); }
 Status FaultFs::sync_dir(const std::string& dir) {
   ++syncs;
   if (trip(fail_sync_after)) return Status::io_error("injected directory fsync failure on " + dir);
-  return log::posix_fs()->sync_dir(dir);
+  return base::posix_fs()->sync_dir(dir);
 }
 
 }  // namespace cairn::testing

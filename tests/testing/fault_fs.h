@@ -7,11 +7,11 @@
 #include <memory>
 #include <string>
 
-#include "log/file.h"
+#include "base/file.h"
 
 namespace cairn::testing {
 
-class FaultFs final : public log::FileSystem {
+class FaultFs final : public base::FileSystem {
  public:
   // Each counter: fail the Nth next such operation from now (1 = the next one); 0 = never.
   std::atomic<int> fail_write_after{0};
@@ -21,8 +21,8 @@ class FaultFs final : public log::FileSystem {
   std::atomic<int> writes{0};
   std::atomic<int> syncs{0};
 
-  Result<std::unique_ptr<log::WritableFile>> create_file(const std::string& path) override;
-  Result<std::unique_ptr<log::WritableFile>> open_for_append(const std::string& path) override;
+  Result<std::unique_ptr<base::WritableFile>> create_file(const std::string& path) override;
+  Result<std::unique_ptr<base::WritableFile>> open_for_append(const std::string& path) override;
   Status rename(const std::string& from, const std::string& to) override;
   Status remove(const std::string& path) override;
   Status sync_dir(const std::string& dir) override;
@@ -31,7 +31,7 @@ class FaultFs final : public log::FileSystem {
   bool trip(std::atomic<int>& counter);
 
  private:
-  std::unique_ptr<log::WritableFile> wrap(std::unique_ptr<log::WritableFile> f);
+  std::unique_ptr<base::WritableFile> wrap(std::unique_ptr<base::WritableFile> f);
 };
 
 }  // namespace cairn::testing

@@ -8,13 +8,13 @@
 #include <mutex>
 #include <string>
 
-#include "log/file.h"
+#include "base/file.h"
 
 namespace cairn::testing {
 
 // A file system over the real one. Syncs of files under log/ are counted from arm(); the block_on-th blocks
 // until release(), the fail_on-th fails (without syncing). Appends to log files are counted.
-class GateFs final : public log::FileSystem {
+class GateFs final : public base::FileSystem {
  public:
   void arm(int block_on, int fail_on) {
     std::lock_guard g(mu_);
@@ -63,24 +63,24 @@ class GateFs final : public log::FileSystem {
     cv_.notify_all();
   }
 
-  Result<std::unique_ptr<log::WritableFile>> create_file(const std::string& path) override {
-    auto f = log::posix_fs()->create_file(path);
+  Result<std::unique_ptr<base::WritableFile>> create_file(const std::string& path) override {
+    auto f = base::posix_fs()->create_file(path);
     if (!f.ok()) return f.status();
     return wrap(std::move(*f));
   }
-  Result<std::unique_ptr<log::WritableFile>> open_for_append(const std::string& path) override {
-    auto f = log::posix_fs()->open_for_append(path);
+  Result<std::unique_ptr<base::WritableFile>> open_for_append(const std::string& path) override {
+    auto f = base::posix_fs()->open_for_append(path);
     if (!f.ok()) return f.status();
     return wrap(std::move(*f));
   }
-  Status rename(const std::string& from, const std::string& to) override { return log::posix_fs()->rename(from, to); }
-  Status remove(const std::string& path) override { return log::posix_fs()->remove(path); }
-  Status sync_dir(const std::string& dir) override { return log::posix_fs()->sync_dir(dir); }
+  Status rename(const std::string& from, const std::string& to) override { return base::posix_fs()->rename(from, to); }
+  Status remove(const std::string& path) override { return base::posix_fs()->remove(path); }
+  Status sync_dir(const std::string& dir) override { return base::posix_fs()->sync_dir(dir); }
 
  private:
-  class File final : public log::WritableFile {
+  class File final : public base::WritableFile {
    public:
-    File(GateFs& fs, std::unique_ptr<log::WritableFile> in) : fs_(fs), in_(std::move(in)) {}
+    File(GateFs& fs, std::unique_ptr<base::WritableFile> in) : fs_(fs), in_(std::move(in)) {}
     Status append(const void* d, size_t n) override {
       Status st = in_->append(d, n);
       fs_.on_write(in_->path());
@@ -96,9 +96,9 @@ class GateFs final : public log::FileSystem {
 
    private:
     GateFs& fs_;
-    std::unique_ptr<log::WritableFile> in_;
+    std::unique_ptr<base::WritableFile> in_;
   };
-  std::unique_ptr<log::WritableFile> wrap(std::unique_ptr<log::WritableFile> f) {
+  std::unique_ptr<base::WritableFile> wrap(std::unique_ptr<base::WritableFile> f) {
     return std::make_unique<File>(*this, std::move(f));
   }
 

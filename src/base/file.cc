@@ -1,4 +1,4 @@
-#include "log/file.h"
+#include "base/file.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-namespace cairn::log {
+namespace cairn::base {
 
 std::string errno_text(int err) { return fmt::format("{} (errno {})", std::strerror(err), err); }
 
@@ -184,4 +184,4 @@ void unlock_data_dir(int fd) {
   if (fd >= 0) ::close(fd);  // closing releases the flock
 }
 
-}  // namespace cairn::log
+}  // namespace cairn::base

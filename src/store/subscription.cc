@@ -1,15 +1,15 @@
-#include "subscribe/subscription.h"
+#include "store/subscription.h"
 
 #include <atomic>
 
-namespace cairn::subscribe {
+namespace cairn::store {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
 class SubscriptionBase : public Subscription {
  public:
-  SubscriptionBase(const store::LogReader& reader, Notifier& notifier) : reader_(reader), notifier_(notifier) {}
+  SubscriptionBase(const LogReader& reader, subscribe::Notifier& notifier) : reader_(reader), notifier_(notifier) {}
 
   Result<std::vector<RecordedEvent>> next(size_t max_events, std::chrono::milliseconds timeout) override {
     if (max_events == 0) return Status::invalid_argument("max_events: must be at least 1");
@@ -38,14 +38,14 @@ class SubscriptionBase : public Subscription {
   // it looked at.
   virtual Status poll(uint64_t end, size_t max, std::vector<RecordedEvent>* out) = 0;
 
-  const store::LogReader& reader_;
-  Notifier& notifier_;
+  const LogReader& reader_;
+  subscribe::Notifier& notifier_;
   std::atomic<bool> cancelled_{false};
 };
 
 class AllSubscription final : public SubscriptionBase {
  public:
-  AllSubscription(const store::LogReader& r, Notifier& n, uint64_t from, Filter filter)
+  AllSubscription(const LogReader& r, subscribe::Notifier& n, uint64_t from, Filter filter)
       : SubscriptionBase(r, n), cursor_(from), filter_(std::move(filter)) {}
   uint64_t cursor() const override { return cursor_; }
 
@@ -69,7 +69,7 @@ class AllSubscription final : public SubscriptionBase {
 
 class StreamSubscription final : public SubscriptionBase {
  public:
-  StreamSubscription(const store::LogReader& r, Notifier& n, std::string stream, uint64_t from)
+  StreamSubscription(const LogReader& r, subscribe::Notifier& n, std::string stream, uint64_t from)
       : SubscriptionBase(r, n), stream_(std::move(stream)), cursor_(from) {}
   uint64_t cursor() const override { return cursor_; }
 
@@ -93,14 +93,14 @@ class StreamSubscription final : public SubscriptionBase {
 
 }  // namespace
 
-std::unique_ptr<Subscription> make_all_subscription(const store::LogReader& reader, Notifier& notifier,
+std::unique_ptr<Subscription> make_all_subscription(const LogReader& reader, subscribe::Notifier& notifier,
                                                     uint64_t from_position, Filter filter) {
   return std::make_unique<AllSubscription>(reader, notifier, from_position, std::move(filter));
 }
 
-std::unique_ptr<Subscription> make_stream_subscription(const store::LogReader& reader, Notifier& notifier,
+std::unique_ptr<Subscription> make_stream_subscription(const LogReader& reader, subscribe::Notifier& notifier,
                                                        std::string stream, uint64_t from_revision) {
   return std::make_unique<StreamSubscription>(reader, notifier, std::move(stream), from_revision);
 }
 
-}  // namespace cairn::subscribe
+}  // namespace cairn::store

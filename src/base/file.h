@@ -14,7 +14,7 @@
 
 #include "cairn/status.h"
 
-namespace cairn::log {
+namespace cairn::base {
 
 class WritableFile {
  public:
@@ -57,4 +57,4 @@ bool writer_is_live(const std::string& dir);
 Status write_file_atomically(FileSystem* fs, const std::string& dir, const std::string& name,
                              std::string_view contents);
 
-}  // namespace cairn::log
+}  // namespace cairn::base
