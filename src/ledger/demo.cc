@@ -109,6 +109,8 @@ Uuid DemoGenerator::next_id() {
   return u;
 }
 
+// Long on purpose: one conversation written as the story it tells (question, skill, proposal, decision,
+// feedback, correction), in order; split up, the story and its randomness would be scattered.
 StreamAppend DemoGenerator::conversation(uint64_t n) {
   StreamAppend a;
   a.stream = fmt::format("conv-{}-{}", opt_.seed, n);

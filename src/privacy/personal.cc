@@ -168,19 +168,101 @@ struct fmt::formatter<cairn::privacy::PrivacyField> : fmt::formatter<std::string
 
 namespace cairn::privacy {
 
-Result<std::optional<Declaration>> read_declaration(std::string_view metadata, std::string_view data, ContentType type,
-                                                    std::string_view what) {
-  if (metadata.empty() || metadata.find("\"privacy\"") == std::string_view::npos) return std::optional<Declaration>();
-  const PrivacyField at{what};  // formatted only into errors: the path of every append stays free of it
-  // The metadata, read with On-Demand (it was validated as a JSON object before): the declaration, and the
-  // byte range of each subject's string so that sealing can splice its keyed hash in.
-  struct Raw {
-    std::string subject;
-    Span subject_token;
-    bool has_subject = false, has_personal = false, has_parts = false, empty_parts = false, all = false;
-    std::vector<PersonalPart> parts;
-  } raw;
-  Status declared = with_padded(metadata.size(), [&](Padded& p) -> Status {
+namespace {
+
+// The declaration as the metadata states it, before its form is checked.
+struct RawDeclaration {
+  std::string subject;
+  Span subject_token;
+  bool has_subject = false, has_personal = false, has_parts = false, empty_parts = false, all = false;
+  std::vector<PersonalPart> parts;
+};
+
+// A subject string: where names the field in errors; its token's byte range is taken relative to base.
+template <typename Where>
+Status read_subject(od::value v, const Where& where, const char* base, Span* token, std::string* out) {
+  std::string_view s;
+  const std::string_view tok = trim(v.raw_json_token());
+  if (v.get_string().get(s) || s.empty() || s.size() > kMaxSubjectBytes)
+    return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where(), kMaxSubjectBytes));
+  *out = std::string(s);
+  token->begin = static_cast<size_t>(tok.data() - base);
+  token->end = token->begin + tok.size();
+  return {};
+}
+
+// privacy.personal: "all" or a non-empty array of JSON Pointers.
+Status read_personal(od::value v, const PrivacyField& at, RawDeclaration* raw) {
+  raw->has_personal = true;
+  od::json_type t;
+  if (v.type().get(t)) return Status::invalid_argument(fmt::format("{}.personal: not valid JSON", at));
+  std::string_view s;
+  od::array a;
+  if (t == od::json_type::string && !v.get_string().get(s) && s == "all") {
+    raw->all = true;
+    return {};
+  }
+  if (t != od::json_type::array || v.get_array().get(a))
+    return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
+  size_t i = 0;
+  for (auto item : a) {
+    std::string_view ptr;
+    if (item.get_string().get(ptr))
+      return Status::invalid_argument(fmt::format("{}.personal[{}]: must be a JSON Pointer string", at, i));
+    raw->parts.push_back({std::string(ptr), "", {}, {}});
+    ++i;
+  }
+  if (i == 0)
+    return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
+  return {};
+}
+
+// privacy.parts: a non-empty array of {subject, pointer}.
+Status read_parts(od::value v, const PrivacyField& at, const char* base, RawDeclaration* raw) {
+  raw->has_parts = true;
+  od::array a;
+  if (v.get_array().get(a)) return Status::invalid_argument(fmt::format("{}.parts: a non-empty array of {{subject, pointer}}", at));
+  size_t i = 0;
+  for (auto item : a) {
+    const size_t index = i++;
+    auto where = [&] { return fmt::format("{}.parts[{}]", at, index); };
+    od::object o;
+    if (item.get_object().get(o))
+      return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
+    PersonalPart part;
+    bool has_pointer = false, has_subject = false;
+    for (auto pf : o) {
+      od::field g;
+      std::string_view k;
+      if (std::move(pf).get(g) || g.unescaped_key().get(k)) return Status::invalid_argument(fmt::format("{}: not valid JSON", where()));
+      if (k == "pointer") {
+        std::string_view ptr;
+        if (g.value().get_string().get(ptr))
+          return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
+        part.pointer = std::string(ptr);
+        has_pointer = true;
+      } else if (k == "subject") {
+        has_subject = true;
+        CAIRN_RETURN_IF_ERROR(read_subject(g.value(), where, base, &part.subject_token, &part.subject));
+      } else {
+        return Status::invalid_argument(
+            fmt::format("{}.{}: not a field of a part (subject, pointer)", where(), std::string(k.substr(0, 64))));
+      }
+    }
+    if (!has_pointer)
+      return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
+    if (!has_subject)
+      return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where(), kMaxSubjectBytes));
+    raw->parts.push_back(std::move(part));
+  }
+  raw->empty_parts = i == 0;  // reported after a mix of forms, which is the bigger mistake
+  return {};
+}
+
+// The metadata, read with On-Demand (it was validated as a JSON object before): the declaration, and the byte
+// range of each subject's string so that sealing can splice its keyed hash in. kNotFound: no privacy field.
+Status read_raw_declaration(std::string_view metadata, std::string_view what, const PrivacyField& at, RawDeclaration* raw) {
+  return with_padded(metadata.size(), [&](Padded& p) -> Status {
     const simdjson::padded_string_view text = p.pad(metadata);
     const char* base = p.buffer.data();
     od::document doc;
@@ -203,85 +285,17 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
     od::object po;
     if (privacy.get_object().get(po))
       return Status::invalid_argument(fmt::format("{}: must be an object {{subject, personal}} or {{parts}}", at));
-    auto subject = [&](od::value v, const auto& where, Span* token, std::string* out) -> Status {
-      std::string_view s;
-      const std::string_view tok = trim(v.raw_json_token());
-      if (v.get_string().get(s) || s.empty() || s.size() > kMaxSubjectBytes)
-        return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where(), kMaxSubjectBytes));
-      *out = std::string(s);
-      token->begin = static_cast<size_t>(tok.data() - base);
-      token->end = token->begin + tok.size();
-      return {};
-    };
     for (auto field : po) {
       od::field f;
       std::string_view key;
       if (std::move(field).get(f) || f.unescaped_key().get(key)) return Status::invalid_argument(fmt::format("{}: not valid JSON", at));
       if (key == "subject") {
-        raw.has_subject = true;
-        CAIRN_RETURN_IF_ERROR(subject(f.value(), [&] { return fmt::format("{}", at); }, &raw.subject_token, &raw.subject));
+        raw->has_subject = true;
+        CAIRN_RETURN_IF_ERROR(read_subject(f.value(), [&] { return fmt::format("{}", at); }, base, &raw->subject_token, &raw->subject));
       } else if (key == "personal") {
-        raw.has_personal = true;
-        od::value v = f.value();
-        od::json_type t;
-        if (v.type().get(t)) return Status::invalid_argument(fmt::format("{}.personal: not valid JSON", at));
-        std::string_view s;
-        od::array a;
-        if (t == od::json_type::string && !v.get_string().get(s) && s == "all") {
-          raw.all = true;
-          continue;
-        }
-        if (t != od::json_type::array || v.get_array().get(a))
-          return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
-        size_t i = 0;
-        for (auto item : a) {
-          std::string_view ptr;
-          if (item.get_string().get(ptr))
-            return Status::invalid_argument(fmt::format("{}.personal[{}]: must be a JSON Pointer string", at, i));
-          raw.parts.push_back({std::string(ptr), "", {}, {}});
-          ++i;
-        }
-        if (i == 0)
-          return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
+        CAIRN_RETURN_IF_ERROR(read_personal(f.value(), at, raw));
       } else if (key == "parts") {
-        raw.has_parts = true;
-        od::array a;
-        if (f.value().get_array().get(a))
-          return Status::invalid_argument(fmt::format("{}.parts: a non-empty array of {{subject, pointer}}", at));
-        size_t i = 0;
-        for (auto item : a) {
-          const size_t index = i++;
-          auto where = [&] { return fmt::format("{}.parts[{}]", at, index); };
-          od::object o;
-          if (item.get_object().get(o))
-            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
-          PersonalPart part;
-          bool has_pointer = false, has_subject = false;
-          for (auto pf : o) {
-            od::field g;
-            std::string_view k;
-            if (std::move(pf).get(g) || g.unescaped_key().get(k)) return Status::invalid_argument(fmt::format("{}: not valid JSON", where()));
-            if (k == "pointer") {
-              std::string_view ptr;
-              if (g.value().get_string().get(ptr))
-                return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
-              part.pointer = std::string(ptr);
-              has_pointer = true;
-            } else if (k == "subject") {
-              has_subject = true;
-              CAIRN_RETURN_IF_ERROR(subject(g.value(), where, &part.subject_token, &part.subject));
-            } else {
-              return Status::invalid_argument(
-                  fmt::format("{}.{}: not a field of a part (subject, pointer)", where(), std::string(k.substr(0, 64))));
-            }
-          }
-          if (!has_pointer)
-            return Status::invalid_argument(fmt::format("{}: an object {{subject, pointer}} with pointer a string", where()));
-          if (!has_subject)
-            return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", where(), kMaxSubjectBytes));
-          raw.parts.push_back(std::move(part));
-        }
-        raw.empty_parts = i == 0;  // reported after a mix of forms, which is the bigger mistake
+        CAIRN_RETURN_IF_ERROR(read_parts(f.value(), at, base, raw));
       } else {
         return Status::invalid_argument(
             fmt::format("{}.{}: not a field of privacy (subject, personal, parts)", at, std::string(key.substr(0, 64))));
@@ -289,8 +303,10 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
     }
     return {};
   });
-  if (declared.code() == ErrorCode::kNotFound) return std::optional<Declaration>();
-  CAIRN_RETURN_IF_ERROR(declared);
+}
+
+// The declaration's form checked: either {subject, personal} (every part under that subject) or {parts}.
+Result<Declaration> resolve_declaration(RawDeclaration raw, ContentType type, const PrivacyField& at) {
   if (type != ContentType::kJson)
     return Status::invalid_argument(fmt::format("{}: personal parts are supported on JSON events only", at));
   if (raw.has_parts && (raw.has_subject || raw.has_personal))
@@ -299,33 +315,33 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
   Declaration d;
   if (raw.has_parts) {
     d.parts = std::move(raw.parts);
-  } else {
-    if (!raw.has_subject)
-      return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", at, kMaxSubjectBytes));
-    if (!raw.has_personal)
-      return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
-    if (raw.all) raw.parts = {PersonalPart{"", "", {}, {}}};
-    for (PersonalPart& part : raw.parts) {
-      part.subject = raw.subject;
-      part.subject_token = raw.subject_token;
-    }
-    d.parts = std::move(raw.parts);
+    return d;
   }
-  // The data may not hold the keys the store's envelopes use (a reader would take them for the store's own).
-  if (has_object_key(data, log::kSealedKey) || has_object_key(data, log::kPurgedKey))
-    return Status::invalid_argument(fmt::format(
-        "{}.data: an event with personal parts may not use the keys \"$cairn.sealed\" or \"$cairn.purged\" (reserved)", what));
-  // Every pointer must name a value in the data, and no part may contain another.
-  const bool list = !raw.has_parts;
+  if (!raw.has_subject)
+    return Status::invalid_argument(fmt::format("{}.subject: required, a string of 1 to {} bytes", at, kMaxSubjectBytes));
+  if (!raw.has_personal)
+    return Status::invalid_argument(fmt::format("{}.personal: required, \"all\" or a non-empty array of JSON Pointers", at));
+  if (raw.all) raw.parts = {PersonalPart{"", "", {}, {}}};
+  for (PersonalPart& part : raw.parts) {
+    part.subject = raw.subject;
+    part.subject_token = raw.subject_token;
+  }
+  d.parts = std::move(raw.parts);
+  return d;
+}
+
+// Every pointer must name a value in the data, and no part may contain another: fills each part's value span.
+// listed: the parts came from privacy.personal (errors name personal[i]) rather than privacy.parts.
+Status locate_parts(std::string_view data, std::string_view what, const PrivacyField& at, bool listed, Declaration& d) {
   std::vector<std::string> tokens;
-  Status located = with_padded(data.size(), [&](Padded& p) -> Status {
+  return with_padded(data.size(), [&](Padded& p) -> Status {
     const simdjson::padded_string_view text = p.pad(data);
     od::document doc;
     if (p.parser.iterate(text).get(doc)) return Status::invalid_argument(fmt::format("{}.data: not valid JSON", what));
     for (size_t i = 0; i < d.parts.size(); ++i) {
       PersonalPart& part = d.parts[i];
       const std::string& ptr = part.pointer;
-      auto where = [&] { return list ? fmt::format("{}.personal[{}]", at, i) : fmt::format("{}.parts[{}].pointer", at, i); };
+      auto where = [&] { return listed ? fmt::format("{}.personal[{}]", at, i) : fmt::format("{}.parts[{}].pointer", at, i); };
       if (ptr.empty()) {
         if (d.parts.size() > 1)
           return Status::invalid_argument(fmt::format("{}: the whole data cannot be one part among others", where()));
@@ -346,8 +362,27 @@ Result<std::optional<Declaration>> read_declaration(std::string_view metadata, s
     }
     return {};
   });
-  CAIRN_RETURN_IF_ERROR(located);
-  return std::optional<Declaration>(std::move(d));
+}
+
+}  // namespace
+
+Result<std::optional<Declaration>> read_declaration(std::string_view metadata, std::string_view data, ContentType type,
+                                                    std::string_view what) {
+  if (metadata.empty() || metadata.find("\"privacy\"") == std::string_view::npos) return std::optional<Declaration>();
+  const PrivacyField at{what};  // formatted only into errors: the path of every append stays free of it
+  RawDeclaration raw;
+  Status declared = read_raw_declaration(metadata, what, at, &raw);
+  if (declared.code() == ErrorCode::kNotFound) return std::optional<Declaration>();
+  CAIRN_RETURN_IF_ERROR(declared);
+  const bool listed = !raw.has_parts;
+  auto d = resolve_declaration(std::move(raw), type, at);
+  if (!d.ok()) return d.status();
+  // The data may not hold the keys the store's envelopes use (a reader would take them for the store's own).
+  if (has_object_key(data, log::kSealedKey) || has_object_key(data, log::kPurgedKey))
+    return Status::invalid_argument(fmt::format(
+        "{}.data: an event with personal parts may not use the keys \"$cairn.sealed\" or \"$cairn.purged\" (reserved)", what));
+  CAIRN_RETURN_IF_ERROR(locate_parts(data, what, at, listed, *d));
+  return std::optional<Declaration>(std::move(*d));
 }
 
 Result<SealedEvent> seal_event(KeyStore& keys, const Uuid& id, std::string_view data, std::string_view metadata,

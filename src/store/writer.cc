@@ -33,6 +33,10 @@ struct Writer::Existing {
 };
 
 namespace {
+std::string event_where(bool multi, size_t i, size_t j) {
+  return multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
+}
+
 bool same_content(const Writer::Existing& x, const EventData& e) {
   return x.type == e.type && x.content_type == e.content_type && x.metadata == e.metadata && x.data == e.data;
 }
@@ -226,117 +230,128 @@ Result<std::optional<uint64_t>> Writer::revision_in_request(const std::string& s
 }
 
 Status Writer::plan_append(Request& r, Tentative& t, std::vector<log::EventInput>* inputs) {
-  auto& appends = *r.appends;
+  FoundIds found;
+  size_t existing = 0;
+  CAIRN_RETURN_IF_ERROR(find_existing(*r.appends, t, &found, &existing));
+  if (existing > 0) return answer_retry(r, found);
+  return plan_new_events(r, t, inputs);
+}
 
-  // Idempotency: look up every supplied id, in this group first, then in the log.
-  std::vector<std::vector<std::optional<Existing>>> found(appends.size());
-  size_t supplied = 0, existing = 0, total = 0;
+// Idempotency: looks up every supplied id, in this group first, then in the log.
+Status Writer::find_existing(const std::vector<PreparedAppend>& appends, const Tentative& t, FoundIds* found,
+                             size_t* existing) {
+  found->assign(appends.size(), {});
+  *existing = 0;
   for (size_t i = 0; i < appends.size(); ++i) {
     const auto& a = appends[i];
-    found[i].resize(a.append.events.size());
+    (*found)[i].resize(a.append.events.size());
     for (size_t j = 0; j < a.append.events.size(); ++j) {
-      ++total;
       if (!a.id_supplied[j]) continue;
-      ++supplied;
       const Uuid& id = *a.append.events[j].id;
       if (auto it = t.ids.find(id); it != t.ids.end()) {
-        found[i][j] = it->second;
+        (*found)[i][j] = it->second;
       } else if (auto u = unsynced_ids_->find(id); u != unsynced_ids_->end()) {
-        found[i][j] = u->second;
+        (*found)[i][j] = u->second;
       } else {
         auto ev = reader_.find_by_id(id, log_.durable_end());
         if (!ev.ok()) return ev.status();
         if (*ev) {
           const RecordedEvent& x = **ev;
-          found[i][j] = Existing{x.stream, x.revision, x.position, x.type, x.content_type, x.metadata, x.data,
-                                 x.commit_position, 0};
+          (*found)[i][j] = Existing{x.stream, x.revision, x.position, x.type, x.content_type, x.metadata, x.data,
+                                    x.commit_position, 0};
         }
       }
-      if (found[i][j]) ++existing;
+      if ((*found)[i][j]) ++*existing;
     }
   }
-  const bool multi = appends.size() > 1;
-  auto where = [&](size_t i, size_t j) {
-    return multi ? fmt::format("appends[{}].events[{}]", i, j) : fmt::format("events[{}]", j);
-  };
-  if (existing > 0) {
-    // A retry must repeat the whole original append: same ids, same content, same streams, in order.
-    for (size_t i = 0; i < appends.size(); ++i) {
-      const auto& a = appends[i].append;
-      for (size_t j = 0; j < a.events.size(); ++j) {
-        const auto& f = found[i][j];
-        if (!f) {
-          // Name the first id that exists, to say why this is not a plain new append.
-          for (size_t x = 0; x < appends.size(); ++x)
-            for (size_t y = 0; y < found[x].size(); ++y)
-              if (found[x][y])
-                return Status::duplicate_event_id(fmt::format(
-                    "{}.id: event id {} already exists (position {}, stream '{}'), but this append is not a "
-                    "repeat of the one that wrote it",
-                    where(x, y), appends[x].append.events[y].id->to_string(), found[x][y]->position,
-                    found[x][y]->stream));
-        }
-        const bool in_place = f->stream == a.stream && (j == 0 || f->revision == found[i][j - 1]->revision + 1) &&
-                              same_content(*f, a.events[j]);
-        if (!in_place)
-          return Status::duplicate_event_id(fmt::format(
-              "{}.id: event id {} already exists (position {}, stream '{}', revision {}) with {}", where(i, j),
-              a.events[j].id->to_string(), f->position, f->stream, f->revision,
-              f->stream != a.stream ? "another stream" : "different content or order"));
-      }
-      const uint64_t first_rev = found[i][0]->revision;
-      bool expected_ok = true;
-      switch (a.expected.kind) {
-        case ExpectedRevision::Kind::kAny: break;
-        case ExpectedRevision::Kind::kNoStream: expected_ok = first_rev == 0; break;
-        case ExpectedRevision::Kind::kExists: expected_ok = first_rev > 0; break;
-        case ExpectedRevision::Kind::kExact: expected_ok = first_rev == a.expected.revision + 1; break;
-      }
-      if (!expected_ok)
-        return Status::duplicate_event_id(fmt::format(
-            "{}.id: event id {} was appended at revision {} of stream '{}', which expected revision {} "
-            "cannot have produced",
-            where(i, 0), a.events[0].id->to_string(), first_rev, a.stream, a.expected.to_string()));
-    }
-    {
-      // ... and exactly one whole commit: consecutive positions from its first to its last event.
-      const auto not_whole = [&] {
-        return Status::duplicate_event_id(fmt::format(
-            "{}.id: event id {} was appended (position {}) in a commit that this append does not repeat exactly "
-            "(a retry must resend the whole original append)",
-            where(0, 0), appends[0].append.events[0].id->to_string(), found[0][0]->position));
-      };
-      uint64_t expect_pos = found[0][0]->position;
-      for (size_t i = 0; i < appends.size(); ++i)
-        for (size_t j = 0; j < found[i].size(); ++j)
-          if (found[i][j]->position != expect_pos++)
-            return not_whole();
-      const Existing& first = *found[0][0];
-      const Existing& last = *found.back().back();
-      if (first.commit_first != first.position) return not_whole();
-      uint64_t end = last.commit_end;
-      if (end == 0) {
-        end = last.position + 1;
-        if (end < log_.durable_end()) {
-          auto nx = reader_.read_position(end);
-          if (!nx.ok()) return nx.status();
-          if (nx->commit_position == first.commit_first) end = UINT64_MAX;
-        }
-      }
-      if (end != last.position + 1) return not_whole();
-    }
-    r.result.replayed = true;
-    for (size_t i = 0; i < appends.size(); ++i) {
-      const auto& f = found[i];
-      r.result.streams.push_back(StreamAppendResult{appends[i].append.stream, f.front()->position,
-                                                    f.back()->position, f.front()->revision, f.back()->revision});
-    }
-    return {};
-  }
-  (void)supplied;
-  (void)total;
+  return {};
+}
 
-  // Expected revisions, with a request-local view so a failure leaves the group untouched.
+// An append some of whose ids exist: a retry, answered from the original append if it repeats it exactly,
+// else refused (kDuplicateEventId naming the first event that differs).
+Status Writer::answer_retry(Request& r, const FoundIds& found) {
+  auto& appends = *r.appends;
+  const bool multi = appends.size() > 1;
+  auto where = [&](size_t i, size_t j) { return event_where(multi, i, j); };
+  // A retry must repeat the whole original append: same ids, same content, same streams, in order.
+  for (size_t i = 0; i < appends.size(); ++i) {
+    const auto& a = appends[i].append;
+    for (size_t j = 0; j < a.events.size(); ++j) {
+      const auto& f = found[i][j];
+      if (!f) {
+        // Name the first id that exists, to say why this is not a plain new append.
+        for (size_t x = 0; x < appends.size(); ++x)
+          for (size_t y = 0; y < found[x].size(); ++y)
+            if (found[x][y])
+              return Status::duplicate_event_id(fmt::format(
+                  "{}.id: event id {} already exists (position {}, stream '{}'), but this append is not a "
+                  "repeat of the one that wrote it",
+                  where(x, y), appends[x].append.events[y].id->to_string(), found[x][y]->position,
+                  found[x][y]->stream));
+      }
+      const bool in_place = f->stream == a.stream && (j == 0 || f->revision == found[i][j - 1]->revision + 1) &&
+                            same_content(*f, a.events[j]);
+      if (!in_place)
+        return Status::duplicate_event_id(fmt::format(
+            "{}.id: event id {} already exists (position {}, stream '{}', revision {}) with {}", where(i, j),
+            a.events[j].id->to_string(), f->position, f->stream, f->revision,
+            f->stream != a.stream ? "another stream" : "different content or order"));
+    }
+    const uint64_t first_rev = found[i][0]->revision;
+    bool expected_ok = true;
+    switch (a.expected.kind) {
+      case ExpectedRevision::Kind::kAny: break;
+      case ExpectedRevision::Kind::kNoStream: expected_ok = first_rev == 0; break;
+      case ExpectedRevision::Kind::kExists: expected_ok = first_rev > 0; break;
+      case ExpectedRevision::Kind::kExact: expected_ok = first_rev == a.expected.revision + 1; break;
+    }
+    if (!expected_ok)
+      return Status::duplicate_event_id(fmt::format(
+          "{}.id: event id {} was appended at revision {} of stream '{}', which expected revision {} "
+          "cannot have produced",
+          where(i, 0), a.events[0].id->to_string(), first_rev, a.stream, a.expected.to_string()));
+  }
+  {
+    // ... and exactly one whole commit: consecutive positions from its first to its last event.
+    const auto not_whole = [&] {
+      return Status::duplicate_event_id(fmt::format(
+          "{}.id: event id {} was appended (position {}) in a commit that this append does not repeat exactly "
+          "(a retry must resend the whole original append)",
+          where(0, 0), appends[0].append.events[0].id->to_string(), found[0][0]->position));
+    };
+    uint64_t expect_pos = found[0][0]->position;
+    for (size_t i = 0; i < appends.size(); ++i)
+      for (size_t j = 0; j < found[i].size(); ++j)
+        if (found[i][j]->position != expect_pos++)
+          return not_whole();
+    const Existing& first = *found[0][0];
+    const Existing& last = *found.back().back();
+    if (first.commit_first != first.position) return not_whole();
+    uint64_t end = last.commit_end;
+    if (end == 0) {
+      end = last.position + 1;
+      if (end < log_.durable_end()) {
+        auto nx = reader_.read_position(end);
+        if (!nx.ok()) return nx.status();
+        if (nx->commit_position == first.commit_first) end = UINT64_MAX;
+      }
+    }
+    if (end != last.position + 1) return not_whole();
+  }
+  r.result.replayed = true;
+  for (size_t i = 0; i < appends.size(); ++i) {
+    const auto& f = found[i];
+    r.result.streams.push_back(StreamAppendResult{appends[i].append.stream, f.front()->position,
+                                                  f.back()->position, f.front()->revision, f.back()->revision});
+  }
+  return {};
+}
+
+// A new append: checks the expected revisions against a request-local view (so a failure leaves the group
+// untouched), encodes the events, then commits the request's effects to the group view.
+Status Writer::plan_new_events(Request& r, Tentative& t, std::vector<log::EventInput>* inputs) {
+  auto& appends = *r.appends;
+  const bool multi = appends.size() > 1;
   std::unordered_map<std::string, uint64_t> local;
   const int64_t time = std::max(now_ns(), t.last_time_ns);
   uint64_t pos = t.next_position;

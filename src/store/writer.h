@@ -89,7 +89,12 @@ class Writer {
   void run();
   void run_syncer();
   std::unique_ptr<Written> process_group(std::vector<Request*>& group);
+  // One append of the group: a retry of an earlier append (its ids exist), or new events planned into inputs.
   Status plan_append(Request& r, Tentative& t, std::vector<log::EventInput>* inputs);
+  using FoundIds = std::vector<std::vector<std::optional<Existing>>>;  // per append, per event
+  Status find_existing(const std::vector<PreparedAppend>& appends, const Tentative& t, FoundIds* found, size_t* existing);
+  Status answer_retry(Request& r, const FoundIds& found);
+  Status plan_new_events(Request& r, Tentative& t, std::vector<log::EventInput>* inputs);
   Status plan_import(Request& r, Tentative& t, std::vector<log::EventInput>* inputs);
   Result<std::optional<uint64_t>> current_revision(const std::string& stream, const Tentative& t);
   // The stream's revision as this request sees it: its own earlier parts first, then the group and the log.
