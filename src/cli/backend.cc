@@ -9,6 +9,7 @@
 
 #include "server/ledger_api.h"
 #include "server/projections_api.h"
+#include "server/routes.h"
 
 namespace cairn::cli {
 namespace {
@@ -81,10 +82,10 @@ class LocalBackend final : public Backend {
     req.prepare_payload();
     server::ApiKey admin;
     admin.role = server::Role::kAdmin;
-    const server::Target t = server::parse_target(target);
-    const server::Response res =
-        server::LedgerApi::handles(t) ? ledger_->dispatch(req, t, admin) : api_->dispatch(req, t, admin);
-    return Reply{res.result_int(), res.body()};
+    // The server's route table, with only the projections and the ledger served (nothing streamed).
+    const server::Parts parts{.projections = api_.get(), .ledger = ledger_.get()};
+    const server::Answer res = server::dispatch_route(parts, req, &admin, nullptr);
+    return Reply{res->result_int(), res->body()};
   }
 
   Store* store() override { return store_.get(); }

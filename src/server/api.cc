@@ -173,8 +173,6 @@ std::string page_json(const std::vector<RecordedEvent>& events, std::optional<ui
 
 std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
-bool immutable_method(http::verb m) { return m == http::verb::put || m == http::verb::patch || m == http::verb::delete_; }
-
 }  // namespace
 
 Api::Api(Store& store, KeyStore& keys, ApiOptions options, Projections* projections)
@@ -184,6 +182,7 @@ Api::Api(Store& store, KeyStore& keys, ApiOptions options, Projections* projecti
     ledger_ = std::make_unique<LedgerApi>(store, *projections);
   }
   privacy_ = std::make_unique<PrivacyApi>(store, options_.projections_dir);
+  parts_ = Parts{this, projections_.get(), ledger_.get(), privacy_.get(), &keys_};
 }
 
 Api::~Api() { begin_shutdown(); }
@@ -242,58 +241,16 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
     } done{queued_};
     Response res;
     try {
-      const Target t = parse_target(sv(req.target()));
-      // Which methods a path accepts is known in one place, the route table: a method it does not accept
-      // is answered here, before the key is checked and before any handler, always with Allow.
-      const Route* route = t.ok ? find_route(t.segments) : nullptr;
-      if (route && route->projections && !projections_) route = nullptr;  // not served: the handlers say 404
-      if (route && !route_allows(*route, req.method())) {
-        res = error_response(req, http::status::method_not_allowed, "method_not_allowed",
-                             method_not_allowed_message(*route, req.method()));
-        res.set(http::field::allow, std::string(route->allow));
-        count(res);
-        return respond(std::move(res));
+      Answer answer = dispatch_route(parts_, req, nullptr, &respond_stream);
+      if (!answer) {  // streaming
+        std::lock_guard g(counts_mu_);
+        ++by_status_[200];
+        return;
       }
-      const bool is_subscribe = t.ok && t.segments.size() >= 2 && t.segments[0] == "v1" &&
-                                t.segments.back() == "subscribe" &&
-                                (t.segments.size() == 2 || (t.segments.size() == 4 && t.segments[1] == "streams"));
-      if (is_subscribe) {
-        auto err = subscribe(req, respond_stream);
-        if (!err) {  // streaming
-          std::lock_guard g(counts_mu_);
-          ++by_status_[200];
-          return;
-        }
-        res = std::move(*err);
-      } else if (t.ok && ledger_ && LedgerApi::is_export_stream(t)) {
-        auto key = authenticate(req);
-        std::optional<Response> err;
-        if (auto* r = std::get_if<Response>(&key)) err = std::move(*r);
-        else err = ledger_->export_stream(req, t, std::get<ApiKey>(key), respond_stream);
-        if (!err) {  // streaming
-          std::lock_guard g(counts_mu_);
-          ++by_status_[200];
-          return;
-        }
-        res = std::move(*err);
-      } else if (t.ok && t.segments.size() == 1 && t.segments[0] == "metrics") {
-        res = metrics(req);
-      } else {
-        res = dispatch(req);
-      }
+      res = std::move(*answer);
     } catch (const std::exception& e) {
       // Outermost layer: a programmer error must not take the server down with it.
       res = error_response(req, http::status::internal_server_error, "internal", e.what());
-    }
-    // A handler's own 405 still gets its Allow from the table; for a path the table does not know (a 405
-    // of a handler that owns a whole prefix, such as /v1/ai/...) the server has no such resource: 404.
-    if (res.result() == http::status::method_not_allowed && res.find(http::field::allow) == res.end()) {
-      const Target t = parse_target(sv(req.target()));
-      if (const Route* route = t.ok ? find_route(t.segments) : nullptr)
-        res.set(http::field::allow, std::string(route->allow));
-      else
-        res = error_response(req, http::status::not_found, "not_found",
-                             fmt::format("no such endpoint: {}", std::string(sv(req.target())).substr(0, 200)));
     }
     count(res);
     respond(std::move(res));
@@ -316,8 +273,8 @@ void Api::count(const Response& res) {
   if (!code.empty()) ++by_error_[code];
 }
 
-Response Api::metrics(const Request& req) {
-  if (req.method() != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
+Response Api::metrics(const Call& c) {
+  const Request& req = c.req;
   const std::string_view auth = sv(req[http::field::authorization]);
   const auto key = auth.starts_with("Bearer ") ? keys_.authenticate(auth.substr(7)) : std::nullopt;
   if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "/metrics needs an API key: Authorization: Bearer <key>");
@@ -424,21 +381,12 @@ void Api::cancel_subscriptions(const std::string& key_id) {
     if (key_id.empty() || k == key_id) s.sub->cancel();
 }
 
-std::variant<ApiKey, Response> Api::authenticate(const Request& req) {
-  const std::string_view auth = sv(req[http::field::authorization]);
-  if (!auth.starts_with("Bearer ") || auth.size() <= 7)
-    return error_response(req, http::status::unauthorized, "unauthorized", "an API key is required: Authorization: Bearer <key>");
-  const auto key = keys_.authenticate(auth.substr(7));
-  if (!key) return error_response(req, http::status::unauthorized, "unauthorized", "unknown or revoked API key");
-  return *key;
-}
-
-std::optional<Response> Api::subscribe(const Request& req, const RespondStream& respond_stream) {
-  const Target t = parse_target(sv(req.target()));
-  if (req.method() != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
-  auto authenticated = authenticate(req);
-  if (auto* r = std::get_if<Response>(&authenticated)) return std::move(*r);
-  const std::optional<ApiKey> key = std::get<ApiKey>(std::move(authenticated));
+Answer Api::subscribe(const Call& c) {
+  const Request& req = c.req;
+  const Target& t = c.t;
+  const ApiKey* key = c.key;
+  if (!c.respond_stream)
+    return error_response(req, http::status::not_found, "not_found", "a subscription is streamed: use it over HTTP");
   auto from = uint_param(t, "from");
   if (!from.ok()) return status_response(req, from.status());
   // A browser's EventSource resumes with the id of the last event it got: a position.
@@ -533,349 +481,297 @@ std::optional<Response> Api::subscribe(const Request& req, const RespondStream& 
         break;
       }
   };
-  respond_stream(std::move(sr));
+  (*c.respond_stream)(std::move(sr));
   return std::nullopt;
 }
 
 Response Api::dispatch(const Request& req) {
-  const Target t = parse_target(sv(req.target()));
-  if (!t.ok) return error_response(req, http::status::bad_request, "bad_request", "the URL has a malformed %-escape");
-  const auto& seg = t.segments;
-  const http::verb method = req.method();
+  Answer answer = dispatch_route(parts_, req, nullptr, nullptr);
+  return answer ? std::move(*answer)
+                : error_response(req, http::status::internal_server_error, "internal", "a streamed answer without a stream");
+}
 
-  if (seg.size() == 1 && seg[0] == "health") {
-    if (method != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
-    return json_response(req, http::status::ok, json{{"status", "ok"}, {"head_position", store_.head_position()}}.dump(-1, ' ', false, json::error_handler_t::replace));
+namespace {
+
+Response unsupported_media_type(const Request& req) {
+  return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
+}
+
+bool has_json_body(const Request& req) { return sv(req[http::field::content_type]).starts_with("application/json"); }
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Response out_of_scope(const Request& req, std::string_view stream) {
+  return error_response(req, http::status::forbidden, "forbidden",
+                        fmt::format("the key may not access stream '{}'", stream.substr(0, 256)));
+}
+
+json key_json(const ApiKey& k) {
+  json j = {{"id", k.id}, {"name", k.name}, {"role", role_name(k.role)}, {"streams", k.prefixes},
+            {"created_at", format_rfc3339_ns(k.created_ns)}};
+  j["revoked_at"] = k.revoked_ns ? json(format_rfc3339_ns(k.revoked_ns)) : json(nullptr);
+  return j;
+}
+
+}  // namespace
+
+Response Api::health(const Call& c) {
+  return json_response(c.req, http::status::ok, dump(json{{"status", "ok"}, {"head_position", store_.head_position()}}));
+}
+
+// GET /v1/streams: the catalog.
+Response Api::list_streams(const Call& c) {
+  const Request& req = c.req;
+  const Target& t = c.t;
+  auto limit = uint_param(t, "limit");
+  if (!limit.ok()) return status_response(req, limit.status());
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), options_.max_page));
+  if (n == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
+  std::optional<std::string> after = t.param("after");
+  if (after && after->empty()) after.reset();
+  const std::string prefix = t.param("prefix").value_or("");
+  json out = json::array();
+  std::optional<std::string> next = after;
+  // A scoped key lists only its streams; keep reading pages until this one is full or the catalog ends.
+  do {
+    auto page = store_.list_streams(next, n - out.size(), prefix);
+    if (!page.ok()) return status_response(req, page.status());
+    for (const auto& s : page->streams)
+      if (c.key->can_see(s.stream))
+        out.push_back({{"stream", s.stream},
+                       {"revision", s.last_revision},
+                       {"count", s.last_revision + 1},
+                       {"first_position", s.first_position},
+                       {"last_position", s.last_position}});
+    next = page->next;
+  } while (c.key->scoped() && next && out.size() < n);
+  return json_response(req, http::status::ok, dump(json{{"streams", out}, {"next", next ? json(*next) : json(nullptr)}}));
+}
+
+// POST /v1/streams/{stream}
+Response Api::append(const Call& c) {
+  const Request& req = c.req;
+  if (!has_json_body(req)) return unsupported_media_type(req);
+  simdjson::dom::parser own_parser;
+  auto body = parse_body(req, own_parser);
+  if (!body.ok()) return status_response(req, body.status());
+  StreamAppend a;
+  a.stream = c.captures[0];
+  for (auto field : *body) {
+    const std::string_view k = field.key;
+    if (k != "expected_revision" && k != "events")
+      return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", k.substr(0, 40))));
   }
-  if (seg.empty() || seg[0] != "v1")
-    return error_response(req, http::status::not_found, "not_found", fmt::format("no such endpoint: {}", std::string(sv(req.target())).substr(0, 200)));
-
-  // Every /v1 endpoint needs a key.
-  auto authenticated = authenticate(req);
-  if (auto* r = std::get_if<Response>(&authenticated)) return std::move(*r);
-  const std::optional<ApiKey> key = std::get<ApiKey>(std::move(authenticated));
-  auto need = [&](Role r) -> std::optional<Response> {
-    if (key->allows(r)) return std::nullopt;
-    return error_response(req, http::status::forbidden, "forbidden",
-                          fmt::format("this endpoint needs the {} role; the key has {}", role_name(r), role_name(key->role)));
-  };
-  auto out_of_scope = [&](std::string_view stream) {
-    return error_response(req, http::status::forbidden, "forbidden",
-                          fmt::format("the key may not access stream '{}'", stream.substr(0, 256)));
-  };
-  const bool has_json_body = sv(req[http::field::content_type]).starts_with("application/json");
-
-  // ---- /v1/projections/...
-  if (seg.size() >= 2 && seg[1] == "projections") {
-    if (!projections_)
-      return error_response(req, http::status::not_found, "not_found", "projections are not enabled on this server");
-    return projections_->dispatch(req, t, *key);
+  if (simdjson::dom::element ex; (*body)["expected_revision"].get(ex) == simdjson::SUCCESS) {
+    auto e = parse_expected(ex, "expected_revision");
+    if (!e.ok()) return status_response(req, e.status());
+    a.expected = *e;
   }
+  simdjson::dom::element evs;
+  if ((*body)["events"].get(evs)) return status_response(req, Status::invalid_argument("events: required"));
+  auto events = parse_events(evs, "events");
+  if (!events.ok()) return status_response(req, events.status());
+  a.events = std::move(*events);
+  const StreamAppend copy_for_details{a.stream, a.expected, {}};
+  auto r = store_.append(std::move(a));
+  if (!r.ok())
+    return status_response(req, r.status(), "not_found",
+                           r.status().code() == ErrorCode::kWrongExpectedRevision ? conflict_details(copy_for_details, r.status())
+                                                                                  : json(nullptr));
+  return json_response(req, r->replayed ? http::status::ok : http::status::created, dump(append_json(r->streams[0])));
+}
 
-  // ---- /v1/why, /v1/correlations, /v1/ai
-  if (LedgerApi::handles(t)) {
-    if (!ledger_) return error_response(req, http::status::not_found, "not_found", "the AI ledger's queries need projections, which are not enabled on this server");
-    return ledger_->dispatch(req, t, *key);
-  }
+// GET /v1/streams/{stream}
+Response Api::read_stream(const Call& c) {
+  auto pq = page_query(c.t, options_.max_page);
+  if (!pq.ok()) return status_response(c.req, pq.status());
+  auto page = store_.read_stream(c.captures[0], pq->from, pq->direction, pq->limit);
+  if (!page.ok()) return status_response(c.req, page.status(), "stream_not_found");
+  return json_response(c.req, http::status::ok, page_json(page->events, page->next));
+}
 
-  // ---- /v1/streams (the catalog)
-  if (seg.size() == 2 && seg[1] == "streams" && method == http::verb::get) {
-    if (auto r = need(Role::kReader)) return *r;
-    auto limit = uint_param(t, "limit");
-    if (!limit.ok()) return status_response(req, limit.status());
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(limit->value_or(100), options_.max_page));
-    if (n == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
-    std::optional<std::string> after = t.param("after");
-    if (after && after->empty()) after.reset();
-    const std::string prefix = t.param("prefix").value_or("");
-    json out = json::array();
-    std::optional<std::string> next = after;
-    // A scoped key lists only its streams; keep reading pages until this one is full or the catalog ends.
-    do {
-      auto page = store_.list_streams(next, n - out.size(), prefix);
-      if (!page.ok()) return status_response(req, page.status());
-      for (const auto& s : page->streams)
-        if (key->can_see(s.stream))
-          out.push_back({{"stream", s.stream},
-                         {"revision", s.last_revision},
-                         {"count", s.last_revision + 1},
-                         {"first_position", s.first_position},
-                         {"last_position", s.last_position}});
-      next = page->next;
-    } while (key->scoped() && next && out.size() < n);
-    return json_response(req, http::status::ok,
-                         json{{"streams", out}, {"next", next ? json(*next) : json(nullptr)}}.dump(-1, ' ', false, json::error_handler_t::replace));
-  }
-
-  // ---- /v1/streams/{stream}
-  if (seg.size() >= 2 && seg[0] == "v1" && seg[1] == "streams") {
-    if (seg.size() == 3) {
-      const std::string& stream = seg[2];
-      if (immutable_method(method))
-        return error_response(req, http::status::method_not_allowed, "method_not_allowed",
-                              "events are immutable: nothing is updated or deleted; append a compensating event "
-                              "that names what it corrects");
-      if (!key->can_see(stream)) return out_of_scope(stream);
-      if (method == http::verb::post) {
-        if (auto r = need(Role::kWriter)) return *r;
-        if (!has_json_body)
-          return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
-        simdjson::dom::parser own_parser;
-        auto body = parse_body(req, own_parser);
-        if (!body.ok()) return status_response(req, body.status());
-        StreamAppend a;
-        a.stream = stream;
-        for (auto field : *body) {
-          const std::string_view k = field.key;
-          if (k != "expected_revision" && k != "events")
-            return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", k.substr(0, 40))));
-        }
-        if (simdjson::dom::element ex; (*body)["expected_revision"].get(ex) == simdjson::SUCCESS) {
-          auto e = parse_expected(ex, "expected_revision");
-          if (!e.ok()) return status_response(req, e.status());
-          a.expected = *e;
-        }
-        simdjson::dom::element evs;
-        if ((*body)["events"].get(evs)) return status_response(req, Status::invalid_argument("events: required"));
-        auto events = parse_events(evs, "events");
-        if (!events.ok()) return status_response(req, events.status());
-        a.events = std::move(*events);
-        const StreamAppend copy_for_details{a.stream, a.expected, {}};
-        auto r = store_.append(std::move(a));
-        if (!r.ok()) return status_response(req, r.status(), "not_found", r.status().code() == ErrorCode::kWrongExpectedRevision ? conflict_details(copy_for_details, r.status()) : json(nullptr));
-        return json_response(req, r->replayed ? http::status::ok : http::status::created, append_json(r->streams[0]).dump(-1, ' ', false, json::error_handler_t::replace));
-      }
-      if (method == http::verb::get) {
-        if (auto r = need(Role::kReader)) return *r;
-        auto pq = page_query(t, options_.max_page);
-        if (!pq.ok()) return status_response(req, pq.status());
-        auto page = store_.read_stream(stream, pq->from, pq->direction, pq->limit);
-        if (!page.ok()) return status_response(req, page.status(), "stream_not_found");
-        return json_response(req, http::status::ok, page_json(page->events, page->next));
-      }
-      return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET or POST");
+// POST /v1/transactions: appends to several streams, atomically.
+Response Api::transaction(const Call& c) {
+  const Request& req = c.req;
+  if (!has_json_body(req)) return unsupported_media_type(req);
+  simdjson::dom::parser own_parser;
+  auto body = parse_body(req, own_parser);
+  if (!body.ok()) return status_response(req, body.status());
+  for (auto field : *body)
+    if (std::string_view(field.key) != "appends")
+      return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", std::string_view(field.key).substr(0, 40))));
+  simdjson::dom::array arr;
+  if ((*body)["appends"].get(arr)) return status_response(req, Status::invalid_argument("appends: required, an array"));
+  std::vector<StreamAppend> appends;
+  size_t i = 0;
+  for (simdjson::dom::element e : arr) {
+    const std::string w = fmt::format("appends[{}]", i++);
+    simdjson::dom::object o;
+    if (e.get(o)) return status_response(req, Status::invalid_argument(w + ": must be an object"));
+    for (auto field : o) {
+      const std::string_view k = field.key;
+      if (k != "stream" && k != "expected_revision" && k != "events")
+        return status_response(req, Status::invalid_argument(fmt::format("{}.{}: unknown field", w, k.substr(0, 40))));
     }
-    if (seg.size() == 2 && immutable_method(method))
-      return error_response(req, http::status::method_not_allowed, "method_not_allowed",
-                            "events are immutable: nothing is updated or deleted");
+    StreamAppend a;
+    std::string_view s;
+    if (o["stream"].get(s)) return status_response(req, Status::invalid_argument(w + ".stream: required, a string"));
+    a.stream = std::string(s);
+    if (!c.key->can_see(a.stream)) return out_of_scope(req, a.stream);
+    if (simdjson::dom::element ex; o["expected_revision"].get(ex) == simdjson::SUCCESS) {
+      auto x = parse_expected(ex, w + ".expected_revision");
+      if (!x.ok()) return status_response(req, x.status());
+      a.expected = *x;
+    }
+    simdjson::dom::element evs;
+    if (o["events"].get(evs)) return status_response(req, Status::invalid_argument(w + ".events: required"));
+    auto events = parse_events(evs, w + ".events");
+    if (!events.ok()) return status_response(req, events.status());
+    a.events = std::move(*events);
+    appends.push_back(std::move(a));
   }
-
-  // ---- /v1/transactions
-  if (seg.size() == 2 && seg[1] == "transactions") {
-    if (method != http::verb::post) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use POST");
-    if (auto r = need(Role::kWriter)) return *r;
-    if (!has_json_body)
-      return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
-    simdjson::dom::parser own_parser;
-    auto body = parse_body(req, own_parser);
-    if (!body.ok()) return status_response(req, body.status());
-    for (auto field : *body)
-      if (std::string_view(field.key) != "appends")
-        return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", std::string_view(field.key).substr(0, 40))));
-    simdjson::dom::array arr;
-    if ((*body)["appends"].get(arr)) return status_response(req, Status::invalid_argument("appends: required, an array"));
-    std::vector<StreamAppend> appends;
-    size_t i = 0;
-    for (simdjson::dom::element e : arr) {
-      const std::string w = fmt::format("appends[{}]", i++);
-      simdjson::dom::object o;
-      if (e.get(o)) return status_response(req, Status::invalid_argument(w + ": must be an object"));
-      for (auto field : o) {
-        const std::string_view k = field.key;
-        if (k != "stream" && k != "expected_revision" && k != "events")
-          return status_response(req, Status::invalid_argument(fmt::format("{}.{}: unknown field", w, k.substr(0, 40))));
+  std::vector<StreamAppend> heads;
+  for (const auto& a : appends) heads.push_back({a.stream, a.expected, {}});
+  auto r = store_.append_multi(std::move(appends));
+  if (!r.ok()) {
+    json details = nullptr;
+    if (r.status().code() == ErrorCode::kWrongExpectedRevision) {
+      // The store's message starts with the failing append's index: "appends[i].stream ...".
+      const std::string& m = r.status().message();
+      size_t idx = 0;
+      if (m.starts_with("appends[") && std::from_chars(m.data() + 8, m.data() + m.size(), idx).ec == std::errc() &&
+          idx < heads.size()) {
+        details = conflict_details(heads[idx], r.status());
+        details["append"] = idx;
       }
-      StreamAppend a;
-      std::string_view s;
-      if (o["stream"].get(s)) return status_response(req, Status::invalid_argument(w + ".stream: required, a string"));
-      a.stream = std::string(s);
-      if (!key->can_see(a.stream)) return out_of_scope(a.stream);
-      if (simdjson::dom::element ex; o["expected_revision"].get(ex) == simdjson::SUCCESS) {
-        auto x = parse_expected(ex, w + ".expected_revision");
-        if (!x.ok()) return status_response(req, x.status());
-        a.expected = *x;
-      }
-      simdjson::dom::element evs;
-      if (o["events"].get(evs)) return status_response(req, Status::invalid_argument(w + ".events: required"));
-      auto events = parse_events(evs, w + ".events");
-      if (!events.ok()) return status_response(req, events.status());
-      a.events = std::move(*events);
-      appends.push_back(std::move(a));
     }
-    std::vector<StreamAppend> heads;
-    for (const auto& a : appends) heads.push_back({a.stream, a.expected, {}});
-    auto r = store_.append_multi(std::move(appends));
-    if (!r.ok()) {
-      json details = nullptr;
-      if (r.status().code() == ErrorCode::kWrongExpectedRevision) {
-        // The store's message starts with the failing append's index: "appends[i].stream ...".
-        const std::string& m = r.status().message();
-        size_t idx = 0;
-        if (m.starts_with("appends[") && std::from_chars(m.data() + 8, m.data() + m.size(), idx).ec == std::errc() &&
-            idx < heads.size()) {
-          details = conflict_details(heads[idx], r.status());
-          details["append"] = idx;
-        }
-      }
-      return status_response(req, r.status(), "not_found", details);
-    }
-    json out = json::array();
-    for (const auto& s : r->streams) out.push_back(append_json(s));
-    return json_response(req, r->replayed ? http::status::ok : http::status::created, json{{"appends", out}}.dump(-1, ' ', false, json::error_handler_t::replace));
+    return status_response(req, r.status(), "not_found", details);
   }
+  json out = json::array();
+  for (const auto& s : r->streams) out.push_back(append_json(s));
+  return json_response(req, r->replayed ? http::status::ok : http::status::created, dump(json{{"appends", out}}));
+}
 
-  // ---- /v1/events, /v1/events/{id}, /v1/positions/{p}
-  if ((seg.size() == 2 || seg.size() == 3) && (seg[1] == "events" || seg[1] == "positions")) {
-    if (immutable_method(method))
-      return error_response(req, http::status::method_not_allowed, "method_not_allowed",
-                            "events are immutable: nothing is updated or deleted; append a compensating event that "
-                            "names what it corrects");
-    if (method != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
-    if (auto r = need(Role::kReader)) return *r;
-    if (seg.size() == 3) {
-      Result<RecordedEvent> ev = Status::invalid_argument("unreachable");
-      if (seg[1] == "events") {
-        auto id = Uuid::parse(seg[2]);
-        if (!id.ok()) return status_response(req, id.status());
-        ev = store_.read_event(*id);
-      } else {
-        uint64_t p = 0;
-        auto [ptr, ec] = std::from_chars(seg[2].data(), seg[2].data() + seg[2].size(), p);
-        if (ec != std::errc() || ptr != seg[2].data() + seg[2].size())
-          return status_response(req, Status::invalid_argument(fmt::format("'{}' is not a position", seg[2].substr(0, 40))));
-        ev = store_.read_position(p);
-      }
-      // Out of scope answers exactly like absent: a scoped key learns nothing about streams it cannot read.
-      if (key->scoped() && (!ev.ok() ? ev.status().code() == ErrorCode::kNotFound : !key->can_see(ev->stream)))
-        ev = Status::not_found("no such event");
-      if (!ev.ok()) return status_response(req, ev.status(), "event_not_found");
-      return json_response(req, http::status::ok, codec::event_json(*ev));
-    }
-    if (seg[1] == "positions") return error_response(req, http::status::not_found, "not_found", "use /v1/positions/{position}");
-    auto pq = page_query(t, options_.max_page);
-    if (!pq.ok()) return status_response(req, pq.status());
-    const size_t n = pq->limit;
-    const std::optional<uint64_t> from = pq->from;
-    Filter f{t.params("type"), t.param("type_prefix").value_or(""), t.param("stream_prefix").value_or(""),
-             t.param("category").value_or("")};
-    const Direction d = pq->direction;
-    std::vector<RecordedEvent> events;
-    std::optional<uint64_t> next = from;
-    bool first = true;
-    // A scoped key's pages are filtered to its streams; keep reading until the page is full or $all ends.
-    while (events.size() < n && (first || next)) {
-      auto page = store_.read_all(next, d, n - events.size(), f);
-      if (!page.ok()) return status_response(req, page.status());
-      for (auto& e : page->events)
-        if (key->can_see(e.stream)) events.push_back(std::move(e));
-      next = page->next;
-      first = false;
-      if (!key->scoped()) break;
-    }
-    return json_response(req, http::status::ok, page_json(events, next));
+// GET /v1/events/{id} and /v1/positions/{position}.
+Response Api::event_answer(const Call& c, Result<RecordedEvent> ev) {
+  // Out of scope answers exactly like absent: a scoped key learns nothing about streams it cannot read.
+  if (c.key->scoped() && (!ev.ok() ? ev.status().code() == ErrorCode::kNotFound : !c.key->can_see(ev->stream)))
+    ev = Status::not_found("no such event");
+  if (!ev.ok()) return status_response(c.req, ev.status(), "event_not_found");
+  return json_response(c.req, http::status::ok, codec::event_json(*ev));
+}
+
+Response Api::read_event(const Call& c) {
+  auto id = Uuid::parse(c.captures[0]);
+  if (!id.ok()) return status_response(c.req, id.status());
+  return event_answer(c, store_.read_event(*id));
+}
+
+Response Api::read_position(const Call& c) {
+  const std::string& s = c.captures[0];
+  uint64_t p = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), p);
+  if (ec != std::errc() || ptr != s.data() + s.size())
+    return status_response(c.req, Status::invalid_argument(fmt::format("'{}' is not a position", s.substr(0, 40))));
+  return event_answer(c, store_.read_position(p));
+}
+
+// GET /v1/events: $all.
+Response Api::read_all(const Call& c) {
+  const Target& t = c.t;
+  auto pq = page_query(t, options_.max_page);
+  if (!pq.ok()) return status_response(c.req, pq.status());
+  const size_t n = pq->limit;
+  Filter f{t.params("type"), t.param("type_prefix").value_or(""), t.param("stream_prefix").value_or(""),
+           t.param("category").value_or("")};
+  std::vector<RecordedEvent> events;
+  std::optional<uint64_t> next = pq->from;
+  bool first = true;
+  // A scoped key's pages are filtered to its streams; keep reading until the page is full or $all ends.
+  while (events.size() < n && (first || next)) {
+    auto page = store_.read_all(next, pq->direction, n - events.size(), f);
+    if (!page.ok()) return status_response(c.req, page.status());
+    for (auto& e : page->events)
+      if (c.key->can_see(e.stream)) events.push_back(std::move(e));
+    next = page->next;
+    first = false;
+    if (!c.key->scoped()) break;
   }
+  return json_response(c.req, http::status::ok, page_json(events, next));
+}
 
-  // ---- /v1/privacy/...
-  if (PrivacyApi::handles(t)) return privacy_->dispatch(req, t, *key);
+Response Api::stats(const Call& c) {
+  const StoreStats s = store_.stats();
+  return json_response(c.req, http::status::ok,
+                       dump(json{{"events", s.events},
+                                 {"segments", s.segments},
+                                 {"log_bytes", s.log_bytes},
+                                 {"index_runs", s.index_runs},
+                                 {"index_memtable_events", s.index_memtable_events},
+                                 {"indexed_through", s.indexed_through},
+                                 {"chain_head", s.chain_head_hex},
+                                 {"durability", durability_name(s.durability)}}));
+}
 
-  // ---- /v1/stats
-  if (seg.size() == 2 && seg[1] == "stats") {
-    if (method != http::verb::get) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
-    if (auto r = need(Role::kReader)) return *r;
-    if (key->scoped())
-      return error_response(req, http::status::forbidden, "forbidden", "store-wide statistics need a key without stream scopes");
-    const StoreStats s = store_.stats();
-    return json_response(req, http::status::ok,
-                         json{{"events", s.events},
-                              {"segments", s.segments},
-                              {"log_bytes", s.log_bytes},
-                              {"index_runs", s.index_runs},
-                              {"index_memtable_events", s.index_memtable_events},
-                              {"indexed_through", s.indexed_through},
-                              {"chain_head", s.chain_head_hex},
-                              {"durability", durability_name(s.durability)}}
-                             .dump(-1, ' ', false, json::error_handler_t::replace));
-  }
+// POST /v1/verify: the whole log's checksums, digests and chain, on the open store (the online form of
+// `cairn verify`, which cannot open a directory cairnd holds).
+Response Api::verify(const Call& c) {
+  auto report = store_.verify_chain();
+  if (!report.ok()) return status_response(c.req, report.status());
+  return json_response(c.req, http::status::ok, codec::verify_report_json(*report));
+}
 
-  // ---- /v1/verify: the whole log's checksums, digests and chain, on the open store (the online form of
-  // `cairn verify`, which cannot open a directory cairnd holds)
-  if (seg.size() == 2 && seg[1] == "verify") {
-    if (method != http::verb::post) return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use POST");
-    if (auto r = need(Role::kAdmin)) return *r;
-    if (key->scoped())
-      return error_response(req, http::status::forbidden, "forbidden", "verifying the log needs an admin key without stream scopes");
-    auto report = store_.verify_chain();
-    if (!report.ok()) return status_response(req, report.status());
-    return json_response(req, http::status::ok, codec::verify_report_json(*report));
-  }
+Response Api::list_keys(const Call& c) {
+  json out = json::array();
+  for (const auto& k : keys_.list()) out.push_back(key_json(k));
+  return json_response(c.req, http::status::ok, dump(json{{"keys", out}}));
+}
 
-  // ---- /v1/keys
-  if (seg.size() >= 2 && seg[1] == "keys") {
-    if (auto r = need(Role::kAdmin)) return *r;
-    if (key->scoped())
-      return error_response(req, http::status::forbidden, "forbidden", "managing keys needs an admin key without stream scopes");
-    auto key_json = [](const ApiKey& k) {
-      json j = {{"id", k.id}, {"name", k.name}, {"role", role_name(k.role)}, {"streams", k.prefixes},
-                {"created_at", format_rfc3339_ns(k.created_ns)}};
-      j["revoked_at"] = k.revoked_ns ? json(format_rfc3339_ns(k.revoked_ns)) : json(nullptr);
-      return j;
-    };
-    if (seg.size() == 2 && method == http::verb::get) {
-      json out = json::array();
-      for (const auto& k : keys_.list()) out.push_back(key_json(k));
-      return json_response(req, http::status::ok, json{{"keys", out}}.dump(-1, ' ', false, json::error_handler_t::replace));
+Response Api::create_key(const Call& c) {
+  const Request& req = c.req;
+  if (!has_json_body(req)) return unsupported_media_type(req);
+  auto j = json::parse(req.body(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return status_response(req, Status::invalid_argument("body: must be a JSON object"));
+  for (const auto& [k, v] : j.items())
+    if (k != "role" && k != "streams" && k != "name")
+      return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", k.substr(0, 40))));
+  if (j.contains("name") && !j["name"].is_string()) return status_response(req, Status::invalid_argument("name: must be a string"));
+  if (!j.contains("role") || !j["role"].is_string()) return status_response(req, Status::invalid_argument("role: required, a string"));
+  auto role = parse_role(j["role"].get<std::string>());
+  if (!role.ok()) return status_response(req, role.status());
+  std::vector<std::string> prefixes;
+  if (j.contains("streams")) {
+    if (!j["streams"].is_array() || j["streams"].empty())
+      return status_response(req, Status::invalid_argument("streams: must be a non-empty array of prefixes (omit it for every stream)"));
+    for (const auto& p : j["streams"]) {
+      if (!p.is_string()) return status_response(req, Status::invalid_argument("streams: must be an array of strings"));
+      prefixes.push_back(p.get<std::string>());
     }
-    if (seg.size() == 2 && method == http::verb::post) {
-      if (!has_json_body)
-        return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
-      auto j = json::parse(req.body(), nullptr, false);
-      if (j.is_discarded() || !j.is_object()) return status_response(req, Status::invalid_argument("body: must be a JSON object"));
-      for (const auto& [k, v] : j.items())
-        if (k != "role" && k != "streams" && k != "name")
-          return status_response(req, Status::invalid_argument(fmt::format("{}: unknown field", k.substr(0, 40))));
-      if (j.contains("name") && !j["name"].is_string()) return status_response(req, Status::invalid_argument("name: must be a string"));
-      if (!j.contains("role") || !j["role"].is_string()) return status_response(req, Status::invalid_argument("role: required, a string"));
-      auto role = parse_role(j["role"].get<std::string>());
-      if (!role.ok()) return status_response(req, role.status());
-      std::vector<std::string> prefixes;
-      if (j.contains("streams")) {
-        if (!j["streams"].is_array() || j["streams"].empty())
-          return status_response(req, Status::invalid_argument("streams: must be a non-empty array of prefixes (omit it for every stream)"));
-        for (const auto& p : j["streams"]) {
-          if (!p.is_string()) return status_response(req, Status::invalid_argument("streams: must be an array of strings"));
-          prefixes.push_back(p.get<std::string>());
-        }
-      }
-      const std::string name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "";
-      auto created = keys_.create(*role, std::move(prefixes), name);
-      if (!created.ok()) return status_response(req, created.status());
-      json out = key_json(created->first);
-      out["key"] = created->second;
-      return json_response(req, http::status::created, out.dump(-1, ' ', false, json::error_handler_t::replace));
-    }
-    if (seg.size() == 3 && method == http::verb::delete_) {
-      size_t other_admins = 0;
-      bool target_is_admin = false;
-      for (const auto& k : keys_.list()) {
-        if (k.revoked_ns || k.role != Role::kAdmin || k.scoped()) continue;
-        if (k.id == seg[2]) target_is_admin = true;
-        else ++other_admins;
-      }
-      if (target_is_admin && other_admins == 0)
-        return error_response(req, http::status::conflict, "last_admin_key",
-                              "this is the last active admin key; create another admin key before revoking it");
-      Status st = keys_.revoke(seg[2]);
-      if (!st.ok()) return status_response(req, st, "key_not_found");
-      cancel_subscriptions(seg[2]);  // revocation also ends the key's open subscriptions
-      return json_response(req, http::status::ok, json{{"id", seg[2]}, {"revoked", true}}.dump(-1, ' ', false, json::error_handler_t::replace));
-    }
-    return error_response(req, http::status::method_not_allowed, "method_not_allowed",
-                          "use GET or POST on /v1/keys, DELETE on /v1/keys/{id}");
   }
+  const std::string name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "";
+  auto created = keys_.create(*role, std::move(prefixes), name);
+  if (!created.ok()) return status_response(req, created.status());
+  json out = key_json(created->first);
+  out["key"] = created->second;
+  return json_response(req, http::status::created, dump(out));
+}
 
-  return error_response(req, http::status::not_found, "not_found",
-                        fmt::format("no such endpoint: {} {}", std::string(sv(req.method_string())),
-                                    std::string(sv(req.target())).substr(0, 200)));
+Response Api::revoke_key(const Call& c) {
+  const std::string& id = c.captures[0];
+  size_t other_admins = 0;
+  bool target_is_admin = false;
+  for (const auto& k : keys_.list()) {
+    if (k.revoked_ns || k.role != Role::kAdmin || k.scoped()) continue;
+    if (k.id == id) target_is_admin = true;
+    else ++other_admins;
+  }
+  if (target_is_admin && other_admins == 0)
+    return error_response(c.req, http::status::conflict, "last_admin_key",
+                          "this is the last active admin key; create another admin key before revoking it");
+  Status st = keys_.revoke(id);
+  if (!st.ok()) return status_response(c.req, st, "key_not_found");
+  cancel_subscriptions(id);  // revocation also ends the key's open subscriptions
+  return json_response(c.req, http::status::ok, dump(json{{"id", id}, {"revoked", true}}));
 }
 
 }  // namespace cairn::server

@@ -1,10 +1,12 @@
-// The HTTP/JSON API of cairnd (docs/http-api.md): routing, authentication and authorization, request
-// parsing and the mapping of Store results and errors to HTTP answers.
+// The HTTP/JSON API of cairnd (docs/http-api.md): the store's endpoints, authentication and the mapping of
+// Store results and errors to HTTP answers. Which path and method reach which handler, with which role and
+// scope, is the route table's (server/routes.h); the handlers below assume its checks passed.
 //
 // Store calls run on a worker pool, never on the I/O threads: an append waits for its group commit, and
 // many appends waiting together is what makes group commit pay. Every error answer is
 // {"error": {"code", "message", "details"?}} with the matching status; a malformed request changes nothing.
-// Thread safety: handle() from any thread; begin_shutdown() once.
+// Thread safety: handle() and the handlers from any thread; begin_shutdown() once. Lifetime: borrows the
+// Store, KeyStore and Projections, which must outlive it; owns the other parts of the API and its pools.
 #pragma once
 
 #include <atomic>
@@ -24,6 +26,7 @@
 #include "server/ledger_api.h"
 #include "server/privacy_api.h"
 #include "server/projections_api.h"
+#include "server/routes.h"
 
 namespace cairn::server {
 
@@ -50,22 +53,40 @@ class Api {
   // The handler of the --metrics-http listener: GET /metrics without a key, nothing else (404; 405 with
   // Allow for another method on /metrics). For a network only the scraper reaches.
   void handle_metrics_only(Request req, Respond respond);
-  Response dispatch(const Request& req);  // synchronous; public for tests of the routing
+  // Synchronous routing, for tests: streamed endpoints answer 404 (they need a connection).
+  Response dispatch(const Request& req);
   uint64_t open_subscriptions() const;
   // Where /metrics reads the number of open connections (the transport knows it).
   void set_connection_gauge(std::function<uint64_t()> f) { open_connections_ = std::move(f); }
 
- private:
+  // Route handlers (routes.cc): reached only through dispatch_route(), after its method, key, scope and role
+  // checks.
+  Response health(const Call& c);
+  Response metrics(const Call& c);  // needs a key of its own: the main listener's /metrics
+  Response list_streams(const Call& c);
+  Response read_stream(const Call& c);
+  Response append(const Call& c);
+  Response transaction(const Call& c);
+  Response read_all(const Call& c);
+  Response read_event(const Call& c);
+  Response read_position(const Call& c);
+  Response stats(const Call& c);
+  Response verify(const Call& c);
+  Response list_keys(const Call& c);
+  Response create_key(const Call& c);
+  Response revoke_key(const Call& c);
   // Validates a subscribe request; on success starts the stream and returns nullopt.
-  std::optional<Response> subscribe(const Request& req, const RespondStream& respond_stream);
+  Answer subscribe(const Call& c);
+
+ private:
+  Response event_answer(const Call& c, Result<RecordedEvent> ev);
   void cancel_subscriptions(const std::string& key_id);  // empty: all
   Store& store_;
   KeyStore& keys_;
   std::unique_ptr<ProjectionsApi> projections_;
   std::unique_ptr<LedgerApi> ledger_;  // with projections only: the ledger's queries read them
   std::unique_ptr<PrivacyApi> privacy_;
-  // The key of a request's Authorization header, or the 401 answer.
-  std::variant<ApiKey, Response> authenticate(const Request& req);
+  Parts parts_;  // the route table's view of the above
   ApiOptions options_;
   boost::asio::thread_pool pool_;
   boost::asio::thread_pool replay_pool_;
@@ -81,7 +102,6 @@ class Api {
 
   // Monitoring: answers by HTTP status and by error code.
   std::string metrics_text();
-  Response metrics(const Request& req);         // the main listener's: needs a key
   Response metrics_answer(const Request& req);  // the text, to whoever may have it
   void count(const Response& res);
   std::mutex counts_mu_;

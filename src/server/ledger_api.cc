@@ -33,28 +33,6 @@ Response json_ok(const Request& req, std::string body) { return json_response(re
 
 }  // namespace
 
-bool LedgerApi::handles(const Target& t) {
-  const auto& s = t.segments;
-  return s.size() >= 2 && s[0] == "v1" && (s[1] == "why" || s[1] == "correlations" || s[1] == "ai");
-}
-
-bool LedgerApi::is_export_stream(const Target& t) {
-  const auto& s = t.segments;
-  return s.size() == 3 && s[0] == "v1" && s[1] == "ai" && s[2] == "export";
-}
-
-std::optional<Response> LedgerApi::refuse(const Request& req, const ApiKey& key) {
-  if (req.method() != http::verb::get)
-    return error_response(req, http::status::method_not_allowed, "method_not_allowed", "use GET");
-  if (!key.allows(Role::kReader))
-    return error_response(req, http::status::forbidden, "forbidden",
-                          fmt::format("this endpoint needs the reader role; the key has {}", role_name(key.role)));
-  if (key.scoped())
-    return error_response(req, http::status::forbidden, "forbidden",
-                          "the AI ledger's queries read across streams: they need a key without stream scopes");
-  return std::nullopt;
-}
-
 Result<ExportQuery> export_query(const Target& t, uint64_t head) {
   ExportQuery q;
   auto fmt_name = param(t, "format");
@@ -86,74 +64,70 @@ Result<ExportQuery> export_query(const Target& t, uint64_t head) {
   return q;
 }
 
-Response LedgerApi::dispatch(const Request& req, const Target& t, const ApiKey& key) {
-  if (auto r = refuse(req, key)) return *r;
-  const auto& s = t.segments;
-  if (s[1] == "why") {
-    if (s.size() != 3) return error_response(req, http::status::not_found, "not_found", "use /v1/why/{event_id}");
-    auto id = Uuid::parse(s[2]);
-    if (!id.ok()) return status_response(req, Status::invalid_argument(fmt::format("event id: '{}' is not a UUID", s[2].substr(0, 64))));
-    auto out = ledger_why(store_, p_, *id);
-    if (!out.ok()) return status_response(req, out.status(), "event_not_found");
-    return json_ok(req, std::move(*out));
-  }
-  if (s[1] == "correlations") {
-    if (s.size() != 3) return error_response(req, http::status::not_found, "not_found", "use /v1/correlations/{correlation_id}");
-    AsOf as_of;
-    if (auto v = param(t, "as_of")) {
-      if (!v->empty() && std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        auto p = uint_param(t, "as_of");
-        if (!p.ok()) return status_response(req, p.status());
-        as_of.position = **p;
-      } else {
-        auto ns = parse_rfc3339_ns(*v);
-        if (!ns.ok())
-          return status_response(req, Status::invalid_argument(fmt::format("as_of: '{}' is neither a position nor an RFC 3339 time", v->substr(0, 64))));
-        as_of.time_ns = *ns;
-      }
-    }
-    auto out = ledger_correlation(store_, p_, s[2], as_of);
-    if (!out.ok()) return status_response(req, out.status(), "correlation_not_found");
-    return json_ok(req, std::move(*out));
-  }
-  // /v1/ai/...
-  if (s.size() == 3 && s[2] == "rates") {
-    RatesQuery q;
-    for (const auto& b : t.params("by")) {
-      size_t start = 0;
-      while (start <= b.size()) {
-        size_t comma = b.find(',', start);
-        if (comma == std::string::npos) comma = b.size();
-        if (comma > start) q.by.push_back(b.substr(start, comma - start));
-        start = comma + 1;
-      }
-    }
-    q.since = param(t, "since");
-    q.until = param(t, "until");
-    q.model = param(t, "model");
-    q.skill = param(t, "skill");
-    q.prompt_version = param(t, "prompt_version");
-    auto out = ledger_rates(p_, q);
-    if (!out.ok()) return status_response(req, out.status());
-    return json_ok(req, std::move(*out));
-  }
-  if (s.size() == 4 && s[2] == "export" && s[3] == "manifest") {
-    auto q = export_query(t, store_.head_position());
-    if (!q.ok()) return status_response(req, q.status());
-    auto m = ledger_export(store_, *q, [](std::string_view) { return true; });
-    if (!m.ok()) return status_response(req, m.status());
-    return json_ok(req, m->to_json());
-  }
-  if (is_export_stream(t))  // reached only through dispatch() without a stream (tests of the routing)
-    return error_response(req, http::status::not_found, "not_found", "the export is streamed: use GET /v1/ai/export over HTTP");
-  return error_response(req, http::status::not_found, "not_found",
-                        fmt::format("no such endpoint: {}", std::string(req.target()).substr(0, 200)));
+Response LedgerApi::why(const Call& c) {
+  const std::string& id_text = c.captures[0];
+  auto id = Uuid::parse(id_text);
+  if (!id.ok()) return status_response(c.req, Status::invalid_argument(fmt::format("event id: '{}' is not a UUID", id_text.substr(0, 64))));
+  auto out = ledger_why(store_, p_, *id);
+  if (!out.ok()) return status_response(c.req, out.status(), "event_not_found");
+  return json_ok(c.req, std::move(*out));
 }
 
-std::optional<Response> LedgerApi::export_stream(const Request& req, const Target& t, const ApiKey& key,
-                                                 const RespondStream& respond_stream) {
-  if (auto r = refuse(req, key)) return *r;
-  auto q = export_query(t, store_.head_position());
+Response LedgerApi::correlation(const Call& c) {
+  const Request& req = c.req;
+  AsOf as_of;
+  if (auto v = param(c.t, "as_of")) {
+    if (!v->empty() && std::all_of(v->begin(), v->end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+      auto p = uint_param(c.t, "as_of");
+      if (!p.ok()) return status_response(req, p.status());
+      as_of.position = **p;
+    } else {
+      auto ns = parse_rfc3339_ns(*v);
+      if (!ns.ok())
+        return status_response(req, Status::invalid_argument(fmt::format("as_of: '{}' is neither a position nor an RFC 3339 time", v->substr(0, 64))));
+      as_of.time_ns = *ns;
+    }
+  }
+  auto out = ledger_correlation(store_, p_, c.captures[0], as_of);
+  if (!out.ok()) return status_response(req, out.status(), "correlation_not_found");
+  return json_ok(req, std::move(*out));
+}
+
+Response LedgerApi::rates(const Call& c) {
+  const Target& t = c.t;
+  RatesQuery q;
+  for (const auto& b : t.params("by")) {
+    size_t start = 0;
+    while (start <= b.size()) {
+      size_t comma = b.find(',', start);
+      if (comma == std::string::npos) comma = b.size();
+      if (comma > start) q.by.push_back(b.substr(start, comma - start));
+      start = comma + 1;
+    }
+  }
+  q.since = param(t, "since");
+  q.until = param(t, "until");
+  q.model = param(t, "model");
+  q.skill = param(t, "skill");
+  q.prompt_version = param(t, "prompt_version");
+  auto out = ledger_rates(p_, q);
+  if (!out.ok()) return status_response(c.req, out.status());
+  return json_ok(c.req, std::move(*out));
+}
+
+Response LedgerApi::export_manifest(const Call& c) {
+  auto q = export_query(c.t, store_.head_position());
+  if (!q.ok()) return status_response(c.req, q.status());
+  auto m = ledger_export(store_, *q, [](std::string_view) { return true; });
+  if (!m.ok()) return status_response(c.req, m.status());
+  return json_ok(c.req, m->to_json());
+}
+
+Answer LedgerApi::export_rows(const Call& c) {
+  const Request& req = c.req;
+  if (!c.respond_stream)  // a synchronous call (tests of the routing, the CLI's offline backend)
+    return error_response(req, http::status::not_found, "not_found", "the export is streamed: use GET /v1/ai/export over HTTP");
+  auto q = export_query(c.t, store_.head_position());
   if (!q.ok()) return status_response(req, q.status());
   StreamingResponse sr;
   sr.headers = {{"Content-Type", "application/x-ndjson"},
@@ -167,7 +141,7 @@ std::optional<Response> LedgerApi::export_stream(const Request& req, const Targe
     if (!m.ok() && m.status().code() != ErrorCode::kClosed)
       fmt::print(stderr, "cairnd: an export (format {}) stopped early: {}\n", export_format_name(query.format), m.status().to_string());
   };
-  respond_stream(std::move(sr));
+  (*c.respond_stream)(std::move(sr));
   return std::nullopt;
 }
 

@@ -4,8 +4,10 @@
 //   GET /v1/ai/rates?by=&since=&until=&model=&skill=&prompt_version=
 //   GET /v1/ai/export?format=&as_of=&model=&skill=&prompt_version=&since=&until=   streamed JSONL
 //   GET /v1/ai/export/manifest?(the same)           the manifest of that export (runs it, sends no rows)
-// They read across streams, so they need the reader role and a key without stream scopes.
-// Thread safety: every method from any thread. Lifetime: borrows the Store and Projections.
+// They read across streams, so they need the reader role and a key without stream scopes: the route
+// table's checks (server/routes.h), which the handlers assume passed.
+// Thread safety: every method from any thread. Lifetime: borrows the Store and Projections, which must
+// outlive it.
 #pragma once
 
 #include <optional>
@@ -13,6 +15,7 @@
 #include "cairn/ledger.h"
 #include "server/http_util.h"
 #include "server/keys.h"
+#include "server/routes.h"
 
 namespace cairn::server {
 
@@ -20,17 +23,15 @@ class LedgerApi {
  public:
   LedgerApi(Store& store, Projections& projections) : store_(store), p_(projections) {}
 
-  static bool handles(const Target& t);        // /v1/why, /v1/correlations, /v1/ai
-  static bool is_export_stream(const Target& t);  // /v1/ai/export (streamed)
-
-  // The key is authenticated; its role is checked here.
-  Response dispatch(const Request& req, const Target& t, const ApiKey& key);
-  // Starts the streamed export and returns nullopt, or answers an error.
-  std::optional<Response> export_stream(const Request& req, const Target& t, const ApiKey& key,
-                                        const RespondStream& respond_stream);
+  // Route handlers (routes.cc).
+  Response why(const Call& c);
+  Response correlation(const Call& c);
+  Response rates(const Call& c);
+  // Starts the streamed export and returns nullopt, or answers an error (404 without a stream to send to).
+  Answer export_rows(const Call& c);
+  Response export_manifest(const Call& c);
 
  private:
-  std::optional<Response> refuse(const Request& req, const ApiKey& key);
   Store& store_;
   Projections& p_;
 };

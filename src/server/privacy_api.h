@@ -4,7 +4,8 @@
 //   GET  /v1/privacy/subjects/{subject}/report   what the forget touched, the purges, a verification now
 //   POST /v1/privacy/purge                       {"actor"?}: the purge compaction, run to its end
 // {subject} is the subject as the events named it, or its keyed hash (hs:…) for the report.
-// Thread safety: every method from any thread. Lifetime: borrows the Store.
+// The role and scope checks are the route table's (server/routes.h); the handlers assume they passed.
+// Thread safety: every method from any thread. Lifetime: borrows the Store, which must outlive it.
 #pragma once
 
 #include <string>
@@ -12,6 +13,7 @@
 #include "cairn/store.h"
 #include "server/http_util.h"
 #include "server/keys.h"
+#include "server/routes.h"
 
 namespace cairn::server {
 
@@ -19,9 +21,10 @@ class PrivacyApi {
  public:
   PrivacyApi(Store& store, std::string projections_dir) : store_(store), projections_dir_(std::move(projections_dir)) {}
 
-  static bool handles(const Target& t);  // /v1/privacy/...
-  // The key is authenticated; its role is checked here.
-  Response dispatch(const Request& req, const Target& t, const ApiKey& key);
+  // Route handlers (routes.cc).
+  Response forget(const Call& c);
+  Response report(const Call& c);
+  Response purge(const Call& c);
 
  private:
   Store& store_;

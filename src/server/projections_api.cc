@@ -94,234 +94,217 @@ Result<json> json_body(const Request& req) {
 
 }  // namespace
 
-Response ProjectionsApi::dispatch(const Request& req, const Target& t, const ApiKey& key) {
-  const auto& seg = t.segments;  // "v1", "projections", ...
-  const http::verb method = req.method();
-  if (key.scoped())
-    return error_response(req, http::status::forbidden, "forbidden",
-                          "projections aggregate over every stream: a key scoped to stream prefixes may not use them");
-  auto need = [&](Role r) -> std::optional<Response> {
-    if (key.allows(r)) return std::nullopt;
-    return error_response(req, http::status::forbidden, "forbidden",
-                          fmt::format("this endpoint needs the {} role; the key has {}", role_name(r), role_name(key.role)));
-  };
-  auto unsupported = [&] {
-    return error_response(req, http::status::unsupported_media_type, "unsupported_media_type",
-                          "send Content-Type: application/json");
-  };
-  auto method_not_allowed = [&](std::string_view allowed) {
-    Response r = error_response(req, http::status::method_not_allowed, "method_not_allowed", fmt::format("use {}", allowed));
-    r.set(http::field::allow, std::string(allowed));
-    return r;
-  };
-  auto version = version_param(t);
-  if (!version.ok()) return status_response(req, version.status());
+namespace {
 
-  // ---- /v1/projections
-  if (seg.size() == 2) {
-    if (method == http::verb::get) {
-      if (auto r = need(Role::kReader)) return *r;
-      json list = json::array();
-      for (const auto& s : p_.list()) list.push_back(status_json(s, false));
-      return json_response(req, http::status::ok, dump(json{{"projections", list}}));
-    }
-    if (method == http::verb::post) {
-      if (auto r = need(Role::kAdmin)) return *r;
-      if (!json_content(req)) return unsupported();
-      auto body = json_body(req);
-      if (!body.ok()) return status_response(req, body.status());
-      if (body->contains("language") && (*body)["language"] != "lua")
-        return status_response(req, Status::invalid_argument("language: only lua projections can be defined over HTTP (C++ "
-                                                             "projections are registered by the program that embeds Cairn)"));
-      auto def = project::definition_from_json(*body, false);
-      if (!def.ok()) return status_response(req, def.status());
-      const bool existed = p_.status(def->name, def->version).ok();
-      auto s = p_.define(*def);
-      if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-      return json_response(req, existed ? http::status::ok : http::status::created, dump(status_json(*s, true)));
-    }
-    return method_not_allowed("GET, POST");
-  }
-  const std::string& name = seg[2];
+Response unsupported(const Request& req) {
+  return error_response(req, http::status::unsupported_media_type, "unsupported_media_type", "send Content-Type: application/json");
+}
 
-  // ---- /v1/projections/{name}
-  if (seg.size() == 3) {
-    if (method != http::verb::get) return method_not_allowed("GET");
-    if (auto r = need(Role::kReader)) return *r;
-    auto s = p_.status(name, *version);
-    if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-    json j = status_json(*s, true);
-    json versions = json::array();
-    for (const auto& v : p_.versions(name))
-      versions.push_back({{"version", v.version}, {"active", v.active}, {"phase", projection_phase_name(v.phase)},
-                          {"position", v.position}, {"lag", v.lag}, {"fault", fault_json(v.fault)}});
-    j["versions"] = versions;
-    return json_response(req, http::status::ok, dump(j));
-  }
-  const std::string& what = seg[3];
+// Defines a projection (version); 201 when it is new, 200 when the same definition was there.
+Response define_answer(const Request& req, Projections& p, const ProjectionDefinition& def) {
+  const bool existed = p.status(def.name, def.version).ok();
+  auto s = p.define(def);
+  if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
+  return json_response(req, existed ? http::status::ok : http::status::created, dump(status_json(*s, true)));
+}
 
-  if (seg.size() == 4 && what == "state") {
-    if (method != http::verb::get) return method_not_allowed("GET");
-    if (auto r = need(Role::kReader)) return *r;
-    std::optional<std::string> k = t.param("key");
-    if (k && k->empty()) k.reset();  // an empty parameter is an absent one, as everywhere in the API
-    auto as_of = uint_param(t, "as_of");
-    if (!as_of.ok()) return status_response(req, as_of.status());
-    auto as_of_time = t.param("as_of_time");
-    if (as_of_time && as_of_time->empty()) as_of_time.reset();
-    if (*as_of || as_of_time) {
-      if (*as_of && as_of_time) return status_response(req, Status::invalid_argument("give as_of or as_of_time, not both"));
-      AsOf a;
-      a.position = *as_of;
-      if (as_of_time) {
-        auto ns = parse_rfc3339_ns(*as_of_time);
-        if (!ns.ok()) return status_response(req, Status::invalid_argument(fmt::format("query parameter 'as_of_time': {}", ns.status().message())));
-        a.time_ns = *ns;
-      }
-      auto s = p_.state_as_of(name, k, a, *version);
-      if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-      return json_response(req, http::status::ok, state_body(*s));
+// A version in the URL: a number from 1.
+Result<uint32_t> url_version(const std::string& vs) {
+  uint64_t v = 0;
+  if (vs.empty() || vs.size() > 10 || vs.find_first_not_of("0123456789") != std::string::npos ||
+      (v = std::stoull(vs)) == 0 || v > UINT32_MAX)
+    return Status::invalid_argument(fmt::format("version '{}' in the URL is not a number from 1", vs.substr(0, 20)));
+  return static_cast<uint32_t>(v);
+}
+
+// The version query parameter, already checked by check_version (0: the active one).
+uint32_t version_of(const Call& c) { return *version_param(c.t); }
+
+// The projection's name in the URL, and the version after /versions/ (both checked by check_version).
+const std::string& name_of(const Call& c) { return c.captures[0]; }
+uint32_t url_version_of(const Call& c) { return *url_version(c.captures[1]); }
+
+}  // namespace
+
+std::optional<Response> ProjectionsApi::check_version(const Call& c) {
+  auto version = version_param(c.t);
+  if (!version.ok()) return status_response(c.req, version.status());
+  const auto& seg = c.t.segments;  // "v1", "projections", name, "versions", version, ...
+  if (seg.size() >= 5 && seg[3] == "versions")
+    if (auto v = url_version(seg[4]); !v.ok()) return status_response(c.req, v.status());
+  return std::nullopt;
+}
+
+Response ProjectionsApi::list(const Call& c) {
+  json list = json::array();
+  for (const auto& s : p_.list()) list.push_back(status_json(s, false));
+  return json_response(c.req, http::status::ok, dump(json{{"projections", list}}));
+}
+
+Response ProjectionsApi::define(const Call& c) {
+  const Request& req = c.req;
+  if (!json_content(req)) return unsupported(req);
+  auto body = json_body(req);
+  if (!body.ok()) return status_response(req, body.status());
+  if (body->contains("language") && (*body)["language"] != "lua")
+    return status_response(req, Status::invalid_argument("language: only lua projections can be defined over HTTP (C++ "
+                                                         "projections are registered by the program that embeds Cairn)"));
+  auto def = project::definition_from_json(*body, false);
+  if (!def.ok()) return status_response(req, def.status());
+  return define_answer(req, p_, *def);
+}
+
+Response ProjectionsApi::status(const Call& c) {
+  const std::string& name = name_of(c);
+  auto s = p_.status(name, version_of(c));
+  if (!s.ok()) return status_response(c.req, s.status(), "projection_not_found");
+  json j = status_json(*s, true);
+  json versions = json::array();
+  for (const auto& v : p_.versions(name))
+    versions.push_back({{"version", v.version}, {"active", v.active}, {"phase", projection_phase_name(v.phase)},
+                        {"position", v.position}, {"lag", v.lag}, {"fault", fault_json(v.fault)}});
+  j["versions"] = versions;
+  return json_response(c.req, http::status::ok, dump(j));
+}
+
+Response ProjectionsApi::state(const Call& c) {
+  const Request& req = c.req;
+  const Target& t = c.t;
+  const std::string& name = name_of(c);
+  std::optional<std::string> k = t.param("key");
+  if (k && k->empty()) k.reset();  // an empty parameter is an absent one, as everywhere in the API
+  auto as_of = uint_param(t, "as_of");
+  if (!as_of.ok()) return status_response(req, as_of.status());
+  auto as_of_time = t.param("as_of_time");
+  if (as_of_time && as_of_time->empty()) as_of_time.reset();
+  if (*as_of || as_of_time) {
+    if (*as_of && as_of_time) return status_response(req, Status::invalid_argument("give as_of or as_of_time, not both"));
+    AsOf a;
+    a.position = *as_of;
+    if (as_of_time) {
+      auto ns = parse_rfc3339_ns(*as_of_time);
+      if (!ns.ok()) return status_response(req, Status::invalid_argument(fmt::format("query parameter 'as_of_time': {}", ns.status().message())));
+      a.time_ns = *ns;
     }
-    auto wait_for = uint_param(t, "wait_for");
-    if (!wait_for.ok()) return status_response(req, wait_for.status());
-    auto timeout = uint_param(t, "timeout_ms");
-    if (!timeout.ok()) return status_response(req, timeout.status());
-    if (timeout->value_or(0) > kMaxWaitMs)
-      return status_response(req, Status::invalid_argument(fmt::format("query parameter 'timeout_ms': at most {}", kMaxWaitMs)));
-    auto s = p_.state(name, k, *version, *wait_for, std::chrono::milliseconds(timeout->value_or(5000)));
+    auto s = p_.state_as_of(name, k, a, version_of(c));
     if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
     return json_response(req, http::status::ok, state_body(*s));
   }
+  auto wait_for = uint_param(t, "wait_for");
+  if (!wait_for.ok()) return status_response(req, wait_for.status());
+  auto timeout = uint_param(t, "timeout_ms");
+  if (!timeout.ok()) return status_response(req, timeout.status());
+  if (timeout->value_or(0) > kMaxWaitMs)
+    return status_response(req, Status::invalid_argument(fmt::format("query parameter 'timeout_ms': at most {}", kMaxWaitMs)));
+  auto s = p_.state(name, k, version_of(c), *wait_for, std::chrono::milliseconds(timeout->value_or(5000)));
+  if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
+  return json_response(req, http::status::ok, state_body(*s));
+}
 
-  if (seg.size() == 4 && what == "partitions") {
-    if (method != http::verb::get) return method_not_allowed("GET");
-    if (auto r = need(Role::kReader)) return *r;
-    auto limit = uint_param(t, "limit");
-    if (!limit.ok()) return status_response(req, limit.status());
-    if (limit->value_or(100) == 0) return status_response(req, Status::invalid_argument("query parameter 'limit': at least 1"));
-    auto page = p_.partitions(name, t.param("after"), std::min<uint64_t>(limit->value_or(100), 1000), *version);
-    if (!page.ok()) return status_response(req, page.status(), "projection_not_found");
-    return json_response(req, http::status::ok,
-                         dump(json{{"name", page->name}, {"version", page->version}, {"position", page->position},
-                                   {"keys", page->keys}, {"next", page->next ? json(*page->next) : json(nullptr)}}));
-  }
+Response ProjectionsApi::partitions(const Call& c) {
+  auto limit = uint_param(c.t, "limit");
+  if (!limit.ok()) return status_response(c.req, limit.status());
+  if (limit->value_or(100) == 0) return status_response(c.req, Status::invalid_argument("query parameter 'limit': at least 1"));
+  auto page = p_.partitions(name_of(c), c.t.param("after"), std::min<uint64_t>(limit->value_or(100), 1000), version_of(c));
+  if (!page.ok()) return status_response(c.req, page.status(), "projection_not_found");
+  return json_response(c.req, http::status::ok,
+                       dump(json{{"name", page->name}, {"version", page->version}, {"position", page->position},
+                                 {"keys", page->keys}, {"next", page->next ? json(*page->next) : json(nullptr)}}));
+}
 
-  if (seg.size() == 4 && what == "digest") {
-    if (method != http::verb::get) return method_not_allowed("GET");
-    if (auto r = need(Role::kReader)) return *r;
-    auto d = p_.digest(name, *version);
-    if (!d.ok()) return status_response(req, d.status(), "projection_not_found");
-    return json_response(req, http::status::ok,
-                         dump(json{{"name", d->name}, {"version", d->version}, {"position", d->position},
-                                   {"partitions", d->partitions}, {"sha256", d->sha256_hex}}));
-  }
+Response ProjectionsApi::digest(const Call& c) {
+  auto d = p_.digest(name_of(c), version_of(c));
+  if (!d.ok()) return status_response(c.req, d.status(), "projection_not_found");
+  return json_response(c.req, http::status::ok,
+                       dump(json{{"name", d->name}, {"version", d->version}, {"position", d->position},
+                                 {"partitions", d->partitions}, {"sha256", d->sha256_hex}}));
+}
 
-  if (seg.size() == 4 && what == "verify") {
-    if (method != http::verb::post) return method_not_allowed("POST");
-    if (auto r = need(Role::kAdmin)) return *r;
-    auto limit = uint_param(t, "max_differences");
-    if (!limit.ok()) return status_response(req, limit.status());
-    auto v = p_.verify(name, *version, std::min<uint64_t>(limit->value_or(10), 1000));
-    if (!v.ok()) return status_response(req, v.status(), "projection_not_found");
-    json diffs = json::array();
-    for (const auto& d : v->differences) {
-      json jd{{"key", d.key}};
-      jd["live"] = d.live ? json::parse(*d.live, nullptr, false) : json(nullptr);
-      jd["rebuilt"] = d.rebuilt ? json::parse(*d.rebuilt, nullptr, false) : json(nullptr);
-      jd["only_in"] = !d.live ? json("rebuilt") : !d.rebuilt ? json("live") : json(nullptr);
-      diffs.push_back(jd);
-    }
-    return json_response(req, http::status::ok,
-                         dump(json{{"name", v->name}, {"version", v->version}, {"position", v->position},
-                                   {"equal", v->equal}, {"live_digest", v->live_digest},
-                                   {"rebuilt_digest", v->rebuilt_digest}, {"partitions", v->partitions},
-                                   {"differences", diffs}}));
+Response ProjectionsApi::verify(const Call& c) {
+  auto limit = uint_param(c.t, "max_differences");
+  if (!limit.ok()) return status_response(c.req, limit.status());
+  auto v = p_.verify(name_of(c), version_of(c), std::min<uint64_t>(limit->value_or(10), 1000));
+  if (!v.ok()) return status_response(c.req, v.status(), "projection_not_found");
+  json diffs = json::array();
+  for (const auto& d : v->differences) {
+    json jd{{"key", d.key}};
+    jd["live"] = d.live ? json::parse(*d.live, nullptr, false) : json(nullptr);
+    jd["rebuilt"] = d.rebuilt ? json::parse(*d.rebuilt, nullptr, false) : json(nullptr);
+    jd["only_in"] = !d.live ? json("rebuilt") : !d.rebuilt ? json("live") : json(nullptr);
+    diffs.push_back(jd);
   }
+  return json_response(c.req, http::status::ok,
+                       dump(json{{"name", v->name}, {"version", v->version}, {"position", v->position},
+                                 {"equal", v->equal}, {"live_digest", v->live_digest},
+                                 {"rebuilt_digest", v->rebuilt_digest}, {"partitions", v->partitions},
+                                 {"differences", diffs}}));
+}
 
-  if (seg.size() == 4 && what == "rebuild") {
-    if (method == http::verb::post) {
-      if (auto r = need(Role::kAdmin)) return *r;
-      auto s = p_.rebuild(name, *version);
-      if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-      return json_response(req, http::status::accepted, dump(status_json(*s, false)));
-    }
-    if (method == http::verb::get) {
-      if (auto r = need(Role::kReader)) return *r;
-      auto s = p_.status(name, *version);
-      if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-      json j{{"name", s->name}, {"version", s->version}, {"running", s->rebuild.has_value()}};
-      const json full = status_json(*s, false);
-      j["rebuild"] = full["rebuild"];
-      j["fault"] = full["rebuild_fault"];
-      return json_response(req, http::status::ok, dump(j));
-    }
-    return method_not_allowed("GET, POST");
-  }
+Response ProjectionsApi::rebuild(const Call& c) {
+  auto s = p_.rebuild(name_of(c), version_of(c));
+  if (!s.ok()) return status_response(c.req, s.status(), "projection_not_found");
+  return json_response(c.req, http::status::accepted, dump(status_json(*s, false)));
+}
 
-  if (what == "versions") {
-    if (seg.size() == 4) {
-      if (method == http::verb::get) {
-        if (auto r = need(Role::kReader)) return *r;
-        json list = json::array();
-        for (const auto& s : p_.versions(name)) list.push_back(status_json(s, false));
-        if (list.empty()) return status_response(req, Status::not_found(fmt::format("no projection is named '{}'", name.substr(0, 100))), "projection_not_found");
-        return json_response(req, http::status::ok, dump(json{{"name", name}, {"versions", list}}));
-      }
-      if (method == http::verb::post) {
-        if (auto r = need(Role::kAdmin)) return *r;
-        if (!json_content(req)) return unsupported();
-        auto body = json_body(req);
-        if (!body.ok()) return status_response(req, body.status());
-        if (body->contains("name") && (*body)["name"] != name)
-          return status_response(req, Status::invalid_argument("name: the body names another projection than the URL"));
-        (*body)["name"] = name;
-        const bool has_version = body->contains("version");
-        if (!has_version) {
-          const auto vs = p_.versions(name);
-          if (vs.empty()) return status_response(req, Status::not_found(fmt::format("no projection is named '{}'; create it with POST /v1/projections", name.substr(0, 100))), "projection_not_found");
-          (*body)["version"] = vs.back().version + 1;
-        }
-        if (body->contains("language") && (*body)["language"] != "lua")
-          return status_response(req, Status::invalid_argument("language: only lua projections can be defined over HTTP"));
-        auto def = project::definition_from_json(*body, true);
-        if (!def.ok()) return status_response(req, def.status());
-        const bool existed = p_.status(def->name, def->version).ok();
-        auto s = p_.define(*def);
-        if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-        return json_response(req, existed ? http::status::ok : http::status::created, dump(status_json(*s, true)));
-      }
-      return method_not_allowed("GET, POST");
-    }
-    uint64_t v = 0;
-    const std::string& vs = seg[4];
-    if (vs.empty() || vs.size() > 10 || vs.find_first_not_of("0123456789") != std::string::npos ||
-        (v = std::stoull(vs)) == 0 || v > UINT32_MAX)
-      return status_response(req, Status::invalid_argument(fmt::format("version '{}' in the URL is not a number from 1", vs.substr(0, 20))));
-    if (seg.size() == 5) {
-      if (method == http::verb::get) {
-        if (auto r = need(Role::kReader)) return *r;
-        auto s = p_.status(name, static_cast<uint32_t>(v));
-        if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-        return json_response(req, http::status::ok, dump(status_json(*s, true)));
-      }
-      if (method == http::verb::delete_) {
-        if (auto r = need(Role::kAdmin)) return *r;
-        Status st = p_.drop(name, static_cast<uint32_t>(v));
-        if (!st.ok()) return status_response(req, st, "projection_not_found");
-        return json_response(req, http::status::ok, dump(json{{"name", name}, {"version", v}, {"dropped", true}}));
-      }
-      return method_not_allowed("GET, DELETE");
-    }
-    if (seg.size() == 6 && seg[5] == "activate") {
-      if (method != http::verb::post) return method_not_allowed("POST");
-      if (auto r = need(Role::kAdmin)) return *r;
-      auto s = p_.activate(name, static_cast<uint32_t>(v));
-      if (!s.ok()) return status_response(req, s.status(), "projection_not_found");
-      return json_response(req, http::status::ok, dump(status_json(*s, false)));
-    }
+Response ProjectionsApi::rebuild_status(const Call& c) {
+  auto s = p_.status(name_of(c), version_of(c));
+  if (!s.ok()) return status_response(c.req, s.status(), "projection_not_found");
+  json j{{"name", s->name}, {"version", s->version}, {"running", s->rebuild.has_value()}};
+  const json full = status_json(*s, false);
+  j["rebuild"] = full["rebuild"];
+  j["fault"] = full["rebuild_fault"];
+  return json_response(c.req, http::status::ok, dump(j));
+}
+
+Response ProjectionsApi::versions(const Call& c) {
+  const std::string& name = name_of(c);
+  json list = json::array();
+  for (const auto& s : p_.versions(name)) list.push_back(status_json(s, false));
+  if (list.empty())
+    return status_response(c.req, Status::not_found(fmt::format("no projection is named '{}'", name.substr(0, 100))), "projection_not_found");
+  return json_response(c.req, http::status::ok, dump(json{{"name", name}, {"versions", list}}));
+}
+
+Response ProjectionsApi::define_version(const Call& c) {
+  const Request& req = c.req;
+  const std::string& name = name_of(c);
+  if (!json_content(req)) return unsupported(req);
+  auto body = json_body(req);
+  if (!body.ok()) return status_response(req, body.status());
+  if (body->contains("name") && (*body)["name"] != name)
+    return status_response(req, Status::invalid_argument("name: the body names another projection than the URL"));
+  (*body)["name"] = name;
+  if (!body->contains("version")) {
+    const auto vs = p_.versions(name);
+    if (vs.empty())
+      return status_response(req, Status::not_found(fmt::format("no projection is named '{}'; create it with POST /v1/projections", name.substr(0, 100))),
+                             "projection_not_found");
+    (*body)["version"] = vs.back().version + 1;
   }
-  return error_response(req, http::status::not_found, "not_found",
-                        fmt::format("no such endpoint: {}", std::string(req.target().data(), req.target().size()).substr(0, 200)));
+  if (body->contains("language") && (*body)["language"] != "lua")
+    return status_response(req, Status::invalid_argument("language: only lua projections can be defined over HTTP"));
+  auto def = project::definition_from_json(*body, true);
+  if (!def.ok()) return status_response(req, def.status());
+  return define_answer(req, p_, *def);
+}
+
+Response ProjectionsApi::version(const Call& c) {
+  auto s = p_.status(name_of(c), url_version_of(c));
+  if (!s.ok()) return status_response(c.req, s.status(), "projection_not_found");
+  return json_response(c.req, http::status::ok, dump(status_json(*s, true)));
+}
+
+Response ProjectionsApi::drop(const Call& c) {
+  const uint32_t v = url_version_of(c);
+  Status st = p_.drop(name_of(c), v);
+  if (!st.ok()) return status_response(c.req, st, "projection_not_found");
+  return json_response(c.req, http::status::ok, dump(json{{"name", name_of(c)}, {"version", v}, {"dropped", true}}));
+}
+
+Response ProjectionsApi::activate(const Call& c) {
+  auto s = p_.activate(name_of(c), url_version_of(c));
+  if (!s.ok()) return status_response(c.req, s.status(), "projection_not_found");
+  return json_response(c.req, http::status::ok, dump(status_json(*s, false)));
 }
 
 std::string ProjectionsApi::metrics_text() {
