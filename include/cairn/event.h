@@ -43,9 +43,6 @@ enum class ContentType : uint8_t {
 std::string_view content_type_name(ContentType type);
 Result<ContentType> parse_content_type(std::string_view name);
 
-// The kinds of actor the store understands in metadata.actor.kind.
-enum class ActorKind : uint8_t { kHuman, kAiAgent, kSystem, kService };
-
 // An event as proposed by a client.
 struct EventData {
   std::optional<Uuid> id;  // idempotency key; generated (UUIDv7) when absent

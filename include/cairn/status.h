@@ -32,14 +32,15 @@ enum class ErrorCode : uint8_t {
   kTimeout,                // a wait ran out
   kConflict,               // the request contradicts what exists (e.g. a projection version with another definition)
   kFaulted,                // a projection stopped on a reducer error; the message names the event
-  kInvalidEvent,           // an AI ledger event breaks its type's rules or names what does not exist (HTTP 422)
-  kUnavailable,            // the backend server (PostgreSQL) did not answer: nothing was done; retry later (HTTP 503)
+  kInvalidEvent,           // an event breaks its type's rules (the AI ledger's vocabulary) or names what does not exist
+  kUnavailable,            // the backend server (PostgreSQL) did not answer: nothing was done; retry later
 };
 
-// Stable snake_case name of a code, as used in CLI output and (later) the HTTP API.
+// Stable snake_case name of a code, as used in CLI output and the HTTP API (whose status for each code is the
+// server's business: src/server/http_util.cc).
 std::string_view error_code_name(ErrorCode code);
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;  // ok
   Status(ErrorCode code, std::string message);
@@ -76,7 +77,7 @@ class Status {
 
 // A value or the Status explaining why there is none.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design

@@ -219,9 +219,6 @@ class Store {
   virtual Result<AppendResult> append(StreamAppend request) = 0;
   // Appends to several streams in one atomic commit, each with its own expected revision.
   virtual Result<AppendResult> append_multi(std::vector<StreamAppend> requests) = 0;
-  // Appends to a reserved '$' stream (event types may be reserved too): for Cairn's own records, such as
-  // projection definitions in $projections. Same checks and durability as append(); never exposed to clients.
-  virtual Result<AppendResult> append_reserved(StreamAppend request) = 0;
 
   // Right to be forgotten (docs/privacy.md): destroys every key of the subject (durably: from then on every
   // copy of its parts, backups included, is unreadable), then appends privacy.subject.forgotten to $privacy

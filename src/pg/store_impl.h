@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "cairn/store.h"
+#include "base/reserved_appends.h"
 #include "cairn/subscription.h"
 #include "log/record.h"
 #include "pg/client.h"
@@ -114,7 +115,7 @@ class PgSubscription final : public Subscription {
 };
 
 // It is also the host of its policies (store::PolicyHost): they look events up through its reads.
-class PgStore final : public Store, private store::PolicyHost {
+class PgStore final : public Store, public base::ReservedAppends, private store::PolicyHost {
  public:
   static Result<std::unique_ptr<PgStore>> open(const Options& options, store::Extensions extensions);
   ~PgStore() override { (void)close(); }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "base/reserved_appends.h"
 #include "base/text.h"
 #include "codec/event_json.h"
 #include "store/validate.h"
@@ -14,7 +15,9 @@ Result<uint64_t> record_privacy_event(Store& store, std::string_view type, std::
   e.type = std::string(type);
   e.data = std::move(data);
   if (!actor_json.empty()) e.metadata = fmt::format(R"({{"actor":{}}})", actor_json);
-  auto r = store.append_reserved(StreamAppend{std::string(kPrivacyStream), ExpectedRevision::any(), {std::move(e)}});
+  auto reserved = base::reserved_appends(store);
+  if (!reserved.ok()) return reserved.status();
+  auto r = (*reserved)->append_reserved(StreamAppend{std::string(kPrivacyStream), ExpectedRevision::any(), {std::move(e)}});
   if (!r.ok()) return r.status();
   return r->streams[0].first_position;
 }

@@ -12,6 +12,7 @@
 
 #include "cairn/projection.h"
 #include "base/file.h"
+#include "base/reserved_appends.h"
 #include "project/builtins.h"
 #include "project/definition.h"
 #include "project/lua_engine.h"
@@ -253,7 +254,9 @@ Status ProjectionsImpl::record(std::string_view type, json data) {
   e.type = std::string(type);
   e.data = data.dump(-1, ' ', false, json::error_handler_t::replace);
   a.events.push_back(std::move(e));
-  auto r = store_.append_reserved(std::move(a));
+  auto reserved = base::reserved_appends(store_);
+  if (!reserved.ok()) return reserved.status();
+  auto r = (*reserved)->append_reserved(std::move(a));
   return r.ok() ? Status() : r.status();
 }
 

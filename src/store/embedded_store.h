@@ -14,6 +14,7 @@
 #include "cairn/store.h"
 #include "index/index.h"
 #include "base/file.h"
+#include "base/reserved_appends.h"
 #include "log/log.h"
 #include "store/policy.h"
 #include "store/reader.h"
@@ -22,7 +23,7 @@
 
 namespace cairn::store {
 
-class EmbeddedStore final : public Store {
+class EmbeddedStore final : public Store, public base::ReservedAppends {
  public:
   // replay_progress, if set, is told (events indexed, events to index) while the index catches up.
   // extensions: the domain modules to run (runtime/compose.h builds them); none makes a store of plain events.
