@@ -240,8 +240,7 @@ void Runner::set_fault(ProjectionFault f) {
 // A problem found after the fact (a state that cannot be saved, a purity check that fails) belongs to some
 // event since the last checkpoint: replay from there, checking after each event, and fault at the first one
 // that shows it. If none does, the reducer is not deterministic: fault where it was found.
-void Runner::locate_fault(const Status& detected) {
-  const uint64_t end = position_;
+void Runner::locate_fault(const Status& detected, uint64_t end) {
   const uint64_t applied_before = applied_.load();
   engine_.reset();
   Status st = load();
@@ -317,12 +316,15 @@ void Runner::catch_up(uint64_t head) {
     wake_cv_.wait_for(w, std::chrono::milliseconds(200), [&] { return stop_.load(); });
     return;
   }
-  position_ = stopped ? next : head;
-  publish_partitions();
+  // The purity check comes before the batch is published: a status or query must not see the position move
+  // past events that the check then finds at fault.
+  const uint64_t end = stopped ? next : head;
   if (Status pure = engine_->check_purity(); !pure.ok()) {
-    locate_fault(pure);
+    locate_fault(pure, end);
     return;
   }
+  position_ = end;
+  publish_partitions();
   if (snapshot_due()) {
     Status st = checkpoint_locked(lock, true);
     if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
@@ -362,14 +364,15 @@ void Runner::follow() {
     }
     yield_to_queries(lock, v.position + 1);
   }
-  position_ = sub_->cursor();
-  publish_partitions();
-  if (Status pure = engine_->check_purity(); !pure.ok()) {
-    locate_fault(pure);
+  const uint64_t end = sub_->cursor();
+  if (Status pure = engine_->check_purity(); !pure.ok()) {  // before publishing, as in catch_up
+    locate_fault(pure, end);
     std::lock_guard g(sub_mu_);
     sub_.reset();
     return;
   }
+  position_ = end;
+  publish_partitions();
   if (snapshot_due()) {
     Status st = checkpoint_locked(lock, true);
     if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
@@ -383,7 +386,7 @@ Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapsh
   auto dump = dump_state(*engine_);
   if (!dump.ok()) {
     // The state cannot be saved (e.g. a function in it): the reducer's fault, at the event that did it.
-    locate_fault(Status::invalid_argument(fmt::format("the state cannot be saved: {}", dump.status().message())));
+    locate_fault(Status::invalid_argument(fmt::format("the state cannot be saved: {}", dump.status().message())), pos);
     return dump.status();
   }
   lock.unlock();

@@ -105,7 +105,8 @@ class Runner {
   void catch_up(uint64_t head);
   void follow();
   void on_fault(const EventView& v, const Status& st);
-  void locate_fault(const Status& detected);
+  // `end`: the position after the events applied since the last checkpoint (the batch that showed the problem).
+  void locate_fault(const Status& detected, uint64_t end);
   void serve_checkpoint();
   void set_fault(ProjectionFault f);
   Status checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot);
