@@ -15,6 +15,7 @@
 #include "ledger/ai_projections.h"
 #include "ledger/demo.h"
 #include "store/store_helpers.h"
+#include "testing/projections_fixture.h"
 #include "testing/temp_dir.h"
 
 namespace cairn {
@@ -26,32 +27,13 @@ using testing::TempDir;
 
 constexpr int64_t kClock = 1'790'000'000'000'000'000;  // 2026-09-21: a fixed clock, so the demo is the same every run
 
-class Queries : public ::testing::Test {
+class Queries : public testing::ProjectionsFixture {
  protected:
   void SetUp() override {
-    Options o;
-    o.dir = dir_.sub("store");
-    o.durability = Durability::kNone;
-    auto s = open_store(o);
-    ASSERT_TRUE(s.ok()) << s.status().to_string();
-    store_ = std::move(*s);
+    open_store_now();
     open_projections_now();
   }
-  void TearDown() override {
-    if (p_) {
-      EXPECT_TRUE(p_->close().ok());
-    }
-    if (store_) {
-      EXPECT_TRUE(store_->close().ok());
-    }
-  }
-  void open_projections_now() {
-    ProjectionsOptions po;
-    po.dir = dir_.sub("projections");
-    auto p = open_projections(*store_, po);
-    ASSERT_TRUE(p.ok()) << p.status().to_string();
-    p_ = std::move(*p);
-  }
+  void TearDown() override { close_all(/*expect_ok=*/true); }
   // Waits until a projection reflects the whole log.
   void settle(std::string_view name) {
     const uint64_t head = store_->head_position();
@@ -84,9 +66,6 @@ class Queries : public ::testing::Test {
     return *e.id;
   }
 
-  TempDir dir_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<Projections> p_;
 };
 
 // The demo's history, judged independently of the fold: decisions by proposal, corrections applied.

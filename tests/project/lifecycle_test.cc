@@ -17,6 +17,7 @@
 
 #include "cairn/projection.h"
 #include "cairn/store.h"
+#include "testing/projections_fixture.h"
 #include "testing/sanitizers.h"
 #include "testing/temp_dir.h"
 
@@ -54,49 +55,17 @@ EventData event(std::string type, std::string data = "{}", std::string metadata 
   return e;
 }
 
-class LifecycleTest : public ::testing::Test {
+class LifecycleTest : public ::cairn::testing::ProjectionsFixture {
  protected:
-  void SetUp() override {}
-
   void open(ProjectionsOptions po = {}, bool builtins = true) {
-    Options o;
-    o.dir = dir_.sub("store");
-    o.durability = Durability::kNone;
-    auto s = open_store(o);
-    ASSERT_TRUE(s.ok()) << s.status().to_string();
-    store_ = std::move(*s);
+    open_store_now();
     po_ = po;
     po_.dir = dir_.sub("projections");
     po_.builtins = builtins;
     open_projections_now();
   }
 
-  void open_projections_now() {
-    auto p = open_projections(*store_, po_);
-    ASSERT_TRUE(p.ok()) << p.status().to_string();
-    p_ = std::move(*p);
-  }
-
-  void reopen_projections() {
-    ASSERT_TRUE(p_->close().ok());
-    p_.reset();
-    open_projections_now();
-  }
-
-  void TearDown() override {
-    if (p_) (void)p_->close();
-    p_.reset();
-    if (store_) (void)store_->close();
-  }
-
-  uint64_t put(const std::string& stream, std::vector<EventData> events) {
-    StreamAppend a;
-    a.stream = stream;
-    a.events = std::move(events);
-    auto r = store_->append(std::move(a));
-    EXPECT_TRUE(r.ok()) << r.status().to_string();
-    return r.ok() ? r->streams[0].last_position : 0;
-  }
+  uint64_t put(const std::string& stream, std::vector<EventData> events) { return append_to(stream, std::move(events)); }
 
   Result<ProjectionStatus> def(const std::string& name, const std::string& lua, uint32_t version = 1,
                                Partitioning part = {}, bool resume = false, uint64_t snapshot_every = 100'000) {
@@ -142,10 +111,6 @@ class LifecycleTest : public ::testing::Test {
     return out;
   }
 
-  ::cairn::testing::TempDir dir_;
-  std::unique_ptr<Store> store_;
-  ProjectionsOptions po_;
-  std::unique_ptr<Projections> p_;
 };
 
 // ---------------------------------------------------------------------------------------------------------

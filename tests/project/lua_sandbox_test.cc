@@ -13,6 +13,7 @@
 
 #include "cairn/projection.h"
 #include "cairn/store.h"
+#include "testing/projections_fixture.h"
 #include "testing/temp_dir.h"
 
 namespace cairn {
@@ -25,52 +26,28 @@ constexpr auto kWait = std::chrono::milliseconds(20000);
 
 bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
-class SandboxTest : public ::testing::Test {
+class SandboxTest : public ::cairn::testing::ProjectionsFixture {
  protected:
   void SetUp() override { open(ProjectionsOptions{}); }
 
   void open(ProjectionsOptions po) {
-    Options o;
-    o.dir = dir_.sub("store");
-    o.durability = Durability::kNone;
-    auto s = open_store(o);
-    ASSERT_TRUE(s.ok()) << s.status().to_string();
-    store_ = std::move(*s);
+    open_store_now();
     po_ = po;
     po_.dir = dir_.sub("projections");
     reopen_projections();
   }
 
-  void reopen_projections() {
-    if (p_) {
-      ASSERT_TRUE(p_->close().ok());
-    }
-    p_.reset();
-    auto p = open_projections(*store_, po_);
-    ASSERT_TRUE(p.ok()) << p.status().to_string();
-    p_ = std::move(*p);
-  }
-
-  void TearDown() override {
-    if (p_) (void)p_->close();
-    p_.reset();
-    if (store_) (void)store_->close();
-  }
-
   // Appends one event, returns its position.
   uint64_t put(const std::string& stream, const std::string& type, const std::string& data = "{}",
                const std::string& metadata = "", ContentType ct = ContentType::kJson) {
-    StreamAppend a;
-    a.stream = stream;
     EventData e;
     e.type = type;
     e.data = data;
     e.metadata = metadata;
     e.content_type = ct;
-    a.events.push_back(std::move(e));
-    auto r = store_->append(std::move(a));
-    EXPECT_TRUE(r.ok()) << r.status().to_string();
-    return r.ok() ? r->streams[0].last_position : 0;
+    std::vector<EventData> events;
+    events.push_back(std::move(e));
+    return append_to(stream, std::move(events));
   }
 
   Result<ProjectionStatus> def(const std::string& name, const std::string& lua, ProjectionLimits limits = {},
@@ -149,10 +126,6 @@ class SandboxTest : public ::testing::Test {
                           << (v->differences.empty() ? std::string("?") : v->differences[0].rebuilt.value_or("?"));
   }
 
-  ::cairn::testing::TempDir dir_;
-  std::unique_ptr<Store> store_;
-  ProjectionsOptions po_;
-  std::unique_ptr<Projections> p_;
 };
 
 // ---------------------------------------------------------------------------------------------------------
