@@ -316,12 +316,15 @@ void Runner::catch_up(uint64_t head) {
     wake_cv_.wait_for(w, std::chrono::milliseconds(200), [&] { return stop_.load(); });
     return;
   }
+  (void)finish_batch(lock, stopped ? next : head);
+}
+
+bool Runner::finish_batch(std::unique_lock<std::mutex>& lock, uint64_t end) {
   // The purity check comes before the batch is published: a status or query must not see the position move
   // past events that the check then finds at fault.
-  const uint64_t end = stopped ? next : head;
   if (Status pure = engine_->check_purity(); !pure.ok()) {
     locate_fault(pure, end);
-    return;
+    return false;
   }
   position_ = end;
   publish_partitions();
@@ -330,6 +333,7 @@ void Runner::catch_up(uint64_t head) {
     if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
   }
   position_cv_.notify_all();
+  return true;
 }
 
 void Runner::follow() {
@@ -364,20 +368,10 @@ void Runner::follow() {
     }
     yield_to_queries(lock, v.position + 1);
   }
-  const uint64_t end = sub_->cursor();
-  if (Status pure = engine_->check_purity(); !pure.ok()) {  // before publishing, as in catch_up
-    locate_fault(pure, end);
+  if (!finish_batch(lock, sub_->cursor())) {
     std::lock_guard g(sub_mu_);
     sub_.reset();
-    return;
   }
-  position_ = end;
-  publish_partitions();
-  if (snapshot_due()) {
-    Status st = checkpoint_locked(lock, true);
-    if (!st.ok()) report("projection {}: snapshot failed: {}", spec_.name, st.message());
-  }
-  position_cv_.notify_all();
 }
 
 Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot) {

@@ -107,6 +107,9 @@ class Runner {
   void on_fault(const EventView& v, const Status& st);
   // `end`: the position after the events applied since the last checkpoint (the batch that showed the problem).
   void locate_fault(const Status& detected, uint64_t end);
+  // After a batch, under state_mu_: the purity check, then the position (end) published, a snapshot if due and
+  // waiting queries woken. false: the check failed and the fault was located instead.
+  bool finish_batch(std::unique_lock<std::mutex>& lock, uint64_t end);
   void serve_checkpoint();
   void set_fault(ProjectionFault f);
   Status checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot);
