@@ -883,7 +883,9 @@ Result<ProjectionStatus> ProjectionsImpl::activate(std::string_view name, uint32
     CAIRN_RETURN_IF_ERROR(record(project::kActivatedType, json{{"name", name}, {"version", version}}));
     e->active = version;
   }
-  (*v)->pending = false;
+  // As when a version takes over by itself: no version up to this one takes over later (a newer one still does).
+  for (auto& [n, other] : e->versions)
+    if (n <= version) other.pending = false;
   return status_of(std::string(name), *e, **v);
 }
 

@@ -667,6 +667,28 @@ TEST_F(LifecycleTest, SourceFilterSelectsEventsAndNeverPassesReservedStreams) {
 
 // Everything at once: appends, queries of every kind, new versions (one resuming), rebuilds, activations and a
 // drop, from different threads. Nothing may fail unexpectedly, and every version ends equal to a full replay.
+// docs/projections.md: after `activate N`, a version older than N that never served does not take over once
+// it has caught up (only newer ones do).
+TEST_F(LifecycleTest, AnOlderPendingVersionDoesNotTakeOverAfterAManualActivate) {
+  open();
+  uint64_t last = 0;
+  for (int i = 0; i < 50; ++i) last = put("a-1", {event("t")});
+  ASSERT_TRUE(def("pick", "return function(s, e) s.v = 1 end").ok());
+  ASSERT_TRUE(def("pick", "return function(s, e) s.v = 2 end", 2).ok());
+  ASSERT_TRUE(def("pick", "return function(s, e) s.v = 3 end", 3).ok());
+  ASSERT_TRUE(p_->activate("pick", 3).ok());
+  // Version 2 catches up and the runtime looks again (every 50 ms): version 3 stays the active one.
+  ASSERT_TRUE(eventually([&] {
+    auto st = p_->status("pick", 2);
+    return st.ok() && st->position > last && st->phase == ProjectionPhase::kLive;
+  }));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(state_json("pick", last), R"({"v":3})");
+  auto active = p_->status("pick");
+  ASSERT_TRUE(active.ok());
+  EXPECT_EQ(active->version, 3u);
+}
+
 TEST_F(LifecycleTest, ConcurrentAppendsQueriesAndVersionChanges) {
   ProjectionsOptions po;
   po.batch_events = 16;
