@@ -125,6 +125,8 @@ class Index {
   std::vector<std::shared_ptr<Run>> runs_;
   uint64_t indexed_through_ = 0;  // covered by runs
 
+  // flush_mu_ guards stop_ and background_error_, and orders the hand-over of frozen_ to the flusher. Lock
+  // order: flush_mu_ before mu_, never the other way round.
   std::mutex flush_mu_;
   std::condition_variable flush_cv_;    // work for the flusher
   std::condition_variable flushed_cv_;  // a frozen memtable became a run (or the flusher stopped)

@@ -49,7 +49,7 @@ class ReferenceIndex {
     bool decided = false;
     Uuid decided_by;
   };
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // guards proposals_ and the in-flight map below; held only for map operations
   std::unordered_map<std::string, Proposal> proposals_;
   // Proposal id -> the event of an append in flight, and how many appends carry it (a retry sent while the
   // first attempt is still in flight carries the same event: the writer answers it as a replay).

@@ -116,6 +116,10 @@ class Log {
   std::string dir_;
   std::string log_dir_;
   LogOptions options_;
+  // segments_mu_ guards segments_ (shared: readers looking up a position; exclusive: a new or replaced
+  // segment). file_mu_ guards the pointer active_file_: the syncer copies it under the lock and syncs outside
+  // it, so the writer thread (its only writer, which reads it without the lock) never frees a file mid-sync.
+  // The two are never held together.
   mutable std::shared_mutex segments_mu_;
   std::vector<std::shared_ptr<Segment>> segments_;
   std::shared_ptr<base::WritableFile> active_file_;  // replaced only by the writer thread, under file_mu_
@@ -124,7 +128,7 @@ class Log {
   Hash chain_head_{};
   int64_t last_time_ns_ = 0;
   uint64_t recovered_commits_ = 0;
-  mutable std::mutex poison_mu_;
+  mutable std::mutex poison_mu_;  // guards poison_ (the first failure's status); poisoned_ is its lock-free flag
   Status poison_;
   std::atomic<bool> poisoned_{false};
   int head_fd_ = -1;

@@ -191,7 +191,7 @@ class Pool {
   std::string conninfo_;
   size_t size_;
   std::function<Status(Connection&)> on_connect_;
-  std::mutex mu_;
+  std::mutex mu_;  // guards idle_ and open_; never held while connecting or while a connection is in use
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Connection>> idle_;
   size_t open_ = 0;

@@ -279,6 +279,8 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
   std::atomic<uint64_t> appended_commits_{0}, appended_events_{0}, groups_{0};
   std::array<std::atomic<uint64_t>, 10> group_buckets_{};  // events per cairn.append call, as StoreStats has them
 
+  // The append queue: mu_ guards queue_ and stopping_ (callers enqueue, the writer thread takes groups). Never
+  // held during a database round trip.
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable tail_cv_;

@@ -110,6 +110,9 @@ class KeyStore final : public DataKeys {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+  // mu_ guards subjects_, forgotten_lines_ and appends to file_ (shared: lookups of live keys, the common
+  // case of an append; exclusive: creating or destroying a key, which writes and syncs the file under it).
+  // Functions named *_locked require it held exclusively.
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, std::vector<Entry>, NameHash, std::equal_to<>> subjects_;  // subject id -> keys by generation
   std::vector<std::string> forgotten_lines_;

@@ -189,10 +189,10 @@ class ProjectionsImpl final : public Projections {
   mutable std::mutex replays_mu_;  // replays_; taken after mu_, never before it
   std::vector<std::shared_ptr<Replay>> replays_;
   base::FileSystem* fs_ = base::posix_fs();
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // guards entries_, closed_ and the privacy_* positions; functions noted "under mu_" need it
   std::map<std::string, Entry, std::less<>> entries_;
   std::thread monitor_;
-  std::mutex monitor_mu_;
+  std::mutex monitor_mu_;  // guards closing_, and lets close() wake the monitor at once
   std::condition_variable monitor_cv_;
   bool closing_ = false;
   bool closed_ = false;

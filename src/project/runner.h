@@ -129,7 +129,7 @@ class Runner {
   mutable std::mutex state_mu_;  // engine_
   std::condition_variable position_cv_;
   std::atomic<int> waiting_queries_{0};  // with_state callers waiting for state_mu_
-  std::mutex queries_mu_;
+  std::mutex queries_mu_;  // guards no data: yield_to_queries waits on queries_cv_ under it
   std::condition_variable queries_cv_;   // the last waiting query got the state lock
   mutable std::mutex fault_mu_;  // fault_ (written under state_mu_ too; never held while reducing)
   std::atomic<uint64_t> partitions_{0};
@@ -149,11 +149,11 @@ class Runner {
   uint64_t rate_position_ = 0;
   std::chrono::steady_clock::time_point rate_since_;
 
-  std::mutex sub_mu_;
+  std::mutex sub_mu_;  // guards sub_ (replaced by the runner thread, cancelled by stop() from another)
   std::unique_ptr<Subscription> sub_;
   std::atomic<bool> stop_{false};
   bool final_checkpoint_ = false;
-  std::mutex wake_mu_;
+  std::mutex wake_mu_;  // guards no data: the runner's back-off waits on wake_cv_ under it, and stop() wakes it
   std::condition_variable wake_cv_;
   std::thread thread_;
 };

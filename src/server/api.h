@@ -91,20 +91,22 @@ class Api {
   boost::asio::thread_pool pool_;
   boost::asio::thread_pool replay_pool_;
   std::atomic<bool> shutting_down_{false};
+  // Held while handle() checks shutting_down_ and posts to the pools, and while begin_shutdown() sets it: a
+  // request is either refused or posted, never posted to a joined pool.
   std::mutex handle_mu_;
   std::atomic<size_t> queued_{0};
   struct OpenSubscription {
     Subscription* sub;
     bool all;  // a $all subscription (its cursor is a position, so its lag can be measured)
   };
-  mutable std::mutex subs_mu_;
+  mutable std::mutex subs_mu_;  // guards subs_
   std::multimap<std::string, OpenSubscription> subs_;  // key id -> open subscriptions, for revocation
 
   // Monitoring: answers by HTTP status and by error code.
   std::string metrics_text();
   Response metrics_answer(const Request& req);  // the text, to whoever may have it
   void count(const Response& res);
-  std::mutex counts_mu_;
+  std::mutex counts_mu_;  // guards by_status_ and by_error_
   std::map<unsigned, uint64_t> by_status_;
   std::map<std::string, uint64_t> by_error_;
   std::function<uint64_t()> open_connections_;

@@ -91,7 +91,7 @@ class HttpServer {
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> open_{0};
-  std::mutex sessions_mu_;
+  std::mutex sessions_mu_;  // guards sessions_ (added by the acceptor, removed by sessions, walked by stop())
   std::set<std::weak_ptr<SessionBase>, std::owner_less<std::weak_ptr<SessionBase>>> sessions_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
 };

@@ -60,7 +60,7 @@ class KeyStore {
   Result<ApiKey> insert_locked(Role role, std::vector<std::string> prefixes, std::string name, std::string_view secret);
 
   std::string dir_;
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // guards keys_ and by_hash_; the *_locked functions require it held
   std::vector<ApiKey> keys_;
   std::unordered_map<std::string, size_t> by_hash_;
 };

@@ -108,13 +108,15 @@ class Writer {
   const LogReader& reader_;
   std::function<void()> on_publish_;
 
+  // The request queue: mu_ guards queue_, stopping_ and stopped_ (callers enqueue, the writer thread takes whole
+  // groups). Never held while writing or syncing. Taken before sync_mu_ when both are needed.
   std::mutex mu_;
   std::condition_variable queue_cv_;
   std::deque<Request*> queue_;
   bool stopping_ = false;
   bool stopped_ = false;
 
-  // Writer-thread state.
+  // Writer-thread state: touched by the writer thread only, so no lock.
   uint64_t next_position_ = 0;
   log::Hash chain_head_{};
   int64_t last_time_ns_ = 0;
@@ -134,7 +136,8 @@ class Writer {
   std::array<std::atomic<uint64_t>, 10> group_buckets_{};
   std::atomic<uint64_t> groups_{0};
 
-  // The hand-over to the syncer.
+  // The hand-over to the syncer: sync_mu_ guards written_ and writer_done_ (in_flight_ is atomic, read
+  // without it).
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;       // work for the syncer
   std::condition_variable sync_room_cv_;  // room for the writer

@@ -21,6 +21,8 @@ class Notifier {
                    const std::atomic<bool>& cancelled);
 
  private:
+  // mu_ guards no data: a publisher takes it once after storing the durable end, so that a waiter that checked
+  // the end under it cannot miss the wake-up (the check and the wait are atomic with respect to it).
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<bool> closed_{false};
