@@ -485,12 +485,6 @@ Answer Api::subscribe(const Call& c) {
   return std::nullopt;
 }
 
-Response Api::dispatch(const Request& req) {
-  Answer answer = dispatch_route(parts_, req, nullptr, nullptr);
-  return answer ? std::move(*answer)
-                : error_response(req, http::status::internal_server_error, "internal", "a streamed answer without a stream");
-}
-
 namespace {
 
 Response unsupported_media_type(const Request& req) {

@@ -53,8 +53,6 @@ class Api {
   // The handler of the --metrics-http listener: GET /metrics without a key, nothing else (404; 405 with
   // Allow for another method on /metrics). For a network only the scraper reaches.
   void handle_metrics_only(Request req, Respond respond);
-  // Synchronous routing, for tests: streamed endpoints answer 404 (they need a connection).
-  Response dispatch(const Request& req);
   uint64_t open_subscriptions() const;
   // Where /metrics reads the number of open connections (the transport knows it).
   void set_connection_gauge(std::function<uint64_t()> f) { open_connections_ = std::move(f); }
