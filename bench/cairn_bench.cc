@@ -382,9 +382,16 @@ constexpr const char* kEventType = "bench.proposal.made";  // not the ledger typ
 
 std::unique_ptr<cairn::Store> open_or_die(const std::string& dir, Durability d) {
   cairn::Options o;
-  o.dir = dir;
-  o.durability = d;
-  o.postgres = g_backend;
+  if (g_backend.empty()) {
+    cairn::EmbeddedOptions e;
+    e.dir = dir;
+    e.durability = d;
+    o = std::move(e);
+  } else {
+    cairn::PostgresOptions p;
+    p.connection = g_backend;
+    o = std::move(p);
+  }
   auto s = cairn::open_store(o);
   if (!s.ok()) fail(fmt::format("open_store({}): {}", dir, s.status().to_string()));
   return std::move(*s);
@@ -400,7 +407,7 @@ std::vector<cairn::EventData> make_events(size_t n, const std::string& payload, 
 
 // A store whose appends may declare personal parts: its key store sits beside the data directory.
 std::unique_ptr<cairn::Store> open_with_keys_or_die(const std::string& dir, Durability d) {
-  cairn::Options o;
+  cairn::EmbeddedOptions o;
   o.dir = dir;
   o.durability = d;
   o.key_store_dir = dir + "-keys";
@@ -716,7 +723,7 @@ void run_open(const Args& a) {
     check(store->close(), "close");
     std::fprintf(stderr, "cairn-bench: built %llu events in %.1f s, close %.2f s\n",
                  static_cast<unsigned long long>(total), t, secs(Clock::now() - c0));
-    runs = store->stats().index_runs;
+    runs = store->metrics().index_runs;
   }
   // The crash-like copy: the log as it is, the derived index gone, so the open replays all of it.
   const auto cp0 = Clock::now();

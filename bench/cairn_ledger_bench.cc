@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(a.dir);
   const std::string date = cairn::bench::utc_now();
 
-  cairn::Options o;
+  cairn::EmbeddedOptions o;
   o.dir = a.dir + "/store";
   o.durability = cairn::Durability::kNone;
   auto opened = cairn::open_store(o);

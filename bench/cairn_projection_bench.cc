@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
   if (a.dir.empty()) fail("--dir is required");
   const bool all = a.workload == "all";
   auto open = [&](const std::string& sub, uint64_t events) {
-    cairn::Options o;
+    cairn::EmbeddedOptions o;
     o.dir = a.dir + "/" + sub;
     o.durability = cairn::Durability::kNone;
     auto s = cairn::open_store(o);

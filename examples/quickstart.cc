@@ -5,7 +5,7 @@
 #include "cairn/store.h"
 
 int main(int argc, char** argv) {
-  cairn::Options options;
+  cairn::EmbeddedOptions options;
   options.dir = argc > 1 ? argv[1] : "/tmp/cairn-example";
   auto store = cairn::open_store(options);
   if (!store.ok()) {

@@ -1,7 +1,8 @@
-// The event model: what a client proposes (EventData) and what the store recorded (RecordedEvent, EventView).
+// The event model: what a client proposes (EventData) and what the store recorded (RecordedEvent, EventView;
+// StoredEventView for exports).
 //
 // Ownership: EventData and RecordedEvent own their bytes. EventView borrows bytes from the store's mapped
-// log and is valid only during the callback that receives it; call to_owned() to keep it.
+// log and is valid only during the callback that receives it (so is StoredEventView); call to_owned() to keep it.
 // Thread safety: plain values; no shared state.
 #pragma once
 
@@ -66,14 +67,20 @@ struct EventView {
   std::string_view metadata;
   std::string_view data;
   bool payload_removed = false;
-  // True when the store sealed personal parts of the data (docs/privacy.md): data then holds
-  // {"$cairn.sealed": …} envelopes as stored; Store reads return it opened (or redacted), exports as stored.
+  // True when the data holds personal parts the store sealed under their subjects' keys (docs/privacy.md).
+  // Reads give them opened, or redacted once their subject was forgotten; only Store::scan_stored gives
+  // them as stored ({"$cairn.sealed": …} envelopes).
   bool sealed_parts = false;
-  // The per-event random salt of the payload digest (empty once the payload is removed). Exported so an
-  // import can reproduce the chain; it protects purged data only because it is purged with it.
-  std::string_view digest_salt;
 
   struct RecordedEvent to_owned() const;
+};
+
+// An event exactly as the log holds it (Store::scan_stored): personal parts stay sealed in data, and the
+// digest salt is there, so that an export of it imports into the same chain (ImportEvent).
+struct StoredEventView : EventView {
+  // The per-event random salt of the payload digest (empty once the payload is removed). It protects
+  // purged data only because it is purged with it.
+  std::string_view digest_salt;
 };
 
 // A stored event that owns its bytes.

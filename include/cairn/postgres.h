@@ -1,6 +1,6 @@
 // Administration of the PostgreSQL backend (docs/scaling.md): creating the roles and the schema, migrating
 // it, and verifying the tamper-evident seal chain. The store itself opens through open_store() with
-// Options::postgres set.
+// PostgresOptions.
 //
 // Thread safety: free functions; each opens its own connections and closes them before returning.
 // Durability: every migration runs in its own transaction; a failed one changes nothing.

@@ -1,10 +1,11 @@
-// The store API: the one interface every backend implements (embedded log now, PostgreSQL later).
+// The store API: the one interface every backend implements (the embedded log, PostgreSQL).
 //
-// Durability: when append() returns ok, the events are durable per Options::durability. With
-// Durability::kFsync (the default) they were written and fdatasync'ed before the call returned, and a crash
-// at any later moment cannot lose them. With Durability::kNone nothing is synced: for tests and benchmarks
-// only. If a write or sync ever fails, the store is poisoned: every later append fails with kPoisoned and
-// the first error's message, and nothing more is acknowledged (a failed fsync is never retried).
+// Durability: when append() returns ok, the events are durable. Embedded, per EmbeddedOptions::durability:
+// with Durability::kFsync (the default) they were written and fdatasync'ed before the call returned, and a
+// crash at any later moment cannot lose them; with Durability::kNone nothing is synced (tests and
+// benchmarks only). PostgreSQL: the primary committed them (synchronous_commit is never off; docs/scaling.md).
+// If a write or sync ever fails, the store is poisoned: every later append fails with kPoisoned and the
+// first error's message, and nothing more is acknowledged (a failed fsync is never retried).
 //
 // Visibility: readers and subscribers only ever see durable events, in position order, with no gaps.
 // There is no update and no delete: a correction is a new event.
@@ -21,11 +22,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "cairn/data_keys.h"
 #include "cairn/event.h"
 #include "cairn/maintenance.h"
+#include "cairn/metrics.h"
 #include "cairn/status.h"
 #include "cairn/subscription.h"
 
@@ -43,32 +46,50 @@ struct Limits {
   uint32_t max_events_per_append = 100'000;
 };
 
-struct Options {
+// What every backend takes.
+struct StoreOptions {
+  Limits limits;
+  // Personal data (docs/privacy.md): the subject key store's directory, kept outside the data directory,
+  // and the master key (32 bytes, standard base64; Cairn never writes it). Without both, an append that
+  // declares personal parts (metadata.privacy) is refused.
+  std::string key_store_dir;
+  std::string master_key;
+};
+
+// The embedded store: one process owns a local data directory (docs/format.md).
+struct EmbeddedOptions : StoreOptions {
   std::string dir;                            // data directory; created if missing (unless read_only)
   Durability durability = Durability::kFsync;
   uint64_t segment_size = 128ull << 20;       // a segment is sealed once it reaches this size
-  Limits limits;
   uint64_t index_memtable_events = 500'000;   // events kept in memory before the index is flushed to disk
   bool repair = false;  // on open, cut a corrupt tail instead of refusing (a copy of the cut bytes is kept)
   bool read_only = false;  // open without writing anything (no recovery cut, no appends)
-  // Personal data (docs/privacy.md): the subject key store's directory, kept outside `dir`, and the master
-  // key (32 bytes, standard base64; Cairn never writes it). Without both, an append that declares personal
-  // parts (metadata.privacy) is refused.
-  std::string key_store_dir;
-  std::string master_key;
-  // The PostgreSQL backend (docs/scaling.md): a libpq connection string or postgres:// URI of the primary,
-  // as a role that `cairn pg init` made a member of cairn_writer. When set, the events live there and
-  // `dir` is not used by the store (projections keep their derived state there); durability, segment_size,
-  // index_memtable_events, repair and read_only do not apply.
-  std::string postgres;
+};
+
+// The PostgreSQL backend (docs/scaling.md): the events live in the database.
+struct PostgresOptions : StoreOptions {
+  // A libpq connection string or postgres:// URI of the primary, as a role that `cairn pg init` made a
+  // member of cairn_writer.
+  std::string connection;
   // A streaming replica of that primary: reads and subscriptions are served from it.
-  std::string postgres_read_replica;
-  size_t postgres_pool = 8;  // connections for reads (appends use one more, subscriptions' waits none)
+  std::string read_replica;
+  size_t pool = 8;  // connections for reads (appends use one more, subscriptions' waits none)
   // How long a subscription waits out a database that does not answer (a restart, a failover, the network):
   // it keeps its cursor and retries, its next() returning empty batches meanwhile, and fails with
   // kUnavailable only once the database has been away this long without a break.
-  std::chrono::milliseconds postgres_outage_timeout{60'000};
+  std::chrono::milliseconds outage_timeout{60'000};
 };
+
+// Which backend open_store opens, with its settings.
+using Options = std::variant<EmbeddedOptions, PostgresOptions>;
+
+// The settings every backend shares, of either alternative.
+inline const StoreOptions& common_options(const Options& o) {
+  return std::visit([](const auto& b) -> const StoreOptions& { return b; }, o);
+}
+inline StoreOptions& common_options(Options& o) {
+  return std::visit([](auto& b) -> StoreOptions& { return b; }, o);
+}
 
 // The optimistic concurrency check of one stream append.
 struct ExpectedRevision {
@@ -135,41 +156,18 @@ struct StreamListing {
   std::optional<std::string> next;
 };
 
+// What the store holds (Store::stats); the engine's counters are Store::metrics (metrics.h).
 struct StoreStats {
   uint64_t events = 0;         // == head position: positions 0..events-1 exist
   uint64_t commits = 0;        // commits recovered or written since open
-  uint64_t segments = 0;
-  uint64_t log_bytes = 0;
-  uint64_t index_runs = 0;
-  uint64_t index_memtable_events = 0;
-  uint64_t indexed_through = 0;  // positions below this are in index runs on disk
-  std::string chain_head_hex;    // SHA-256 chain head after the last durable commit
+  uint64_t segments = 0;       // log segment files (embedded store)
+  uint64_t log_bytes = 0;      // bytes of log on disk (embedded store)
+  std::string chain_head_hex;  // SHA-256 chain head after the last durable commit (embedded store)
   Durability durability = Durability::kFsync;
-
-  // Since open: for monitoring (cumulative, like Prometheus counters and histograms).
-  uint64_t appended_commits = 0;  // acknowledged commits written by this process
-  uint64_t appended_events = 0;
-  uint64_t appended_bytes = 0;    // log bytes of those commits
-  // fdatasync latency: count per bucket, each bucket counting syncs at or below its bound (cumulative).
-  static constexpr std::array<double, 11> kSyncBucketsSeconds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                                 0.01,   0.025,   0.05,   0.1,   0.25};
-  std::array<uint64_t, 11> sync_buckets{};
-  uint64_t syncs = 0;
-  double sync_seconds = 0;
-  // Events per group commit (one write and one sync), cumulative buckets like the above.
-  static constexpr std::array<double, 10> kGroupBucketsEvents = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
-  std::array<uint64_t, 10> group_buckets{};
-  uint64_t groups = 0;
-  uint64_t group_events = 0;
-  // The privacy purge (Store::purge): whether one runs now, its progress, and how many finished since open.
-  bool purge_running = false;
-  uint64_t purge_done_bytes = 0;
-  uint64_t purge_total_bytes = 0;
-  uint64_t purges = 0;
-  uint64_t purged_parts = 0;  // parts purged by the purges finished since open
 };
 
 using EventVisitor = std::function<bool(const EventView&)>;  // return false to stop
+using StoredEventVisitor = std::function<bool(const StoredEventView&)>;
 
 // One event of an import: everything the export kept, so that importing an export into an empty store
 // reproduces the same positions, revisions, ids, times, payload digests and chain head.
@@ -250,7 +248,7 @@ class Store {
   // The same scan, but every event exactly as written to the log: personal parts stay sealed (exports and
   // backups, which must never hold them in clear). Every other read returns them opened, or redacted once
   // their subject was forgotten (docs/privacy.md).
-  virtual Status scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) = 0;
+  virtual Status scan_stored(uint64_t from_position, const Filter& filter, const StoredEventVisitor& visit) = 0;
 
   virtual Result<RecordedEvent> read_position(uint64_t position) = 0;
   virtual Result<RecordedEvent> read_event(const Uuid& id) = 0;
@@ -275,13 +273,15 @@ class Store {
   // The next position to be assigned == the number of durable events.
   virtual uint64_t head_position() const = 0;
   virtual StoreStats stats() const = 0;
+  // The engine's counters since open (index, group commit, fdatasync, purge), for monitoring.
+  virtual StoreMetrics metrics() const = 0;
 
   // Stops accepting appends, waits for in-flight ones, flushes the index, releases the directory.
   virtual Status close() = 0;
 };
 
-// Opens (creating if needed) the embedded store in options.dir, recovering a torn tail; or, when
-// options.postgres is set, the PostgreSQL backend.
+// Opens the backend options name: the embedded store in EmbeddedOptions::dir (creating it if needed,
+// recovering a torn tail), or the PostgreSQL backend (its schema made by `cairn pg init`).
 Result<std::unique_ptr<Store>> open_store(const Options& options);
 
 }  // namespace cairn

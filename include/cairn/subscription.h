@@ -23,7 +23,7 @@ class Subscription {
 
   // Up to max_events events; an empty vector when the timeout passed with nothing new.
   // Fails with kClosed after cancel() or when the store closes. A backend server that does not answer is
-  // waited out (the PostgreSQL store: empty vectors meanwhile, see Options::postgres_outage_timeout), and
+  // waited out (the PostgreSQL store: empty vectors meanwhile, see PostgresOptions::outage_timeout), and
   // fails it with kUnavailable only past that timeout; a failed read fails it with its own code.
   virtual Result<std::vector<RecordedEvent>> next(size_t max_events, std::chrono::milliseconds timeout) = 0;
 

@@ -43,13 +43,9 @@ namespace {
 class LocalBackend final : public Backend {
  public:
   static Result<std::unique_ptr<LocalBackend>> open(const StoreFlags& f) {
-    Options o;
-    o.dir = f.data;
-    o.durability = f.durability == "none" ? Durability::kNone : Durability::kFsync;
-    o.segment_size = f.segment_size;
-    CAIRN_RETURN_IF_ERROR(apply_key_store(f, &o));
-    o.postgres = f.backend;
-    auto store = open_store(o);
+    auto o = backend_options(f, f.durability == "none" ? Durability::kNone : Durability::kFsync, false);
+    if (!o.ok()) return o.status();
+    auto store = open_store(*o);
     if (!store.ok()) {
       if (store.status().code() == ErrorCode::kBusy)
         return Status(ErrorCode::kBusy, store.status().message() + " (a cairnd serves it? use --url)");

@@ -19,16 +19,44 @@
 
 namespace cairn::cli {
 
-Status apply_key_store(const StoreFlags& f, Options* o) {
-  if (f.key_store.empty()) return {};
+Result<Options> backend_options(const StoreFlags& f, Durability durability, bool read_only) {
+  Options o;
+  if (f.backend.empty()) {
+    EmbeddedOptions e;
+    e.dir = f.data;
+    e.durability = durability;
+    e.read_only = read_only;
+    e.segment_size = f.segment_size;
+    o = std::move(e);
+  } else {
+    PostgresOptions p;
+    p.connection = f.backend;
+    o = std::move(p);
+  }
+  if (f.key_store.empty()) return o;
   auto master = privacy::load_master_key_text(f.master_key_file);
   if (!master.ok()) return master.status();
-  o->key_store_dir = f.key_store;
-  o->master_key = std::move(*master);
-  return {};
+  // The embedded store checks this itself; on PostgreSQL, --data still holds projection state.
+  CAIRN_RETURN_IF_ERROR(privacy::check_key_store_outside(f.key_store, f.data));
+  common_options(o).key_store_dir = f.key_store;
+  common_options(o).master_key = std::move(*master);
+  return o;
 }
 
 namespace {
+
+// The store of a reading command: the embedded one in dir, opened read-only, or PostgreSQL.
+Options read_only_options(const std::string& dir, const std::string& backend) {
+  if (!backend.empty()) {
+    PostgresOptions p;
+    p.connection = backend;
+    return p;
+  }
+  EmbeddedOptions e;
+  e.dir = dir;
+  e.read_only = true;
+  return e;
+}
 
 int fail(const Status& st) {
   std::fprintf(stderr, "error: %s\n", st.to_string().c_str());
@@ -56,21 +84,12 @@ Result<ExpectedRevision> parse_expected(std::string_view s) {
 }  // namespace
 
 Result<Options> store_options(const StoreFlags& f, bool read_only) {
-  Options o;
-  o.dir = f.data;
-  CAIRN_RETURN_IF_ERROR(apply_key_store(f, &o));
-  o.postgres = f.backend;
-  o.read_only = read_only;
-  o.segment_size = f.segment_size;
-  if (f.durability == "fsync") {
-    o.durability = Durability::kFsync;
-  } else if (f.durability == "none") {
-    o.durability = Durability::kNone;
-    if (!read_only)
-      std::fprintf(stderr, "durability: none — appends are not synced to disk (tests and benchmarks only)\n");
-  } else {
+  if (f.durability != "fsync" && f.durability != "none")
     return Status::invalid_argument(fmt::format("--durability: '{}' is not fsync or none", f.durability));
-  }
+  auto o = backend_options(f, f.durability == "none" ? Durability::kNone : Durability::kFsync, read_only);
+  if (!o.ok()) return o.status();
+  if (f.durability == "none" && !read_only)
+    std::fprintf(stderr, "durability: none — appends are not synced to disk (tests and benchmarks only)\n");
   return o;
 }
 
@@ -114,7 +133,7 @@ std::string human_line(const EventView& e) {
 }
 
 void print_event(const EventView& e, bool json) {
-  const std::string line = json ? event_json(e, false) : human_line(e);
+  const std::string line = json ? event_json(e) : human_line(e);
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fputc('\n', stdout);
 }
@@ -298,26 +317,27 @@ int cmd_reindex(const std::string& dir) {
 }
 
 int cmd_stats(const std::string& dir, bool json) {
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir;
   o.read_only = true;
   auto store = open_store(o);
   if (!store.ok()) return fail(store.status());
   const StoreStats s = (*store)->stats();
+  const StoreMetrics m = (*store)->metrics();
   if (json) {
     std::printf(
         "{\"events\":%llu,\"commits_in_tail\":%llu,\"segments\":%llu,\"log_bytes\":%llu,\"index_runs\":%llu,"
         "\"index_memtable_events\":%llu,\"indexed_through\":%llu,\"chain_head\":\"%s\"}\n",
         (unsigned long long)s.events, (unsigned long long)s.commits, (unsigned long long)s.segments,
-        (unsigned long long)s.log_bytes, (unsigned long long)s.index_runs, (unsigned long long)s.index_memtable_events,
-        (unsigned long long)s.indexed_through, s.chain_head_hex.c_str());
+        (unsigned long long)s.log_bytes, (unsigned long long)m.index_runs, (unsigned long long)m.index_memtable_events,
+        (unsigned long long)m.indexed_through, s.chain_head_hex.c_str());
   } else {
     std::printf("events:          %llu (positions 0..%lld)\n", (unsigned long long)s.events, (long long)s.events - 1);
     std::printf("segments:        %llu (%llu bytes of log)\n", (unsigned long long)s.segments,
                 (unsigned long long)s.log_bytes);
     std::printf("index:           %llu run(s) through position %llu, %llu event(s) replayed from the log tail\n",
-                (unsigned long long)s.index_runs, (unsigned long long)s.indexed_through,
-                (unsigned long long)s.index_memtable_events);
+                (unsigned long long)m.index_runs, (unsigned long long)m.indexed_through,
+                (unsigned long long)m.index_memtable_events);
     std::printf("chain head:      %s\n", s.chain_head_hex.c_str());
   }
   return 0;
@@ -325,11 +345,7 @@ int cmd_stats(const std::string& dir, bool json) {
 
 int cmd_streams(const std::string& dir, const std::string& prefix, std::optional<uint64_t> limit, bool json,
                 const std::string& backend) {
-  Options o;
-  o.dir = dir;
-  o.read_only = true;
-  o.postgres = backend;
-  auto store = open_store(o);
+  auto store = open_store(read_only_options(dir, backend));
   if (!store.ok()) return fail(store.status());
   uint64_t left = limit.value_or(UINT64_MAX);
   std::optional<std::string> after;
@@ -358,11 +374,7 @@ int cmd_streams(const std::string& dir, const std::string& prefix, std::optional
 }
 
 int cmd_export(const std::string& dir, const std::string& out_path, uint64_t from, const std::string& backend) {
-  Options o;
-  o.dir = dir;
-  o.read_only = true;
-  o.postgres = backend;
-  auto store = open_store(o);
+  auto store = open_store(read_only_options(dir, backend));
   if (!store.ok()) return fail(store.status());
   FILE* out = stdout;
   if (!out_path.empty() && out_path != "-") {
@@ -374,8 +386,8 @@ int cmd_export(const std::string& dir, const std::string& out_path, uint64_t fro
   uint64_t n = 0;
   bool write_failed = false;
   // As stored: an export is a backup, and personal parts must stay sealed in it.
-  Status st = (*store)->scan_stored(from, Filter{}, [&](const EventView& v) {
-    std::string line = event_json(v, true);
+  Status st = (*store)->scan_stored(from, Filter{}, [&](const StoredEventView& v) {
+    std::string line = codec::export_json(v);
     line.push_back('\n');
     if (std::fwrite(line.data(), 1, line.size(), out) != line.size()) {
       write_failed = true;

@@ -18,8 +18,9 @@ struct StoreFlags {
   std::string master_key_file;  // else CAIRN_MASTER_KEY
   std::string backend;          // a PostgreSQL connection URL (docs/scaling.md); empty: the embedded store in data
 };
-// Sets the key store and its master key of the options from the flags (nothing without --key-store).
-Status apply_key_store(const StoreFlags& f, Options* o);
+// The backend of the flags (PostgreSQL with --backend, else the embedded store in --data), with the key
+// store and its master key when --key-store is given. Checks nothing about durability (store_options does).
+Result<Options> backend_options(const StoreFlags& f, Durability durability, bool read_only);
 // The store options of the flags (durability none prints a warning unless read_only).
 Result<Options> store_options(const StoreFlags& f, bool read_only);
 

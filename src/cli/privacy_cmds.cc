@@ -23,7 +23,7 @@ json actor_of(const ForgetArgs& a) { return a.actor_id.empty() ? json() : json{{
 // The command's JSON: from the server (--url) by method and path, or from the store of flags, opened for
 // `offline` and closed after (the first error wins). On error, *code is the exit code to return.
 std::optional<ojson> run(const StoreFlags& flags, const RemoteFlags& remote, const char* method, const std::string& path,
-                         const std::string& body, const std::function<Result<ojson>(Store&, const Options&)>& offline,
+                         const std::string& body, const std::function<Result<ojson>(Store&)>& offline,
                          int* code) {
   if (!remote.url.empty()) {
     auto rep = http_call(remote, method, path, body);
@@ -35,7 +35,7 @@ std::optional<ojson> run(const StoreFlags& flags, const RemoteFlags& remote, con
   if (!o.ok()) return *code = fail_status(o.status()), std::nullopt;
   auto store = open_store(*o);
   if (!store.ok()) return *code = fail_status(store.status()), std::nullopt;
-  auto out = offline(**store, *o);
+  auto out = offline(**store);
   Status closed = (*store)->close();
   if (!out.ok()) return *code = fail_status(out.status()), std::nullopt;
   if (!closed.ok()) return *code = fail_status(closed), std::nullopt;
@@ -50,7 +50,7 @@ int cmd_privacy_forget(const StoreFlags& flags, const RemoteFlags& remote, const
   if (!actor.is_null()) body["actor"] = actor;
   int code = 0;
   auto got = run(flags, remote, "POST", "/v1/privacy/subjects/" + encode_segment(a.subject) + "/forget", body.dump(),
-                 [&](Store& store, const Options&) -> Result<ojson> {
+                 [&](Store& store) -> Result<ojson> {
                    auto r = store.forget(a.subject, a.reason, actor.is_null() ? "" : actor.dump());
                    if (!r.ok()) return r.status();
                    return ojson{{"subject", r->subject_id}, {"keys_destroyed", r->keys_destroyed},
@@ -76,7 +76,7 @@ int cmd_privacy_purge(const StoreFlags& flags, const RemoteFlags& remote, const 
   json body = json::object();
   if (!actor.is_null()) body["actor"] = actor;
   int code = 0;
-  auto got = run(flags, remote, "POST", "/v1/privacy/purge", body.dump(), [&](Store& store, const Options&) -> Result<ojson> {
+  auto got = run(flags, remote, "POST", "/v1/privacy/purge", body.dump(), [&](Store& store) -> Result<ojson> {
     Progress progress("purging");
     auto r = store.purge(actor.is_null() ? "" : actor.dump(), [&](uint64_t done, uint64_t total) {
       progress.update(done, total, "bytes");
@@ -105,14 +105,14 @@ int cmd_privacy_purge(const StoreFlags& flags, const RemoteFlags& remote, const 
 int cmd_privacy_report(const StoreFlags& flags, const RemoteFlags& remote, const ForgetArgs& a) {
   int code = 0;
   auto got = run(flags, remote, "GET", "/v1/privacy/subjects/" + encode_segment(a.subject) + "/report", "",
-                 [&](Store& store, const Options& o) -> Result<ojson> {
+                 [&](Store& store) -> Result<ojson> {
                    std::string id = a.subject;
                    if (!privacy::is_subject_id(id)) {
                      auto h = store.subject_id(a.subject);
                      if (!h.ok()) return h.status();
                      id = *h;
                    }
-                   auto r = privacy::subject_report(store, id, o.dir + "/projections", ledger::is_ledger_type);
+                   auto r = privacy::subject_report(store, id, flags.data + "/projections", ledger::is_ledger_type);
                    if (!r.ok()) return r.status();
                    if ((*r)["forgotten"].is_null() && u((*r)["events"], "count") == 0)
                      return Status::not_found("subject: nothing of this subject is stored here (" + id + ")");

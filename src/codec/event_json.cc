@@ -37,9 +37,9 @@ void put_json_field(std::string& out, std::string_view name, std::string_view js
   }
 }
 
-}  // namespace
-
-std::string event_json(const EventView& e, bool for_export) {
+// exported: the same event as stored, for an export line; null for the client's form.
+std::string render(const EventView& e, const StoredEventView* exported) {
+  const bool for_export = exported != nullptr;
   std::string out;
   out.reserve(256 + e.data.size() + e.metadata.size());
   out += fmt::format("{{\"position\":{}", e.position);
@@ -63,12 +63,16 @@ std::string event_json(const EventView& e, bool for_export) {
   put_json_field(out, "data", e.data, e.content_type == ContentType::kJson);
   if (for_export && e.sealed_parts) out += ",\"sealed_parts\":true";
   if (for_export)
-    out += fmt::format(",\"digest_salt\":\"{}\"",
-                       log::hex(reinterpret_cast<const uint8_t*>(e.digest_salt.data()), e.digest_salt.size()));
+    out += fmt::format(",\"digest_salt\":\"{}\"", log::hex(reinterpret_cast<const uint8_t*>(exported->digest_salt.data()),
+                                                           exported->digest_salt.size()));
   out += "}";
   return out;
 }
 
-std::string event_json(const RecordedEvent& r) { return event_json(r.view(), false); }
+}  // namespace
+
+std::string event_json(const EventView& e) { return render(e, nullptr); }
+std::string export_json(const StoredEventView& e) { return render(e, &e); }
+std::string event_json(const RecordedEvent& r) { return render(r.view(), nullptr); }
 
 }  // namespace cairn::codec

@@ -15,9 +15,11 @@
 
 namespace cairn::codec {
 
-// One object (no newline) for an event. With for_export, adds commit_position, recorded_ns, digest_salt and
-// (for events whose personal parts the store sealed) "sealed_parts":true.
-std::string event_json(const EventView& e, bool for_export);
+// One object (no newline) for an event.
+std::string event_json(const EventView& e);
+// One export line (no newline) for an event as stored (Store::scan_stored): adds commit_position,
+// recorded_ns, digest_salt and (for events whose personal parts the store sealed) "sealed_parts":true.
+std::string export_json(const StoredEventView& e);
 // The same for an owned event.
 std::string event_json(const RecordedEvent& e);
 

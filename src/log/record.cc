@@ -139,7 +139,7 @@ FrameCheck check_frame(const uint8_t* p, size_t available, bool check_body) {
   return c;
 }
 
-Status decode_event(const uint8_t* rec, size_t available, uint64_t position, EventView* out, uint32_t* rec_size) {
+Status decode_event(const uint8_t* rec, size_t available, uint64_t position, StoredEventView* out, uint32_t* rec_size) {
   if (available < kEventFixedSize)
     return Status::corruption(fmt::format("event record at position {} is cut short", position));
   const uint32_t size = load32(rec);

@@ -72,7 +72,7 @@ template <typename Visit>
 Status for_each_event(const FrameHeader& h, const uint8_t* body, Visit&& visit);
 
 // Decodes one event record (no checks beyond sizes).
-Status decode_event(const uint8_t* rec, size_t available, uint64_t position, EventView* out, uint32_t* rec_size);
+Status decode_event(const uint8_t* rec, size_t available, uint64_t position, StoredEventView* out, uint32_t* rec_size);
 
 // The payload digest the chain covers: SHA-256(salt || metadata || data).
 Hash payload_digest(Sha256& sha, const uint8_t* salt, std::string_view metadata, std::string_view data);
@@ -138,7 +138,7 @@ Status for_each_event(const FrameHeader& h, const uint8_t* body, Visit&& visit) 
   const uint8_t* p = body;
   size_t left = h.frame_size - kFrameHeaderSize;
   for (uint32_t i = 0; i < h.event_count; ++i) {
-    EventView v;
+    StoredEventView v;
     uint32_t size = 0;
     CAIRN_RETURN_IF_ERROR(decode_event(p, left, h.first_position + i, &v, &size));
     v.commit_position = h.first_position;

@@ -44,7 +44,7 @@ struct Walker {
     log::ChainHasher hasher(chain_sha);
     hasher.begin(chain, f);
     bool ok = true;
-    Status st = log::for_each_event(h, f + log::kFrameHeaderSize, [&](const EventView& v, const uint8_t* rec, uint32_t) {
+    Status st = log::for_each_event(h, f + log::kFrameHeaderSize, [&](const StoredEventView& v, const uint8_t* rec, uint32_t) {
       const uint64_t rec_offset = offset + static_cast<uint64_t>(rec - f);
       auto [it, fresh] = revisions.try_emplace(std::string(v.stream), v.revision);
       if (fresh ? (v.revision != 0 && !standalone) : v.revision != it->second + 1) {

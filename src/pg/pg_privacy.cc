@@ -36,7 +36,7 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
   PurgeResult out;
   // The chain first, so the report can show it unchanged by the purge.
   CAIRN_RETURN_IF_ERROR(seal_now());
-  auto before = verify_seals(options_.postgres, {});
+  auto before = verify_seals(options_.connection, {});
   if (!before.ok()) return before.status();
   if (!before->ok)
     return Status::corruption(fmt::format("purge: the log does not verify (position {}: {}); nothing is changed in a "
@@ -101,7 +101,7 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
     }
     if (progress) progress(std::min(cursor, end), end);
   }
-  auto after = verify_seals(options_.postgres, {});
+  auto after = verify_seals(options_.connection, {});
   if (!after.ok()) return after.status();
   out.chain_head_after = after->chain_head_hex;
   if (!after->ok || after->events < before->events)

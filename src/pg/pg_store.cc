@@ -27,28 +27,28 @@ Status PgStore::scan_types(uint64_t from, const std::vector<std::string>& types,
   return scan(from, f, visit, true);
 }
 
-Result<std::unique_ptr<PgStore>> PgStore::open(const Options& options, store::Extensions extensions) {
+Result<std::unique_ptr<PgStore>> PgStore::open(const PostgresOptions& options, store::Extensions extensions) {
   std::unique_ptr<PgStore> s(new PgStore());
   s->options_ = options;
   s->ext_ = std::move(extensions);
 
-  auto conn = Connection::connect(options.postgres);
+  auto conn = Connection::connect(options.connection);
   if (!conn.ok()) return conn.status();
-  CAIRN_RETURN_IF_ERROR(check_engine(**conn, options.postgres));
+  CAIRN_RETURN_IF_ERROR(check_engine(**conn, options.connection));
   CAIRN_RETURN_IF_ERROR(check_schema(**conn));
   auto head = (*conn)->query("SELECT next_position FROM cairn.head WHERE id", Params());
   if (!head.ok()) return head.status();
   s->primary_head_ = s->read_head_ = static_cast<uint64_t>(head->int8(0, 0));
   s->writer_conns_[0] = std::move(*conn);
-  s->primary_ = std::make_unique<Pool>(options.postgres, std::max<size_t>(1, options.postgres_pool));
-  if (!options.postgres_read_replica.empty()) {
-    auto rc = Connection::connect(options.postgres_read_replica);
+  s->primary_ = std::make_unique<Pool>(options.connection, std::max<size_t>(1, options.pool));
+  if (!options.read_replica.empty()) {
+    auto rc = Connection::connect(options.read_replica);
     if (!rc.ok()) return Status(rc.status().code(), "read replica: " + rc.status().message());
     CAIRN_RETURN_IF_ERROR(check_schema(**rc));
     auto rh = (*rc)->query("SELECT next_position FROM cairn.head WHERE id", Params());
     if (!rh.ok()) return Status(rh.status().code(), "read replica: " + rh.status().message());
     s->read_head_ = static_cast<uint64_t>(rh->int8(0, 0));
-    s->replica_ = std::make_unique<Pool>(options.postgres_read_replica, std::max<size_t>(1, options.postgres_pool));
+    s->replica_ = std::make_unique<Pool>(options.read_replica, std::max<size_t>(1, options.pool));
   }
   s->writer_ = std::thread([p = s.get()] { p->run_writer(); });
   s->tailer_ = std::thread([p = s.get()] { p->run_tailer(); });
@@ -74,21 +74,26 @@ StoreStats PgStore::stats() const {
   StoreStats s;
   s.events = head_position();
   s.commits = appended_commits_.load();
-  s.appended_commits = appended_commits_.load();
-  s.appended_events = appended_events_.load();
-  s.groups = groups_.load();
-  for (size_t i = 0; i < s.group_buckets.size(); ++i) s.group_buckets[i] = group_buckets_[i].load();
-  s.group_events = appended_events_.load();
-  s.purge_running = purge_running_.load();
-  s.purges = purges_.load();
-  s.purged_parts = purged_parts_.load();
   return s;
+}
+
+StoreMetrics PgStore::metrics() const {
+  StoreMetrics m;
+  m.appended_commits = appended_commits_.load();
+  m.appended_events = appended_events_.load();
+  m.groups = groups_.load();
+  for (size_t i = 0; i < m.group_buckets.size(); ++i) m.group_buckets[i] = group_buckets_[i].load();
+  m.group_events = appended_events_.load();
+  m.purge_running = purge_running_.load();
+  m.purges = purges_.load();
+  m.purged_parts = purged_parts_.load();
+  return m;
 }
 
 // Follows the read server's head (other processes append too) and seals committed events.
 void PgStore::run_tailer() {
   std::unique_ptr<Connection> conn;
-  const std::string& target = replica_ ? options_.postgres_read_replica : options_.postgres;
+  const std::string& target = replica_ ? options_.read_replica : options_.connection;
   auto next_seal = Clock::now();
   for (;;) {
     {
@@ -138,7 +143,7 @@ Result<PgResult> PgStore::read_query(const std::string& name, const std::string&
     }
     auto r = (*c)->prepared(name, sql, params);
     // Each failed try drops its dead connection, so at most the whole pool's worth of them can fail.
-    if (r.ok() || !(*c)->broken() || attempt > static_cast<int>(options_.postgres_pool)) {
+    if (r.ok() || !(*c)->broken() || attempt > static_cast<int>(options_.pool)) {
       if (unreachable) *unreachable = !r.ok() && (*c)->broken();
       return r;
     }
@@ -234,7 +239,7 @@ Result<ReadPage> PgStore::read_all_stored(std::optional<uint64_t> from_position,
   return page;
 }
 
-Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& visit, bool open) {
+Status PgStore::scan(uint64_t from, const Filter& filter, const StoredEventVisitor& visit, bool open) {
   CAIRN_RETURN_IF_ERROR(open_check());
   // Up to the head at the start: a scan ends even while appends go on.
   uint64_t end = 0;
@@ -266,7 +271,8 @@ Status PgStore::scan(uint64_t from, const Filter& filter, const EventVisitor& vi
     }
     for (size_t i = 0; i < page.size(); ++i) {
       if (open) CAIRN_RETURN_IF_ERROR(open_personal(page[i]));
-      EventView v = page[i].view();
+      StoredEventView v;
+      static_cast<EventView&>(v) = page[i].view();
       v.digest_salt = salts[i];
       if (!visit(v)) return {};
     }
@@ -388,7 +394,7 @@ Result<StreamListing> PgStore::list_streams(std::optional<std::string> after, si
 }
 
 
-Result<std::unique_ptr<Store>> open_pg_store(const Options& options, store::Extensions extensions) {
+Result<std::unique_ptr<Store>> open_pg_store(const PostgresOptions& options, store::Extensions extensions) {
   auto s = PgStore::open(options, std::move(extensions));
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(std::move(*s));

@@ -22,9 +22,9 @@
 
 namespace cairn::pg {
 
-// Connects (Options::postgres, and Options::postgres_read_replica if set), refuses engines without what
+// Connects (PostgresOptions::connection, and read_replica if set), refuses engines without what
 // correctness needs, checks the schema version, and starts the writer and the head tracker. extensions: the
 // domain modules every append runs (runtime/compose.h builds them).
-Result<std::unique_ptr<Store>> open_pg_store(const Options& options, store::Extensions extensions);
+Result<std::unique_ptr<Store>> open_pg_store(const PostgresOptions& options, store::Extensions extensions);
 
 }  // namespace cairn::pg

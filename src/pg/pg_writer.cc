@@ -99,7 +99,7 @@ void PgStore::run_writer() {
 Status PgStore::send_group(int conn, std::vector<Request*>& group) {
   auto& c = writer_conns_[conn];
   if (!c || !c->alive()) {
-    auto fresh = Connection::connect(options_.postgres);
+    auto fresh = Connection::connect(options_.connection);
     if (!fresh.ok()) return fresh.status();
     c = std::move(*fresh);
   }
@@ -242,7 +242,7 @@ void PgStore::answer_group(std::vector<Request*>& group, const PgResult& res) {
   size_t group_events = 0;
   for (auto* r : group) group_events += r->events;
   for (size_t i = 0; i < group_buckets_.size(); ++i)
-    if (static_cast<double>(group_events) <= StoreStats::kGroupBucketsEvents[i]) group_buckets_[i].fetch_add(1);
+    if (static_cast<double>(group_events) <= StoreMetrics::kGroupBucketsEvents[i]) group_buckets_[i].fetch_add(1);
   uint64_t end = 0;
   int row = 0;
   for (auto* r : group) {

@@ -93,7 +93,7 @@ inline int64_t expected_code(const ExpectedRevision& e) {
 
 class PgStore;
 
-// A subscription rides out a database that does not answer (see Options::postgres_outage_timeout): next()
+// A subscription rides out a database that does not answer (see PostgresOptions::outage_timeout): next()
 // keeps its cursor, retries with a growing pause (up to a second) and returns empty batches meanwhile, so
 // the caller goes on heartbeating; it fails with kUnavailable once the outage outlasted the timeout.
 class PgSubscription final : public Subscription {
@@ -117,7 +117,7 @@ class PgSubscription final : public Subscription {
 // It is also the host of its policies (store::PolicyHost): they look events up through its reads.
 class PgStore final : public Store, public base::ReservedAppends, private store::PolicyHost {
  public:
-  static Result<std::unique_ptr<PgStore>> open(const Options& options, store::Extensions extensions);
+  static Result<std::unique_ptr<PgStore>> open(const PostgresOptions& options, store::Extensions extensions);
   ~PgStore() override { (void)close(); }
 
   Result<AppendResult> append(StreamAppend request) override {
@@ -147,7 +147,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
   Result<VerifyReport> verify_chain() override {
     CAIRN_RETURN_IF_ERROR(open_check());
     CAIRN_RETURN_IF_ERROR(seal_now());
-    return verify_seals(options_.postgres, {});
+    return verify_seals(options_.connection, {});
   }
 
   Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,
@@ -167,7 +167,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
   Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override {
     return scan(from_position, filter, visit, true);
   }
-  Status scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override {
+  Status scan_stored(uint64_t from_position, const Filter& filter, const StoredEventVisitor& visit) override {
     return scan(from_position, filter, visit, false);
   }
   Result<RecordedEvent> read_position(uint64_t position) override;
@@ -188,6 +188,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
   Result<uint64_t> import_commit(std::vector<ImportEvent> events) override;
   uint64_t head_position() const override { return std::max(primary_head_.load(), read_head_.load()); }
   StoreStats stats() const override;
+  StoreMetrics metrics() const override;
   Status close() override;
 
   // For subscriptions: one page after a cursor, with the read server's head from the same snapshot. On a
@@ -196,7 +197,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
                   bool* unreachable);
   Status poll_stream(const std::string& stream, uint64_t* cursor, size_t max, std::vector<RecordedEvent>* out,
                      uint64_t* seen_head, bool* unreachable);
-  std::chrono::milliseconds outage_timeout() const { return options_.postgres_outage_timeout; }
+  std::chrono::milliseconds outage_timeout() const { return options_.outage_timeout; }
   subscribe::Notifier& notifier() { return notifier_; }
   uint64_t read_head() const { return read_head_.load(); }
   Status open_personal(RecordedEvent& e) const {
@@ -260,7 +261,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
                                       Direction direction, size_t limit);
   Result<ReadPage> read_all_stored(std::optional<uint64_t> from_position, Direction direction, size_t limit,
                                    const Filter& filter);
-  Status scan(uint64_t from, const Filter& filter, const EventVisitor& visit, bool open);
+  Status scan(uint64_t from, const Filter& filter, const StoredEventVisitor& visit, bool open);
   Status seal_now();
   // store::PolicyHost
   Result<std::optional<RecordedEvent>> find_durable(const Uuid& id) override;
@@ -268,7 +269,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
   Status scan_types(uint64_t from, const std::vector<std::string>& types, const EventVisitor& visit) override;
   bool shared_log() const override { return true; }
 
-  Options options_;
+  PostgresOptions options_;
   std::unique_ptr<Pool> primary_;
   std::unique_ptr<Pool> replica_;
   store::Extensions ext_;  // the policies every append runs, and the sealed parts' reader (null: no key store)
@@ -277,7 +278,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
   std::atomic<uint64_t> primary_head_{0};  // the head after this process's latest commit (or as last read)
   std::atomic<uint64_t> read_head_{0};     // the head the read server (replica or primary) was seen at
   std::atomic<uint64_t> appended_commits_{0}, appended_events_{0}, groups_{0};
-  std::array<std::atomic<uint64_t>, 10> group_buckets_{};  // events per cairn.append call, as StoreStats has them
+  std::array<std::atomic<uint64_t>, 10> group_buckets_{};  // events per cairn.append call, as StoreMetrics has them
 
   // The append queue: mu_ guards queue_ and stopping_ (callers enqueue, the writer thread takes groups). Never
   // held during a database round trip.

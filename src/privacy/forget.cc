@@ -33,7 +33,7 @@ Result<ForgetResult> forget_subject(Store& store, KeyStore& keys, std::string_vi
   // One pass: the events holding its parts (their metadata names its keyed hash) and the earlier record of
   // this subject's forget, if any.
   std::optional<RecordedEvent> earlier;
-  CAIRN_RETURN_IF_ERROR(store.scan_stored(0, Filter{}, [&](const EventView& v) {
+  CAIRN_RETURN_IF_ERROR(store.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
     if (v.sealed_parts && v.metadata.find(out.subject_id) != std::string_view::npos) ++out.affected_events;
     if (v.stream == kPrivacyStream && v.type == kForgottenType && v.data.find(out.subject_id) != std::string_view::npos)
       earlier = v.to_owned();

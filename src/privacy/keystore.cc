@@ -408,17 +408,23 @@ Result<size_t> KeyStore::destroy(std::string_view subject) {
   return doomed.size();
 }
 
+Status check_key_store_outside(const std::string& key_dir, const std::string& data_dir) {
+  if (key_dir.empty() || data_dir.empty()) return {};
+  std::error_code ec;
+  const auto keys_dir = std::filesystem::weakly_canonical(key_dir, ec).string() + "/";
+  const auto data = std::filesystem::weakly_canonical(data_dir, ec).string() + "/";
+  if (keys_dir.starts_with(data) || data.starts_with(keys_dir))
+    return Status::invalid_argument(fmt::format("key_store_dir: '{}' must be outside the data directory '{}' (and not contain it)",
+                                                key_dir, data_dir));
+  return {};
+}
+
 Result<std::unique_ptr<KeyStore>> open_configured(const std::string& key_dir, const std::string& master_base64,
                                                   const std::string& data_dir) {
   if (key_dir.empty() && master_base64.empty()) return std::unique_ptr<KeyStore>();
   if (key_dir.empty() || master_base64.empty())
     return Status::invalid_argument("key_store_dir, master_key: personal data needs both a key store and its master key");
-  std::error_code ec;
-  const auto keys_dir = std::filesystem::weakly_canonical(key_dir, ec).string() + "/";
-  const auto data = std::filesystem::weakly_canonical(data_dir, ec).string() + "/";
-  if (!data_dir.empty() && (keys_dir.starts_with(data) || data.starts_with(keys_dir)))
-    return Status::invalid_argument(fmt::format("key_store_dir: '{}' must be outside the data directory '{}' (and not contain it)",
-                                                key_dir, data_dir));
+  CAIRN_RETURN_IF_ERROR(check_key_store_outside(key_dir, data_dir));
   auto master = parse_master_key(master_base64);
   if (!master.ok()) return master.status();
   auto keys = KeyStore::open(key_dir, *master);

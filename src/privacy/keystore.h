@@ -123,5 +123,8 @@ class KeyStore final : public DataKeys {
 // neither is set; kInvalidArgument when only one is.
 Result<std::unique_ptr<KeyStore>> open_configured(const std::string& key_dir, const std::string& master_base64,
                                                   const std::string& data_dir);
+// open_configured's placement rule alone: kInvalidArgument when key_dir is inside data_dir or contains it.
+// For a process whose local directory the store does not know (cairnd or the CLI on PostgreSQL).
+Status check_key_store_outside(const std::string& key_dir, const std::string& data_dir);
 
 }  // namespace cairn::privacy

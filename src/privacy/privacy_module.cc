@@ -59,8 +59,8 @@ class PrivacyModule::SealRun final : public store::AppendPolicy::Run {
   bool has_personal_ = false;
 };
 
-Result<std::shared_ptr<PrivacyModule>> PrivacyModule::open(const Options& options) {
-  auto keys = open_configured(options.key_store_dir, options.master_key, options.dir);
+Result<std::shared_ptr<PrivacyModule>> PrivacyModule::open(const StoreOptions& options, const std::string& data_dir) {
+  auto keys = open_configured(options.key_store_dir, options.master_key, data_dir);
   if (!keys.ok()) return keys.status();
   return std::make_shared<PrivacyModule>(std::move(*keys));
 }

@@ -18,8 +18,8 @@ namespace cairn::privacy {
 
 class PrivacyModule final : public store::AppendPolicy, public store::SealedParts {
  public:
-  // The key store of these options (open_configured), or none.
-  static Result<std::shared_ptr<PrivacyModule>> open(const Options& options);
+  // The key store of these options (open_configured; it must be outside data_dir, when one is given), or none.
+  static Result<std::shared_ptr<PrivacyModule>> open(const StoreOptions& options, const std::string& data_dir);
   explicit PrivacyModule(std::unique_ptr<KeyStore> keys) : keys_(std::move(keys)) {}
 
   bool has_keys() const { return keys_ != nullptr; }

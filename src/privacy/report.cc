@@ -79,7 +79,7 @@ Result<ojson> subject_report(Store& store, std::string_view subject_id, const st
   uint64_t count = 0, purged = 0, awaiting = 0, readable = 0;
   std::map<std::string, uint64_t> by_type, ledger;
   ojson list = ojson::array();
-  CAIRN_RETURN_IF_ERROR(store.scan_stored(0, Filter{}, [&](const EventView& v) {
+  CAIRN_RETURN_IF_ERROR(store.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
     if (!v.sealed_parts || v.metadata.find(subject_id) == std::string_view::npos) return true;
     ++count;
     std::string state;

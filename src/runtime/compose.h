@@ -17,10 +17,11 @@ namespace cairn::runtime {
 
 // The modules a store of these options runs, in the order they check an append: privacy (declarations of
 // personal parts, sealing), then the AI ledger (vocabulary and references).
-Result<store::Extensions> standard_extensions(const Options& options);
+// data_dir: the local directory the key store must stay outside of (the embedded store's, or none).
+Result<store::Extensions> standard_extensions(const StoreOptions& options, const std::string& data_dir);
 
 // The embedded store on `fs`, with the standard extensions.
-Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const Options& options, base::FileSystem* fs,
+Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const EmbeddedOptions& options, base::FileSystem* fs,
                                                             const ProgressFn& replay_progress = {});
 
 }  // namespace cairn::runtime

@@ -9,8 +9,8 @@
 namespace cairn {
 namespace runtime {
 
-Result<store::Extensions> standard_extensions(const Options& options) {
-  auto privacy = privacy::PrivacyModule::open(options);
+Result<store::Extensions> standard_extensions(const StoreOptions& options, const std::string& data_dir) {
+  auto privacy = privacy::PrivacyModule::open(options, data_dir);
   if (!privacy.ok()) return privacy.status();
   store::Extensions ext;
   ext.policies.push_back(*privacy);
@@ -19,9 +19,9 @@ Result<store::Extensions> standard_extensions(const Options& options) {
   return ext;
 }
 
-Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const Options& options, base::FileSystem* fs,
+Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const EmbeddedOptions& options, base::FileSystem* fs,
                                                             const ProgressFn& replay_progress) {
-  auto ext = standard_extensions(options);
+  auto ext = standard_extensions(options, options.dir);
   if (!ext.ok()) return ext.status();
   return store::EmbeddedStore::open(options, fs, replay_progress, std::move(*ext));
 }
@@ -29,12 +29,12 @@ Result<std::unique_ptr<store::EmbeddedStore>> open_embedded(const Options& optio
 }  // namespace runtime
 
 Result<std::unique_ptr<Store>> open_store(const Options& options) {
-  if (!options.postgres.empty()) {
-    auto ext = runtime::standard_extensions(options);
+  if (const auto* pg = std::get_if<PostgresOptions>(&options)) {
+    auto ext = runtime::standard_extensions(*pg, {});
     if (!ext.ok()) return ext.status();
-    return pg::open_pg_store(options, std::move(*ext));
+    return pg::open_pg_store(*pg, std::move(*ext));
   }
-  auto s = runtime::open_embedded(options, base::posix_fs());
+  auto s = runtime::open_embedded(std::get<EmbeddedOptions>(options), base::posix_fs());
   if (!s.ok()) return s.status();
   return std::unique_ptr<Store>(std::move(*s));
 }
@@ -51,7 +51,7 @@ Result<ReindexReport> reindex(const std::string& dir, const ProgressFn& progress
     base::unlock_data_dir(*fd);
     if (!st.ok()) return st;
   }
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir;
   // Rebuilding the index reads no event's meaning: no extensions.
   auto s = store::EmbeddedStore::open(o, base::posix_fs(), progress);
@@ -59,7 +59,7 @@ Result<ReindexReport> reindex(const std::string& dir, const ProgressFn& progress
   ReindexReport r;
   r.events = (*s)->head_position();
   CAIRN_RETURN_IF_ERROR((*s)->close());
-  r.runs = (*s)->stats().index_runs;
+  r.runs = (*s)->metrics().index_runs;
   return r;
 }
 

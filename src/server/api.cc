@@ -315,7 +315,8 @@ void Api::handle_metrics_only(Request req, Respond respond) {
 }
 
 std::string Api::metrics_text() {
-  const StoreStats s = store_.stats();
+  const StoreStats st = store_.stats();
+  const StoreMetrics s = store_.metrics();
   std::string out;
   auto metric = [&](std::string_view name, std::string_view type, std::string_view help) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
@@ -324,20 +325,20 @@ std::string Api::metrics_text() {
     metric(name, type, help);
     out += fmt::format("{} {}\n", name, value);
   };
-  single("cairn_events", "gauge", "Events in the log (the head position).", s.events);
-  single("cairn_log_bytes", "gauge", "Bytes of log on disk.", s.log_bytes);
-  single("cairn_segments", "gauge", "Log segment files.", s.segments);
+  single("cairn_events", "gauge", "Events in the log (the head position).", st.events);
+  single("cairn_log_bytes", "gauge", "Bytes of log on disk.", st.log_bytes);
+  single("cairn_segments", "gauge", "Log segment files.", st.segments);
   single("cairn_appends_total", "counter", "Acknowledged commits (append calls) since start.", s.appended_commits);
   single("cairn_appended_events_total", "counter", "Events in acknowledged commits since start.", s.appended_events);
   single("cairn_appended_bytes_total", "counter", "Log bytes of acknowledged commits since start.", s.appended_bytes);
   metric("cairn_fsync_seconds", "histogram", "Latency of the fdatasync that makes a group commit durable.");
   for (size_t b = 0; b < s.sync_buckets.size(); ++b)
-    out += fmt::format("cairn_fsync_seconds_bucket{{le=\"{}\"}} {}\n", StoreStats::kSyncBucketsSeconds[b], s.sync_buckets[b]);
+    out += fmt::format("cairn_fsync_seconds_bucket{{le=\"{}\"}} {}\n", StoreMetrics::kSyncBucketsSeconds[b], s.sync_buckets[b]);
   out += fmt::format("cairn_fsync_seconds_bucket{{le=\"+Inf\"}} {}\ncairn_fsync_seconds_sum {}\ncairn_fsync_seconds_count {}\n",
                      s.syncs, s.sync_seconds, s.syncs);
   metric("cairn_group_commit_events", "histogram", "Events made durable by one fdatasync (group commit size).");
   for (size_t b = 0; b < s.group_buckets.size(); ++b)
-    out += fmt::format("cairn_group_commit_events_bucket{{le=\"{}\"}} {}\n", StoreStats::kGroupBucketsEvents[b], s.group_buckets[b]);
+    out += fmt::format("cairn_group_commit_events_bucket{{le=\"{}\"}} {}\n", StoreMetrics::kGroupBucketsEvents[b], s.group_buckets[b]);
   out += fmt::format("cairn_group_commit_events_bucket{{le=\"+Inf\"}} {}\ncairn_group_commit_events_sum {}\ncairn_group_commit_events_count {}\n",
                      s.groups, s.group_events, s.groups);
   single("cairn_index_memtable_events", "gauge", "Events indexed in memory, not yet in an index run.",
@@ -354,7 +355,7 @@ std::string Api::metrics_text() {
     std::lock_guard g(subs_mu_);
     subs = subs_.size();
     for (const auto& [k, o] : subs_)
-      if (o.all) max_lag = std::max(max_lag, s.events > o.sub->cursor() ? s.events - o.sub->cursor() : 0);
+      if (o.all) max_lag = std::max(max_lag, st.events > o.sub->cursor() ? st.events - o.sub->cursor() : 0);
   }
   single("cairn_subscriptions", "gauge", "Open subscriptions (SSE and NDJSON).", subs);
   single("cairn_subscription_lag_events", "gauge", "Largest number of events a $all subscription is behind the head.",
@@ -696,13 +697,14 @@ Response Api::read_all(const Call& c) {
 
 Response Api::stats(const Call& c) {
   const StoreStats s = store_.stats();
+  const StoreMetrics m = store_.metrics();
   return json_response(c.req, http::status::ok,
                        dump(json{{"events", s.events},
                                  {"segments", s.segments},
                                  {"log_bytes", s.log_bytes},
-                                 {"index_runs", s.index_runs},
-                                 {"index_memtable_events", s.index_memtable_events},
-                                 {"indexed_through", s.indexed_through},
+                                 {"index_runs", m.index_runs},
+                                 {"index_memtable_events", m.index_memtable_events},
+                                 {"indexed_through", m.indexed_through},
                                  {"chain_head", s.chain_head_hex},
                                  {"durability", durability_name(s.durability)}}));
 }

@@ -136,26 +136,34 @@ struct Opened {
 using Exit = std::optional<int>;
 
 Exit open_store_of(const Settings& s, Opened& out) {
-  Options o;
-  o.dir = s.data;
-  o.segment_size = s.segment_size;
-  o.durability = s.durability == "none" ? Durability::kNone : Durability::kFsync;
-  o.postgres = s.backend;
-  o.postgres_read_replica = s.read_replica;
-  o.postgres_pool = s.pg_pool;
-  o.postgres_outage_timeout = std::chrono::seconds(s.pg_outage_timeout);
   if (!s.read_replica.empty() && s.backend.empty()) {
     std::fprintf(stderr, "error: --read-replica needs --backend (the primary it replicates)\n");
     return 2;
   }
+  Options o;
+  if (s.backend.empty()) {
+    EmbeddedOptions e;
+    e.dir = s.data;
+    e.segment_size = s.segment_size;
+    e.durability = s.durability == "none" ? Durability::kNone : Durability::kFsync;
+    o = std::move(e);
+  } else {
+    PostgresOptions p;
+    p.connection = s.backend;
+    p.read_replica = s.read_replica;
+    p.pool = s.pg_pool;
+    p.outage_timeout = std::chrono::seconds(s.pg_outage_timeout);
+    o = std::move(p);
+  }
   if (!s.key_store.empty()) {
     auto master = privacy::load_master_key_text(s.master_key_file);
-    if (!master.ok()) {
-      std::fprintf(stderr, "error: %s\n", master.status().to_string().c_str());
+    Status placed = master.ok() ? privacy::check_key_store_outside(s.key_store, s.data) : master.status();
+    if (!placed.ok()) {
+      std::fprintf(stderr, "error: %s\n", placed.to_string().c_str());
       return 2;
     }
-    o.key_store_dir = s.key_store;
-    o.master_key = *master;
+    common_options(o).key_store_dir = s.key_store;
+    common_options(o).master_key = *master;
   }
   auto store = open_store(o);
   if (!store.ok()) {

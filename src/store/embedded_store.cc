@@ -51,7 +51,7 @@ class EmbeddedStore::Host final : public PolicyHost {
   EmbeddedStore& s_;
 };
 
-Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const Options& options, base::FileSystem* fs,
+Result<std::unique_ptr<EmbeddedStore>> EmbeddedStore::open(const EmbeddedOptions& options, base::FileSystem* fs,
                                                            const ProgressFn& replay_progress, Extensions extensions) {
   if (options.dir.empty()) return Status::invalid_argument("dir: a data directory is required");
   if (options.segment_size < 4096)
@@ -335,18 +335,18 @@ Result<ReadPage> EmbeddedStore::read_all_stored(std::optional<uint64_t> from_pos
   return page;
 }
 
-Status EmbeddedStore::scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
+Status EmbeddedStore::scan_stored(uint64_t from_position, const Filter& filter, const StoredEventVisitor& visit) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   if (filter.empty()) return reader_->scan(from_position, reader_->durable_end(), visit);
   return reader_->scan(from_position, reader_->durable_end(),
-                       [&](const EventView& v) { return !filter.matches(v.stream, v.type) || visit(v); });
+                       [&](const StoredEventView& v) { return !filter.matches(v.stream, v.type) || visit(v); });
 }
 
 Status EmbeddedStore::scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
   if (!ext_.sealed) return scan_stored(from_position, filter, visit);
   Status opening;
   std::string opened;
-  CAIRN_RETURN_IF_ERROR(scan_stored(from_position, filter, [&](const EventView& v) {
+  CAIRN_RETURN_IF_ERROR(scan_stored(from_position, filter, [&](const StoredEventView& v) {
     if (!v.sealed_parts) return visit(v);
     auto data = ext_.sealed->open_data(v.id, v.data);
     if (!data.ok()) {
@@ -481,17 +481,7 @@ StoreStats EmbeddedStore::stats() const {
   s.commits = log_->recovered_commits() + (writer_ ? writer_->commits() : 0);
   s.segments = log_->segments().size();
   s.log_bytes = log_->total_bytes();
-  const auto is = index_->stats();
-  s.index_runs = is.runs;
-  s.index_memtable_events = is.memtable_events;
-  s.indexed_through = is.indexed_through;
   s.durability = options_.durability;
-  if (writer_) writer_->fill_metrics(&s);
-  s.purge_running = purge_running_.load(std::memory_order_relaxed);
-  s.purge_done_bytes = purge_done_bytes_.load(std::memory_order_relaxed);
-  s.purge_total_bytes = purge_total_bytes_.load(std::memory_order_relaxed);
-  s.purges = purges_.load(std::memory_order_relaxed);
-  s.purged_parts = purged_parts_.load(std::memory_order_relaxed);
   // The chain head after the last durable commit is in that commit's header.
   s.chain_head_hex = log::hex(log_->recovered_chain_head());
   const uint64_t end = log_->durable_end();
@@ -506,6 +496,21 @@ StoreStats EmbeddedStore::stats() const {
     }
   }
   return s;
+}
+
+StoreMetrics EmbeddedStore::metrics() const {
+  StoreMetrics m;
+  const auto is = index_->stats();
+  m.index_runs = is.runs;
+  m.index_memtable_events = is.memtable_events;
+  m.indexed_through = is.indexed_through;
+  if (writer_) writer_->fill_metrics(&m);
+  m.purge_running = purge_running_.load(std::memory_order_relaxed);
+  m.purge_done_bytes = purge_done_bytes_.load(std::memory_order_relaxed);
+  m.purge_total_bytes = purge_total_bytes_.load(std::memory_order_relaxed);
+  m.purges = purges_.load(std::memory_order_relaxed);
+  m.purged_parts = purged_parts_.load(std::memory_order_relaxed);
+  return m;
 }
 
 Status EmbeddedStore::close() {

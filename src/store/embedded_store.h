@@ -27,7 +27,7 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
  public:
   // replay_progress, if set, is told (events indexed, events to index) while the index catches up.
   // extensions: the domain modules to run (runtime/compose.h builds them); none makes a store of plain events.
-  static Result<std::unique_ptr<EmbeddedStore>> open(const Options& options, base::FileSystem* fs,
+  static Result<std::unique_ptr<EmbeddedStore>> open(const EmbeddedOptions& options, base::FileSystem* fs,
                                                      const ProgressFn& replay_progress = {},
                                                      Extensions extensions = {});
   ~EmbeddedStore() override;
@@ -40,7 +40,7 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
   Result<ReadPage> read_all(std::optional<uint64_t> from_position, Direction direction, size_t limit,
                             const Filter& filter) override;
   Status scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
-  Status scan_stored(uint64_t from_position, const Filter& filter, const EventVisitor& visit) override;
+  Status scan_stored(uint64_t from_position, const Filter& filter, const StoredEventVisitor& visit) override;
   Result<ForgetResult> forget(std::string_view subject, std::string_view reason, std::string_view actor_json) override;
   Result<PurgeResult> purge(std::string_view actor_json, const std::function<void(uint64_t, uint64_t)>& progress) override;
   Result<VerifyReport> verify_chain() override;
@@ -55,6 +55,7 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
   Result<uint64_t> import_commit(std::vector<ImportEvent> events) override;
   uint64_t head_position() const override;
   StoreStats stats() const override;
+  StoreMetrics metrics() const override;
   Status close() override;
 
  private:
@@ -65,7 +66,7 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,
                           ReadPage* page);
 
-  Options options_;
+  EmbeddedOptions options_;
   base::FileSystem* fs_ = nullptr;
   int lock_fd_ = -1;
   std::unique_ptr<log::Log> log_;
@@ -79,7 +80,7 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
   std::atomic<bool> closed_{false};
   std::mutex forget_mu_;                     // one forget at a time (destroy, then record)
   std::mutex purge_mu_;                      // one purge at a time (the only writer of sealed segments)
-  // A running purge's progress and the finished ones, for stats() (written under purge_mu_, read anywhere).
+  // A running purge's progress and the finished ones, for metrics() (written under purge_mu_, read anywhere).
   std::atomic<bool> purge_running_{false};
   std::atomic<uint64_t> purge_done_bytes_{0}, purge_total_bytes_{0}, purges_{0}, purged_parts_{0};
   // Opens the sealed personal parts of a stored event in place (no-op for others, and without a key store).

@@ -47,7 +47,7 @@ Status LogReader::scan(uint64_t from, uint64_t end, const ViewFn& visit) const {
     if (h.first_position + h.event_count <= from) return true;
     inner = log::Log::check_frame_body(r, f);
     if (!inner.ok()) return false;
-    inner = log::for_each_event(h, f + log::kFrameHeaderSize, [&](const EventView& v, const uint8_t*, uint32_t) {
+    inner = log::for_each_event(h, f + log::kFrameHeaderSize, [&](const StoredEventView& v, const uint8_t*, uint32_t) {
       if (v.position < from) return true;
       if (v.position >= end || !visit(v)) {
         stop = true;
@@ -72,12 +72,12 @@ Status LogReader::scan_backward(uint64_t from, uint64_t floor, const ViewFn& vis
     const uint64_t block_first = e ? e->key : seg->first_position();
     const uint64_t offset = e ? e->value : log::kSegmentHeaderSize;
     // The views point into the mapped segment, which `seg` keeps alive while they are used.
-    std::vector<EventView> block;
+    std::vector<StoredEventView> block;
     Status inner;
     Status st = log_.visit_frames(seg, offset, cur + 1, [&](const FrameRef& r, const uint8_t* f) {
       inner = log::Log::check_frame_body(r, f);
       if (!inner.ok()) return false;
-      inner = log::for_each_event(r.header, f + log::kFrameHeaderSize, [&](const EventView& v, const uint8_t*, uint32_t) {
+      inner = log::for_each_event(r.header, f + log::kFrameHeaderSize, [&](const StoredEventView& v, const uint8_t*, uint32_t) {
         if (v.position > cur) return false;
         if (v.position >= floor) block.push_back(v);
         return true;
@@ -107,7 +107,7 @@ Status LogReader::read_positions(std::span<const uint64_t> positions, const View
       rec_pos = ref.header.first_position;
     }
     const uint8_t* frame_end = frame + ref.header.frame_size;
-    EventView v;
+    StoredEventView v;
     for (;;) {
       uint32_t size = 0;
       CAIRN_RETURN_IF_ERROR(log::decode_event(rec, static_cast<size_t>(frame_end - rec), rec_pos, &v, &size));
@@ -124,7 +124,7 @@ Status LogReader::read_positions(std::span<const uint64_t> positions, const View
 Result<RecordedEvent> LogReader::read_position(uint64_t position) const {
   RecordedEvent out;
   const uint64_t ps[1] = {position};
-  CAIRN_RETURN_IF_ERROR(read_positions(ps, [&](const EventView& v) {
+  CAIRN_RETURN_IF_ERROR(read_positions(ps, [&](const StoredEventView& v) {
     out = v.to_owned();
     return false;
   }));
@@ -162,7 +162,7 @@ Status LogReader::stream_events(std::string_view stream, uint64_t lo, uint64_t h
   for (const auto& e : entries)
     if (e.position < end) positions.push_back(e.position);
   std::sort(positions.begin(), positions.end());  // a stream's revisions rise with its positions
-  return read_positions(positions, [&](const EventView& v) { return v.stream != stream || visit(v); });
+  return read_positions(positions, [&](const StoredEventView& v) { return v.stream != stream || visit(v); });
 }
 
 Result<std::optional<RecordedEvent>> LogReader::find_by_id(const Uuid& id, uint64_t end) const {

@@ -18,7 +18,7 @@
 
 namespace cairn::store {
 
-using ViewFn = std::function<bool(const EventView&)>;  // return false to stop
+using ViewFn = std::function<bool(const StoredEventView&)>;  // return false to stop
 
 class LogReader {
  public:

@@ -74,7 +74,7 @@ void Writer::stop() {
 
 uint64_t Writer::commits() const { return commits_.load(std::memory_order_relaxed); }
 
-void Writer::fill_metrics(StoreStats* s) const {
+void Writer::fill_metrics(StoreMetrics* s) const {
   s->appended_commits = commits_.load(std::memory_order_relaxed);
   s->appended_events = appended_events_.load(std::memory_order_relaxed);
   s->appended_bytes = appended_bytes_.load(std::memory_order_relaxed);
@@ -170,14 +170,14 @@ void Writer::run_syncer() {
     Status st = any_write ? log_.sync() : log_.poisoned();
     if (any_write && st.ok()) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
-      for (size_t b = 0; b < StoreStats::kSyncBucketsSeconds.size(); ++b)
-        if (secs <= StoreStats::kSyncBucketsSeconds[b]) sync_buckets_[b].fetch_add(1, std::memory_order_relaxed);
+      for (size_t b = 0; b < StoreMetrics::kSyncBucketsSeconds.size(); ++b)
+        if (secs <= StoreMetrics::kSyncBucketsSeconds[b]) sync_buckets_[b].fetch_add(1, std::memory_order_relaxed);
       syncs_.fetch_add(1, std::memory_order_relaxed);
       sync_nanos_.fetch_add(static_cast<uint64_t>(secs * 1e9), std::memory_order_relaxed);
       uint64_t events = 0;
       for (const auto& w : batch) events += w->failed.ok() ? w->events : 0;
-      for (size_t b = 0; b < StoreStats::kGroupBucketsEvents.size(); ++b)
-        if (static_cast<double>(events) <= StoreStats::kGroupBucketsEvents[b])
+      for (size_t b = 0; b < StoreMetrics::kGroupBucketsEvents.size(); ++b)
+        if (static_cast<double>(events) <= StoreMetrics::kGroupBucketsEvents[b])
           group_buckets_[b].fetch_add(1, std::memory_order_relaxed);
       groups_.fetch_add(1, std::memory_order_relaxed);
     }

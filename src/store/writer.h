@@ -56,7 +56,7 @@ class Writer {
 
   uint64_t commits() const;
   // Adds this writer's counters and histograms to `s` (appended_*, syncs, groups).
-  void fill_metrics(StoreStats* s) const;
+  void fill_metrics(StoreMetrics* s) const;
 
   struct Existing;  // what an event with a reused id looks like (for idempotency checks)
 

@@ -36,15 +36,20 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     if (store_) (void)store_->close();
   }
 
-  Options options() {
-    Options o;
-    o.dir = dir_.path();
+  Options options(const std::string& dir) {
+    if (GetParam() == "postgres") {
+      PostgresOptions p;
+      p.connection = db_.app;
+      return p;
+    }
+    EmbeddedOptions o;
+    o.dir = dir;
     o.durability = Durability::kNone;
     o.segment_size = 8192;
     o.index_memtable_events = 64;
-    o.postgres = db_.app;
     return o;
   }
+  Options options() { return options(dir_.path()); }
   std::unique_ptr<Store> open(Options o) {
     auto s = open_store(o);
     EXPECT_TRUE(s.ok()) << s.status().to_string();
@@ -55,10 +60,9 @@ class Conformance : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<Store> reopen_with_keys() {
     (void)store_->close();
     store_.reset();
-    auto o = options();
-    o.key_store_dir = dir_.sub("keys");
-    o.master_key = privacy_test::kMaster;
-    o.dir = dir_.sub("data");
+    auto o = options(dir_.sub("data"));
+    common_options(o).key_store_dir = dir_.sub("keys");
+    common_options(o).master_key = privacy_test::kMaster;
     return open(o);
   }
   std::unique_ptr<Store> reopen() {
@@ -453,7 +457,7 @@ TEST_P(Conformance, ProjectionsRunOnTheStore) {
 // What `cairn export` and `cairn import` rest on: each commit of a store, in its stored form, imported as one
 // commit reproduces positions, revisions, ids, times and payloads, and the result verifies.
 TEST_P(Conformance, ImportReproducesAnExportedHistory) {
-  Options so;
+  EmbeddedOptions so;
   so.dir = dir_.sub("source");
   so.durability = Durability::kNone;
   auto src = open(so);
@@ -471,7 +475,7 @@ TEST_P(Conformance, ImportReproducesAnExportedHistory) {
   std::vector<std::vector<ImportEvent>> commits;
   std::vector<RecordedEvent> originals;
   uint64_t last_commit = UINT64_MAX;
-  ASSERT_TRUE(src->scan_stored(0, Filter{}, [&](const EventView& v) {
+  ASSERT_TRUE(src->scan_stored(0, Filter{}, [&](const StoredEventView& v) {
                    if (v.commit_position != last_commit) commits.emplace_back();
                    last_commit = v.commit_position;
                    commits.back().push_back(privacy_test::import_event_of(v));
@@ -571,7 +575,7 @@ TEST_P(Conformance, PersonalDataIsSealedForgottenAndPurged) {
   ASSERT_TRUE(read.ok()) << read.status().to_string();
   EXPECT_NE(read->data.find("alice-secret-123"), std::string::npos);
   // Stored sealed: the stored form never holds the value in clear.
-  ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const EventView& v) {
+  ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
                  EXPECT_EQ(std::string(v.data).find("secret-"), std::string::npos) << v.data;
                  return true;
                }).ok());

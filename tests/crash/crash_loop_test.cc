@@ -272,7 +272,7 @@ ExpectedRevision exact_or_none(const std::optional<uint64_t>& rev) {
 
 [[noreturn]] void child_main(const ChildArgs& args, int fd) {
   Reporter rep(fd);
-  Options o;
+  EmbeddedOptions o;
   o.dir = args.dir;
   o.durability = Durability::kFsync;
   o.segment_size = kSegmentSize;
@@ -554,7 +554,7 @@ class Loop {
       stats_.torn_tails += v->torn_tail_bytes > 0;
       stats_.max_segments = std::max(stats_.max_segments, v->segments);
     }
-    Options o;
+    EmbeddedOptions o;
     o.dir = dir_;
     o.durability = Durability::kFsync;
     o.segment_size = kSegmentSize;
@@ -563,7 +563,7 @@ class Loop {
     ASSERT_TRUE(opened.ok()) << "reopen after the kill: " << opened.status().to_string();
     Store& s = **opened;
     const uint64_t head = s.head_position();
-    stats_.index_runs_seen = std::max(stats_.index_runs_seen, s.stats().index_runs);
+    stats_.index_runs_seen = std::max(stats_.index_runs_seen, s.metrics().index_runs);
 
     // Every event in the log: dense positions, dense revisions, content regenerated from its key.
     std::map<Key, std::vector<std::pair<uint64_t, size_t>>> groups;  // key -> (position, k)

@@ -28,8 +28,8 @@ using testing::json_event;
 using testing::one;
 
 // Every acknowledged id is there once, positions are 0..head-1, and the chain verifies.
-void check_log(const testing::PgDb& db, const std::string& dir, const std::set<std::string>& acked) {
-  auto s = testing::open_pg(db, dir);
+void check_log(const testing::PgDb& db, const std::set<std::string>& acked) {
+  auto s = testing::open_pg(db);
   ASSERT_NE(s, nullptr);
   std::set<std::string> present;
   uint64_t expect = 0;
@@ -51,9 +51,8 @@ TEST(PgCrash, KillingPostgresLosesNoAcknowledgedAppend) {
   ASSERT_NE(cluster, nullptr) << error;
   auto db = testing::fresh_pg_db(cluster.get());
   testing::TempDir dir;
-  Options o;
-  o.dir = dir.path();
-  o.postgres = db.app;
+  PostgresOptions o;
+  o.connection = db.app;
   auto s = open_store(o);
   ASSERT_TRUE(s.ok()) << s.status().to_string();
   Store& store = **s;
@@ -97,7 +96,7 @@ TEST(PgCrash, KillingPostgresLosesNoAcknowledgedAppend) {
   (void)store.close();
   EXPECT_GT(failures.load(), 0) << "no append was in flight when the server was killed";
   EXPECT_GT(acked.size(), 20u);
-  check_log(db, dir.sub("check"), acked);
+  check_log(db, acked);
 }
 
 TEST(PgCrash, KillingTheStoreProcessLosesNoAcknowledgedAppend) {
@@ -113,9 +112,8 @@ TEST(PgCrash, KillingTheStoreProcessLosesNoAcknowledgedAppend) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       close(fds[0]);
-      Options o;
-      o.dir = dir.sub(fmt::format("child{}", it));
-      o.postgres = db.app;
+      PostgresOptions o;
+      o.connection = db.app;
       auto s = open_store(o);
       if (!s.ok()) _exit(3);
       std::vector<std::thread> ts;
@@ -160,7 +158,7 @@ TEST(PgCrash, KillingTheStoreProcessLosesNoAcknowledgedAppend) {
     EXPECT_TRUE(WIFSIGNALED(status)) << "the child ended before it was killed (status " << status << ")";
   }
   EXPECT_GT(acked.size(), 20u);
-  check_log(db, dir.sub("check"), acked);
+  check_log(db, acked);
 }
 
 }  // namespace

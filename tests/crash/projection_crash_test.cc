@@ -65,7 +65,7 @@ void append_some(Store& store, std::mt19937_64& rng, int commits) {
 
 // The child: open, keep projecting and appending until killed.
 [[noreturn]] void child(const std::string& store_dir, const std::string& proj_dir, uint64_t seed) {
-  Options o;
+  EmbeddedOptions o;
   o.dir = store_dir;
   o.durability = Durability::kNone;  // SIGKILL keeps what was written; power loss is not simulated here
   auto store = open_store(o);
@@ -87,7 +87,7 @@ TEST(ProjectionCrash, KilledDuringCatchUpAndLiveResumesToTheSameStateAsAReplay) 
 
   testing::TempDir dir;
   const std::string store_dir = dir.sub("store"), proj_dir = dir.sub("projections");
-  Options o;
+  EmbeddedOptions o;
   o.dir = store_dir;
   o.durability = Durability::kNone;
   {

@@ -40,8 +40,8 @@ struct Written {
   uint64_t position = 0;
 };
 
-Options options(const std::string& data, const std::string& keys, Durability d) {
-  Options o;
+EmbeddedOptions options(const std::string& data, const std::string& keys, Durability d) {
+  EmbeddedOptions o;
   o.dir = data;
   o.durability = d;
   o.segment_size = 16 * 1024;
@@ -100,7 +100,7 @@ TEST(PurgeCrash, KilledAnywhereTheStoreOpensVerifiesAndLosesNothingOfOthers) {
       for (size_t i = 0; i < ws.size(); ++i) ws[i].position = r->streams[0].first_position + i;
       written.insert(written.end(), ws.begin(), ws.end());
     }
-    ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const EventView& v) {
+    ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
                    if (v.sealed_parts) ciphertext[v.position] = json::parse(v.data)["email"]["$cairn.sealed"]["c"];
                    return true;
                  }).ok());

@@ -76,7 +76,7 @@ EventData caused_by(EventData e, const std::string& causation) {
 
 bool starts_with_path(const std::string& message, const std::string& path) { return message.rfind(path + ":", 0) == 0; }
 
-std::unique_ptr<Store> open_ok(const Options& o) {
+std::unique_ptr<Store> open_ok(const EmbeddedOptions& o) {
   auto s = open_store(o);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   return s.ok() ? std::move(*s) : nullptr;
@@ -480,7 +480,7 @@ void import_then_decide(Store& s, uint64_t before, const std::function<void()>& 
                               {json_event("ai.question.asked", R"({"question":"q"})"), proposal("p-imp")}))
                     .ok());
     ASSERT_TRUE(a->append(one("conv-2", ExpectedRevision::any(), {proposal("p-dec"), decision("p-dec")})).ok());
-    ASSERT_TRUE(a->scan_all(0, Filter{}, [&](const EventView& v) {
+    ASSERT_TRUE(a->scan_stored(0, Filter{}, [&](const StoredEventView& v) {
                    ImportEvent e{std::string(v.stream), v.revision, v.id, std::string(v.type), v.recorded_ns,
                                  v.content_type, std::string(v.metadata), std::string(v.data), {}};
                    std::memcpy(e.digest_salt.data(), v.digest_salt.data(), 16);
@@ -555,7 +555,7 @@ std::pair<Result<AppendResult>, Result<AppendResult>> race_retry(const std::stri
                                                                  const std::string& stream,
                                                                  const std::vector<EventData>& events) {
   testing::GateFs fs;
-  Options o = testing::small_options(dir);
+  EmbeddedOptions o = testing::small_options(dir);
   o.durability = Durability::kFsync;  // the window: written, not yet synced
   o.index_memtable_events = 1'000'000;
   auto opened = runtime::open_embedded(o, &fs);

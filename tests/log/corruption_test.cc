@@ -299,7 +299,7 @@ TEST_P(TailDamage, OpenRefusesAndRepairCuts) {
   EXPECT_EQ(read_file(path), damaged) << "a refused open changed the segment";
   EXPECT_FALSE(std::filesystem::exists(dir + "/repair"));
 
-  Options o = small_options(dir, kSegmentSize);
+  EmbeddedOptions o = small_options(dir, kSegmentSize);
   o.repair = true;
   auto r = open_store(o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();

@@ -22,7 +22,7 @@ using testing::TempDir;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
-std::unique_ptr<store::EmbeddedStore> open_faulty(const Options& o, FaultFs& fs) {
+std::unique_ptr<store::EmbeddedStore> open_faulty(const EmbeddedOptions& o, FaultFs& fs) {
   auto s = runtime::open_embedded(o, &fs);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   if (!s.ok()) return nullptr;

@@ -124,7 +124,7 @@ inline SegmentLayout layout_of(const std::string& path) {
     f.first_position = c.header.first_position;
     f.event_count = c.header.event_count;
     const uint8_t* body = p + off + log::kFrameHeaderSize;
-    Status st = log::for_each_event(c.header, body, [&](const EventView& v, const uint8_t* rec, uint32_t size) {
+    Status st = log::for_each_event(c.header, body, [&](const StoredEventView& v, const uint8_t* rec, uint32_t size) {
       EventLoc e;
       e.position = v.position;
       e.record_offset = static_cast<uint64_t>(rec - p);
@@ -170,16 +170,16 @@ inline EventData make_event(uint64_t n, size_t pad = 0) {
   return e;
 }
 
-inline Options small_options(const std::string& dir, uint64_t segment_size = 4096,
+inline EmbeddedOptions small_options(const std::string& dir, uint64_t segment_size = 4096,
                              Durability durability = Durability::kNone) {
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir;
   o.durability = durability;
   o.segment_size = segment_size;
   return o;
 }
 
-inline std::unique_ptr<Store> open_ok(const Options& o) {
+inline std::unique_ptr<Store> open_ok(const EmbeddedOptions& o) {
   auto s = open_store(o);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   if (!s.ok()) return nullptr;

@@ -132,7 +132,7 @@ TEST(RecordCodec, RoundTrip) {
   chain.begin(prev, u8(frame));
   size_t i = 0;
   Sha256 dsha;
-  Status st = for_each_event(c.header, u8(frame) + kFrameHeaderSize, [&](const EventView& v, const uint8_t* rec, uint32_t size) {
+  Status st = for_each_event(c.header, u8(frame) + kFrameHeaderSize, [&](const StoredEventView& v, const uint8_t* rec, uint32_t size) {
     const Owned& e = events[i];
     EXPECT_EQ(v.position, 1000 + i);
     EXPECT_EQ(v.stream, e.stream);
@@ -149,7 +149,7 @@ TEST(RecordCodec, RoundTrip) {
     const Hash d = payload_digest(dsha, e.salt.data(), e.metadata, e.data);
     EXPECT_EQ(0, std::memcmp(d.data(), rec + 56, 32)) << "payload digest of event " << i;
     // decode_event agrees with the iteration.
-    EventView w;
+    StoredEventView w;
     uint32_t wsize = 0;
     EXPECT_TRUE(decode_event(rec, size, v.position, &w, &wsize).ok());
     EXPECT_EQ(wsize, size);

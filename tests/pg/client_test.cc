@@ -154,7 +154,7 @@ TEST(PgClient, OneFailingRequestDoesNotFailItsGroup) {
                           "CREATE TRIGGER poison BEFORE INSERT ON cairn.events FOR EACH ROW EXECUTE FUNCTION public.poison();")
                   .ok());
   testing::TempDir dir;
-  auto s = testing::open_pg(db, dir.path());
+  auto s = testing::open_pg(db);
   ASSERT_NE(s, nullptr);
   // Hold the head row so that the appends below queue up and go as groups when it is released.
   ASSERT_TRUE(admin->exec("BEGIN; SELECT * FROM cairn.head FOR UPDATE;").ok());
@@ -173,7 +173,7 @@ TEST(PgClient, OneFailingRequestDoesNotFailItsGroup) {
   EXPECT_EQ(ok.load(), 7);
   EXPECT_EQ(poisoned.load(), 1);
   EXPECT_EQ(s->head_position(), 7u);
-  EXPECT_GE(s->stats().groups, 1u);
+  EXPECT_GE(s->metrics().groups, 1u);
   auto v = s->verify_chain();
   ASSERT_TRUE(v.ok());
   EXPECT_TRUE(v->ok) << v->problem;

@@ -54,7 +54,7 @@ constexpr const char* kLateAppend =
 TEST(PgConcurrency, ADeliberatelyDelayedCommitIsNeverSkipped) {
   auto db = testing::fresh_pg_db();
   testing::TempDir dir;
-  auto store = open_pg(db, dir.path());
+  auto store = open_pg(db);
   ASSERT_NE(store, nullptr);
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(store->append(one("early-1", ExpectedRevision::any(), {json_event("e", "{}")})).ok());
   auto sub = store->subscribe_all(0, Filter{});
@@ -93,7 +93,7 @@ TEST(PgConcurrency, ADeliberatelyDelayedCommitIsNeverSkipped) {
 TEST(PgConcurrency, AnUnrelatedLongTransactionDoesNotStallReadersOrWriters) {
   auto db = testing::fresh_pg_db();
   testing::TempDir dir;
-  auto store = open_pg(db, dir.path());
+  auto store = open_pg(db);
   ASSERT_NE(store, nullptr);
   auto other = pg::Connection::connect(db.admin);
   ASSERT_TRUE(other.ok());
@@ -127,9 +127,8 @@ int64_t mono_ns() {
 [[noreturn]] void run_child(int index, int processes, int ops, const std::string& app, const std::string& dir,
                             const std::string& out_path) {
   std::ofstream out(out_path);
-  Options o;
-  o.dir = dir;
-  o.postgres = app;
+  PostgresOptions o;
+  o.connection = app;
   auto s = open_store(o);
   if (!s.ok()) {
     out << "error " << s.status().to_string() << "\n";
@@ -264,7 +263,7 @@ TEST(PgConcurrency, SeveralProcessesAreLinearizableAndSeeOneOrder) {
       EXPECT_EQ(seen[p][i].second, seen[0][i].second) << "process " << p << " position " << i;
     }
   }
-  auto check = open_pg(db, dir.sub("check"));
+  auto check = open_pg(db);
   ASSERT_NE(check, nullptr);
   EXPECT_EQ(check->head_position(), total);
   auto v = check->verify_chain();

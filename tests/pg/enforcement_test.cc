@@ -28,9 +28,8 @@ class Enforcement : public ::testing::Test {
  protected:
   void SetUp() override {
     db_ = testing::fresh_pg_db();
-    Options o;
-    o.dir = dir_.path();
-    o.postgres = db_.app;
+    PostgresOptions o;
+    o.connection = db_.app;
     auto s = open_store(o);
     ASSERT_TRUE(s.ok()) << s.status().to_string();
     for (int i = 0; i < 5; ++i)
@@ -123,9 +122,8 @@ TEST_F(Enforcement, TheOwnerAndASuperuserAreStoppedByTriggersThatAlwaysFire) {
 }
 
 TEST_F(Enforcement, VerifyFindsWhatASuperuserChangedBehindTheTriggers) {
-  Options o;
-  o.dir = dir_.path();
-  o.postgres = db_.app;
+  PostgresOptions o;
+  o.connection = db_.app;
   {
     auto s = open_store(o);
     ASSERT_TRUE(s.ok());
@@ -168,9 +166,8 @@ TEST_F(Enforcement, VerifyFindsWhatASuperuserChangedBehindTheTriggers) {
 }
 
 TEST_F(Enforcement, ThePurgeFunctionCanOnlyTurnSealedPartsIntoTheirMarkers) {
-  Options o;
-  o.dir = dir_.sub("data");
-  o.postgres = db_.app;
+  PostgresOptions o;
+  o.connection = db_.app;
   o.key_store_dir = dir_.sub("keys");
   o.master_key = privacy_test::kMaster;
   auto s = open_store(o);
@@ -180,7 +177,7 @@ TEST_F(Enforcement, ThePurgeFunctionCanOnlyTurnSealedPartsIntoTheirMarkers) {
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   const uint64_t pos = r->streams[0].first_position;
   std::string stored;
-  ASSERT_TRUE((*s)->scan_stored(pos, Filter{}, [&](const EventView& v) {
+  ASSERT_TRUE((*s)->scan_stored(pos, Filter{}, [&](const StoredEventView& v) {
                    stored = std::string(v.data);
                    return false;
                  }).ok());
@@ -217,9 +214,8 @@ TEST_F(Enforcement, EnginesWithoutWorkingAdvisoryLocksOrSnapshotsAreRefused) {
   ASSERT_TRUE(admin_->exec("CREATE SCHEMA fake; GRANT USAGE ON SCHEMA fake TO PUBLIC; "
                            "CREATE FUNCTION fake.pg_try_advisory_lock(bigint) RETURNS boolean LANGUAGE sql AS 'SELECT true';")
                   .ok());
-  Options o;
-  o.dir = dir_.path();
-  o.postgres = db_.app + " options='-csearch_path=fake,pg_catalog'";
+  PostgresOptions o;
+  o.connection = db_.app + " options='-csearch_path=fake,pg_catalog'";
   auto s = open_store(o);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), ErrorCode::kInvalidArgument);
@@ -250,9 +246,8 @@ TEST_F(Enforcement, AnOlderSchemaIsRefusedUntilMigrated) {
                            "ARRAY[''::bytea], ARRAY['\\x7b7d'::bytea], ARRAY['\\x00000000000000000000000000000000'::bytea], "
                            "ARRAY[sha256('\\x000000000000000000000000000000007b7d'::bytea)])")
                   .ok());
-  Options o;
-  o.dir = dir_.path();
-  o.postgres = db_.cluster->conninfo("cairn_app", name);
+  PostgresOptions o;
+  o.connection = db_.cluster->conninfo("cairn_app", name);
   auto s = open_store(o);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("cairn pg migrate"), std::string::npos) << s.status().message();
@@ -279,14 +274,13 @@ TEST_F(Enforcement, SchemaVersionsAreCheckedAndMigrationsAreIdempotent) {
   ASSERT_TRUE(init_again.ok()) << init_again.status().to_string();
   // A database without the schema, and one newer than this build, are refused with what to do.
   ASSERT_TRUE(admin_->exec("CREATE DATABASE cairn_empty_" + std::to_string(::getpid())).ok());
-  Options o;
-  o.dir = dir_.path();
-  o.postgres = db_.cluster->conninfo("cairn_app", "cairn_empty_" + std::to_string(::getpid()));
+  PostgresOptions o;
+  o.connection = db_.cluster->conninfo("cairn_app", "cairn_empty_" + std::to_string(::getpid()));
   auto s = open_store(o);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("cairn pg init"), std::string::npos) << s.status().message();
   ASSERT_TRUE(admin_->exec("INSERT INTO cairn.schema_migrations (version, name) VALUES (99, 'from the future')").ok());
-  o.postgres = db_.app;
+  o.connection = db_.app;
   s = open_store(o);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("newer than this build"), std::string::npos) << s.status().message();

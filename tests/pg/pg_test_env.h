@@ -63,11 +63,10 @@ inline PgDb fresh_pg_db(PgCluster* cluster = nullptr) {
   return db;
 }
 
-// A store on that database, keeping its local state (projections) in dir; null (and a failure) if it cannot open.
-inline std::unique_ptr<Store> open_pg(const PgDb& db, const std::string& dir) {
-  Options o;
-  o.dir = dir;
-  o.postgres = db.app;
+// A store on that database; null (and a failure) if it cannot open.
+inline std::unique_ptr<Store> open_pg(const PgDb& db) {
+  PostgresOptions o;
+  o.connection = db.app;
   auto s = open_store(o);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   return s.ok() ? std::move(*s) : nullptr;

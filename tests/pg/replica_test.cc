@@ -1,4 +1,4 @@
-// Reads and subscriptions served from a streaming replica (Options::postgres_read_replica): a process reads
+// Reads and subscriptions served from a streaming replica (PostgresOptions::read_replica): a process reads
 // its own appends at once, subscribers on the replica see every event in order, and the seal chain verifies
 // on the replica too.
 #include <gtest/gtest.h>
@@ -29,10 +29,9 @@ TEST(PgReplica, ReadsAndSubscriptionsComeFromTheReplica) {
   ASSERT_FALSE(db.replica_app.empty());
   ASSERT_TRUE(cluster->wait_replica_caught_up(std::chrono::seconds(30), &error)) << error;
   testing::TempDir dir;
-  Options o;
-  o.dir = dir.path();
-  o.postgres = db.app;
-  o.postgres_read_replica = db.replica_app;
+  PostgresOptions o;
+  o.connection = db.app;
+  o.read_replica = db.replica_app;
   auto s = open_store(o);
   ASSERT_TRUE(s.ok()) << s.status().to_string();
   Store& store = **s;
@@ -56,9 +55,9 @@ TEST(PgReplica, ReadsAndSubscriptionsComeFromTheReplica) {
   ASSERT_EQ(got.size(), 40u);
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], i);
   // The replica really is read-only for Cairn: an append there is refused by the server.
-  Options ro = o;
-  ro.postgres = db.replica_app;
-  ro.postgres_read_replica.clear();
+  PostgresOptions ro = o;
+  ro.connection = db.replica_app;
+  ro.read_replica.clear();
   auto on_replica = open_store(ro);
   if (on_replica.ok()) {
     auto r = (*on_replica)->append(one("x-1", ExpectedRevision::any(), {json_event("e", "{}")}));

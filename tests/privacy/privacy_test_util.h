@@ -24,7 +24,7 @@ inline std::string all_bytes_under(const std::string& dir) {
 }
 
 // An event in its stored form as an import takes it (what cairn export writes for it).
-inline ImportEvent import_event_of(const EventView& v) {
+inline ImportEvent import_event_of(const StoredEventView& v) {
   ImportEvent ie;
   ie.stream = std::string(v.stream);
   ie.revision = v.revision;

@@ -31,7 +31,7 @@ std::string bytes_under(const std::string& dir) {
 
 TEST(ProjectionPrivacy, AForgetRebuildsProjectionsSoNoStateKeepsThePlaintext) {
   testing::TempDir dir;
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir.sub("data");
   o.durability = Durability::kNone;
   o.key_store_dir = dir.sub("keys");

@@ -40,8 +40,8 @@ struct Written {
 
 class Purge : public ::testing::Test {
  protected:
-  Options options() {
-    Options o;
+  EmbeddedOptions options() {
+    EmbeddedOptions o;
     o.dir = dir_.sub("data");
     o.durability = Durability::kFsync;
     o.segment_size = 16 * 1024;  // many segments, so the purge rewrites some and leaves others
@@ -78,8 +78,8 @@ class Purge : public ::testing::Test {
   }
   std::string export_stored(Store& s) {
     std::string out;
-    EXPECT_TRUE(s.scan_stored(0, Filter{}, [&](const EventView& v) {
-                   out += codec::event_json(v, true) + "\n";
+    EXPECT_TRUE(s.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
+                   out += codec::export_json(v) + "\n";
                    return true;
                  }).ok());
     return out;
@@ -96,7 +96,7 @@ TEST_F(Purge, ForgetAndPurgeLeaveNoTraceOfTheSubjectAndKeepTheChain) {
   ASSERT_FALSE(HasFailure());
   // Before: the ciphertext of ana's parts, a backup copy of the data directory and an export of the stored form.
   std::map<uint64_t, std::string> email_ciphertext;  // by position
-  ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const EventView& v) {
+  ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
                  if (v.sealed_parts) email_ciphertext[v.position] = json::parse(v.data)["email"]["$cairn.sealed"]["c"];
                  return true;
                }).ok());
@@ -135,7 +135,7 @@ TEST_F(Purge, ForgetAndPurgeLeaveNoTraceOfTheSubjectAndKeepTheChain) {
   ASSERT_TRUE(purged.ok()) << purged.status().to_string();
   EXPECT_TRUE(monotonic);
   EXPECT_GT(calls, 0u);
-  const StoreStats st = s.stats();
+  const StoreMetrics st = s.metrics();
   EXPECT_FALSE(st.purge_running);
   EXPECT_EQ(st.purges, 1u);
   EXPECT_EQ(st.purged_parts, purged->parts);
@@ -218,7 +218,7 @@ TEST_F(Purge, ForgetAndPurgeLeaveNoTraceOfTheSubjectAndKeepTheChain) {
   // Offline verify (cairn verify) passes; the backup opened with today's key store reads redacted for ana.
   auto offline = verify_log(dir_.sub("data"));
   ASSERT_TRUE(offline.ok() && offline->ok) << (offline.ok() ? offline->problem : offline.status().to_string());
-  Options b = options();
+  EmbeddedOptions b = options();
   b.dir = dir_.sub("backup");
   auto backup = open_store(b);
   ASSERT_TRUE(backup.ok()) << backup.status().to_string();
@@ -249,7 +249,7 @@ TEST_F(Purge, AnExportOfAPurgedStoreImportsToTheSameChain) {
   // The stored form, commit by commit (what cairn export writes and cairn import reads).
   std::vector<std::vector<ImportEvent>> commits;
   uint64_t commit = UINT64_MAX;
-  ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const EventView& v) {
+  ASSERT_TRUE(s.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
                  if (v.commit_position != commit) commits.emplace_back();
                  commit = v.commit_position;
                  ImportEvent ie = privacy_test::import_event_of(v);
@@ -258,7 +258,7 @@ TEST_F(Purge, AnExportOfAPurgedStoreImportsToTheSameChain) {
                }).ok());
   const std::string head = s.stats().chain_head_hex;
   ASSERT_TRUE(s.close().ok());
-  Options copy = options();
+  EmbeddedOptions copy = options();
   copy.dir = dir_.sub("copy");
   auto c = open_store(copy);
   ASSERT_TRUE(c.ok()) << c.status().to_string();

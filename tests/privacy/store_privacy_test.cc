@@ -29,8 +29,8 @@ constexpr const char* kBoEmail = "vv-bo-0173@example.net";
 
 class StorePrivacy : public ::testing::Test {
  protected:
-  Options options(bool with_keys = true) {
-    Options o;
+  EmbeddedOptions options(bool with_keys = true) {
+    EmbeddedOptions o;
     o.dir = dir_.sub("data");
     o.durability = Durability::kNone;
     if (with_keys) {
@@ -68,7 +68,7 @@ TEST_F(StorePrivacy, WithoutAKeyStoreADeclarationIsRefusedAndNothingWritten) {
   ASSERT_FALSE(rb.ok());
   EXPECT_NE(rb.status().message().find("events[0].metadata.privacy.personal[0]"), std::string::npos) << rb.status().to_string();
   // The key store may not live inside the data directory.
-  Options inside = options();
+  EmbeddedOptions inside = options();
   inside.key_store_dir = dir_.sub("data") + "/keys";
   ASSERT_TRUE((*k)->close().ok());
   EXPECT_EQ(open_store(inside).status().code(), ErrorCode::kInvalidArgument);
@@ -94,7 +94,7 @@ TEST_F(StorePrivacy, SealedOnWriteOpenedOnReadRedactedAfterForget) {
     EXPECT_EQ(st.read_all(std::nullopt, Direction::kForward, 10, Filter{})->events[1].data, bo.data);
     std::vector<std::string> scanned, stored;
     ASSERT_TRUE(st.scan_all(0, Filter{}, [&](const EventView& v) { scanned.emplace_back(v.data); return true; }).ok());
-    ASSERT_TRUE(st.scan_stored(0, Filter{}, [&](const EventView& v) {
+    ASSERT_TRUE(st.scan_stored(0, Filter{}, [&](const StoredEventView& v) {
       stored.push_back(std::string(v.metadata) + std::string(v.data));
       return true;
     }).ok());
@@ -160,7 +160,7 @@ TEST_F(StorePrivacy, AnImportOfTheStoredEventsReproducesTheChain) {
     auto s = open_store(options());
     ASSERT_TRUE(s.ok());
     ASSERT_TRUE((*s)->append({"customer-1", ExpectedRevision::any(), {person(kAnaEmail, kAnaStreet, "ana")}}).ok());
-    ASSERT_TRUE((*s)->scan_stored(0, Filter{}, [&](const EventView& v) {
+    ASSERT_TRUE((*s)->scan_stored(0, Filter{}, [&](const StoredEventView& v) {
       ImportEvent ie = privacy_test::import_event_of(v);
       events.push_back(std::move(ie));
       return true;
@@ -168,7 +168,7 @@ TEST_F(StorePrivacy, AnImportOfTheStoredEventsReproducesTheChain) {
     head = (*s)->stats().chain_head_hex;
     ASSERT_TRUE((*s)->close().ok());
   }
-  Options copy = options();
+  EmbeddedOptions copy = options();
   copy.dir = dir_.sub("copy");
   auto c = open_store(copy);
   ASSERT_TRUE(c.ok()) << c.status().to_string();

@@ -75,7 +75,7 @@ void append_ticks(Store& store, int n) {
 
 // A store in dir/store (no sync) holding n ticks; null (and a test failure) if it cannot be opened.
 std::unique_ptr<Store> store_with_ticks(testing::TempDir& dir, int n) {
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir.sub("store");
   o.durability = Durability::kNone;
   auto store = open_store(o);

@@ -810,7 +810,7 @@ class AsOfTest : public LifecycleTest {
  protected:
   // Imports `count` events with known, non-decreasing times (ties included), then opens the projections.
   void build(int count, uint64_t seed) {
-    Options o;
+    EmbeddedOptions o;
     o.dir = dir_.sub("store");
     o.durability = Durability::kNone;
     auto s = open_store(o);
@@ -1032,7 +1032,7 @@ class BuiltinsTest : public LifecycleTest {
     std::string time;
   };
   void build(const std::vector<Ev>& evs) {
-    Options o;
+    EmbeddedOptions o;
     o.dir = dir_.sub("store");
     o.durability = Durability::kNone;
     auto s = open_store(o);

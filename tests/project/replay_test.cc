@@ -294,7 +294,7 @@ class ReplayTest : public ::testing::TestWithParam<uint64_t> {};
 TEST_P(ReplayTest, IncrementalEqualsFullReplay) {
   const uint64_t seed = GetParam();
   ::cairn::testing::TempDir dir;
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir.sub("store");
   o.durability = Durability::kNone;
   auto store = open_store(o);
@@ -430,7 +430,7 @@ CppReducer<Counter> impure_reducer() {
 TEST(ReplayVerify, ReportsDifferencesOfAnImpureReducer) {
   g_bias = 0;
   ::cairn::testing::TempDir dir;
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir.sub("store");
   o.durability = Durability::kNone;
   auto store = open_store(o);

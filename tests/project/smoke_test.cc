@@ -30,7 +30,7 @@ uint64_t append(Store& s, const std::string& stream, std::vector<EventData> even
 
 TEST(ProjectionSmoke, CountsByTypeThenFollowsLiveThenResumes) {
   testing::TempDir dir;
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir.sub("store");
   o.durability = Durability::kNone;
   auto store = open_store(o);
@@ -74,7 +74,7 @@ TEST(ProjectionSmoke, CountsByTypeThenFollowsLiveThenResumes) {
 
 TEST(ProjectionSmoke, SandboxRefusesAndLimitsFault) {
   testing::TempDir dir;
-  Options o;
+  EmbeddedOptions o;
   o.dir = dir.sub("store");
   o.durability = Durability::kNone;
   auto store = open_store(o);

@@ -621,7 +621,7 @@ std::vector<std::string> hammer(int port, const std::string& key, std::atomic<bo
 }
 
 void expect_all_present(const std::string& dir, const std::vector<std::string>& acked) {
-  cairn::Options o;
+  cairn::EmbeddedOptions o;
   o.dir = dir;
   auto s = cairn::open_store(o);
   ASSERT_TRUE(s.ok()) << s.status().to_string();

@@ -47,14 +47,14 @@ struct Threads {
   ~Threads() { join(); }
 };
 
-std::unique_ptr<store::EmbeddedStore> open_with(const Options& o, base::FileSystem* fs) {
+std::unique_ptr<store::EmbeddedStore> open_with(const EmbeddedOptions& o, base::FileSystem* fs) {
   auto s = runtime::open_embedded(o, fs);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   if (!s.ok()) return nullptr;
   return std::move(*s);
 }
 
-std::unique_ptr<Store> open_ok(const Options& o) {
+std::unique_ptr<Store> open_ok(const EmbeddedOptions& o) {
   auto s = open_store(o);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   if (!s.ok()) return nullptr;
@@ -70,8 +70,8 @@ void spit(const std::string& path, const std::string& bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-Options fsync_options(const std::string& dir) {
-  Options o;
+EmbeddedOptions fsync_options(const std::string& dir) {
+  EmbeddedOptions o;
   o.dir = dir;
   o.durability = Durability::kFsync;
   return o;
@@ -97,7 +97,7 @@ EventData binary_event(std::string type, std::string data, std::optional<Uuid> i
 TEST(Review, SyncThatCompletesAfterAConcurrentSyncFailureDoesNotAcknowledge) {
   TempDir dir;
   GateFs fs;
-  Options o = fsync_options(dir.path());
+  EmbeddedOptions o = fsync_options(dir.path());
   o.segment_size = 4096;
   auto s = open_with(o, &fs);
   ASSERT_TRUE(s);
@@ -130,7 +130,7 @@ TEST(Review, SyncThatCompletesAfterAConcurrentSyncFailureDoesNotAcknowledge) {
 TEST(Review, RevisionCacheIsNotClearedWhileAGroupIsInFlight) {
   TempDir dir;
   GateFs fs;
-  Options o = fsync_options(dir.path());
+  EmbeddedOptions o = fsync_options(dir.path());
   o.segment_size = 1ull << 30;           // no roll
   o.index_memtable_events = 10'000'000;  // no flush (its fsyncs are not gated anyway)
   {
@@ -257,7 +257,7 @@ TEST(Review, RetryOfPartOfAnAppendIsNotAnsweredAsTheOriginal) {
 // so an acknowledged commit whose payload legitimately ends in zeros and which is damaged is silently cut.
 TEST(Review, DamagedLastCommitWhosePayloadEndsInZerosIsCorruptionNotATornTail) {
   TempDir dir;
-  Options o = fsync_options(dir.path());
+  EmbeddedOptions o = fsync_options(dir.path());
   {
     auto s = open_ok(o);
     ASSERT_TRUE(s);
@@ -290,7 +290,7 @@ TEST(Review, DamagedLastCommitWhosePayloadEndsInZerosIsCorruptionNotATornTail) {
 // of 9, and an append with expected revision 8 writes revision 9 a second time.
 TEST(Review, DamagedIndexRunIsRebuiltNotServed) {
   TempDir dir;
-  Options o = testing::small_options(dir.path());
+  EmbeddedOptions o = testing::small_options(dir.path());
   o.index_memtable_events = 1000;
   {
     auto s = open_ok(o);
@@ -331,7 +331,7 @@ TEST(Review, DamagedIndexRunIsRebuiltNotServed) {
 TEST(Review, ReadOnlyOpenDuringARollSeesNothingPastTheWritersPublishedEnd) {
   TempDir dir;
   GateFs fs;
-  Options o = fsync_options(dir.path());
+  EmbeddedOptions o = fsync_options(dir.path());
   o.segment_size = 4096;
   auto s = open_with(o, &fs);
   ASSERT_TRUE(s);
@@ -347,7 +347,7 @@ TEST(Review, ReadOnlyOpenDuringARollSeesNothingPastTheWritersPublishedEnd) {
   auto head = published_head(dir.path());
   ASSERT_TRUE(head.ok());
   EXPECT_EQ(*head, 0u);
-  Options ro = o;
+  EmbeddedOptions ro = o;
   ro.read_only = true;
   auto r = open_store(ro);
   uint64_t seen = 0;
@@ -404,7 +404,7 @@ TEST(Review, NothingIsVisibleOrAnsweredBeforeItsFdatasyncReturns) {
 // appenders; every stream reads back complete, in place, before and after a reopen. (Passes.)
 TEST(Review, TinyMemtableUnderConcurrentAppendersLosesNoIndexEntry) {
   TempDir dir;
-  Options o = testing::small_options(dir.path());
+  EmbeddedOptions o = testing::small_options(dir.path());
   o.index_memtable_events = 2;
   constexpr int kThreads = 4, kPer = 150;
   auto check = [&](Store& s) {
@@ -445,7 +445,7 @@ TEST(Review, TinyMemtableUnderConcurrentAppendersLosesNoIndexEntry) {
   auto s = open_ok(o);
   ASSERT_TRUE(s);
   check(*s);
-  EXPECT_GT(s->stats().index_runs, 0u);
+  EXPECT_GT(s->metrics().index_runs, 0u);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -457,7 +457,7 @@ TEST(Review, TinyMemtableUnderConcurrentAppendersLosesNoIndexEntry) {
 // store cannot be opened at all.
 TEST(Review, RebuildingTheIndexSurvivesADamagedSealedSegmentHeader) {
   TempDir dir;
-  Options o = testing::small_options(dir.path());
+  EmbeddedOptions o = testing::small_options(dir.path());
   {
     auto s = open_ok(o);
     ASSERT_TRUE(s);

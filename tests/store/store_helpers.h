@@ -20,8 +20,8 @@ inline StreamAppend one(std::string stream, ExpectedRevision expected, std::vect
   return StreamAppend{std::move(stream), expected, std::move(events)};
 }
 
-inline Options small_options(const std::string& dir) {
-  Options o;
+inline EmbeddedOptions small_options(const std::string& dir) {
+  EmbeddedOptions o;
   o.dir = dir;
   o.durability = Durability::kNone;  // these tests check logic, not the disk; crash tests use fsync
   o.segment_size = 8192;             // many segments, many rolls

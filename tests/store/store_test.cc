@@ -19,7 +19,7 @@ using testing::one;
 using testing::small_options;
 using testing::TempDir;
 
-std::unique_ptr<Store> open_ok(const Options& o) {
+std::unique_ptr<Store> open_ok(const EmbeddedOptions& o) {
   auto s = open_store(o);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   return std::move(*s);
@@ -246,7 +246,7 @@ TEST(Store, ReopenReplaysIndexAndReindexRebuildsIt) {
   };
   {
     auto s = open_ok(small_options(dir.path()));
-    EXPECT_GE(s->stats().index_runs, 1u);
+    EXPECT_GE(s->metrics().index_runs, 1u);
     check(*s);
   }
   auto rx = reindex(dir.path());
@@ -416,7 +416,7 @@ TEST(Store, ImportReproducesChainHead) {
     bin.content_type = ContentType::kBinary;
     bin.data = std::string("\x00\xff\x10", 3);
     ASSERT_TRUE(s->append(one("imp-0", ExpectedRevision::any(), {bin})).ok());
-    ASSERT_TRUE(s->scan_all(0, Filter{}, [&](const EventView& v) {
+    ASSERT_TRUE(s->scan_stored(0, Filter{}, [&](const StoredEventView& v) {
                    ImportEvent e{std::string(v.stream), v.revision, v.id, std::string(v.type), v.recorded_ns,
                                  v.content_type, std::string(v.metadata), std::string(v.data), {}};
                    std::memcpy(e.digest_salt.data(), v.digest_salt.data(), 16);

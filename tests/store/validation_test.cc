@@ -78,14 +78,14 @@ TEST(Validation, BadInputIsRefusedWithANamedFieldAndChangesNothing) {
 
 TEST(Validation, OptionsAreChecked) {
   testing::TempDir dir;
-  Options o;
+  EmbeddedOptions o;
   EXPECT_EQ(open_store(o).status().code(), ErrorCode::kInvalidArgument);
   o.dir = dir.path();
   o.segment_size = 100;
   auto r = open_store(o);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("segment_size"), std::string::npos);
-  Options ro;
+  EmbeddedOptions ro;
   ro.dir = dir.sub("missing");
   ro.read_only = true;
   EXPECT_EQ(open_store(ro).status().code(), ErrorCode::kNotFound);

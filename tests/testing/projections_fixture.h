@@ -20,7 +20,7 @@ namespace cairn::testing {
 class ProjectionsFixture : public ::testing::Test {
  protected:
   void open_store_now() {
-    Options o;
+    EmbeddedOptions o;
     o.dir = dir_.sub("store");
     o.durability = Durability::kNone;
     auto s = open_store(o);
