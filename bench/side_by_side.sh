@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Two commits' append paths side by side, in one run on one machine: what a change to the append or read path
+# Two commits' append and read paths side by side, in one run on one machine: what a change to the append or read path
 # costs the events that do not use it.
 #
 # Usage: bash bench/side_by_side.sh [OLD_COMMIT] [NEW_COMMIT]    (defaults: de4b33f and HEAD)
 # Builds cairn-bench of each commit in its own throwaway worktree (RelWithDebInfo; CMAKE_CXX_COMPILER_LAUNCHER
 # from the environment, e.g. ccache, is honoured), then runs the same workloads alternating old, new, old, new
 # (CAIRN_SBS_ROUNDS rounds, default 3) so that drift of the machine falls on both, and prints one Markdown row
-# per run: workload, durability, commit, events/s, CPU µs per event, with the machine and the date above.
+# per run: workload, durability, commit, events/s, CPU µs per event, with the machine and the date above;
+# then the read workloads (read-all: scan_all of $all; read-stream: pages of one stream) the same way, each
+# row the median of its --repeat passes.
 # Environment: CAIRN_SBS_SECONDS (seconds per run, default 8), CAIRN_SBS_DIR (build and data dirs; default
 # build/side-by-side). Only flags both commits' cairn-bench know are used (de4b33f has no --backend), so the
 # runs are on the embedded store; the PostgreSQL baseline of the same machine comes from `make bench`.
@@ -65,6 +67,27 @@ for round in $(seq 1 "$ROUNDS"); do
       rm -rf "$data"
       durability=${w##*--durability }
       echo "| ${w% --durability*} (round $round) | $durability | $sha | $(jget "$line" events_per_s) | $(jget "$line" cpu_us_per_event) |"
+    done
+  done
+done
+
+READ_WORKLOADS=(
+  "read-all --events 2000000 --repeat 5"
+  "read-stream --events 300000 --repeat 5"
+)
+echo
+echo "| workload (read, embedded, page cache) | commit | events/s (median) |"
+echo "|---|---|---:|"
+for round in $(seq 1 "$ROUNDS"); do
+  for w in "${READ_WORKLOADS[@]}"; do
+    for side in old new; do
+      if [ $side = old ]; then bench=$OLD_BENCH sha=$OLD_SHA; else bench=$NEW_BENCH sha=$NEW_SHA; fi
+      data="$WORK/data-$side"
+      rm -rf "$data" && mkdir -p "$data"
+      # shellcheck disable=SC2086  # the workload's flags are meant to split
+      line=$("$bench" $w --dir "$data" 2>/dev/null | grep '"stat":"median"' | tail -1)
+      rm -rf "$data"
+      echo "| $w (round $round) | $sha | $(jget "$line" events_per_s) |"
     done
   done
 done

@@ -45,7 +45,6 @@ class [[nodiscard]] Status {
   Status() = default;  // ok
   Status(ErrorCode code, std::string message);
 
-  static Status ok_status() { return {}; }
   static Status invalid_argument(std::string m) { return {ErrorCode::kInvalidArgument, std::move(m)}; }
   static Status not_found(std::string m) { return {ErrorCode::kNotFound, std::move(m)}; }
   static Status conflict(std::string m) { return {ErrorCode::kConflict, std::move(m)}; }
