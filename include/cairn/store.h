@@ -167,6 +167,8 @@ struct StoreStats {
 };
 
 using EventVisitor = std::function<bool(const EventView&)>;  // return false to stop
+// The answer of an asynchronous append: what the blocking call would have returned.
+using AppendCallback = std::function<void(Result<AppendResult>)>;
 using StoredEventVisitor = std::function<bool(const StoredEventView&)>;
 
 // One event of an import: everything the export kept, so that importing an export into an empty store
@@ -217,6 +219,17 @@ class Store {
   virtual Result<AppendResult> append(StreamAppend request) = 0;
   // Appends to several streams in one atomic commit, each with its own expected revision.
   virtual Result<AppendResult> append_multi(std::vector<StreamAppend> requests) = 0;
+
+  // The same appends without a thread waiting for them: `done` runs exactly once, with what append() or
+  // append_multi() would have returned, and with the same guarantee: an ok result only once the events
+  // are durable. It runs either before the call returns (input refused up front, or a backend that
+  // answers in the calling thread) or later on a thread of the store that also completes other appends,
+  // so it must be quick and must not block: hand the answer to your own executor. It may call
+  // append_async again, never the blocking append. The default runs the blocking call, then `done`.
+  virtual void append_async(StreamAppend request, AppendCallback done) { done(append(std::move(request))); }
+  virtual void append_multi_async(std::vector<StreamAppend> requests, AppendCallback done) {
+    done(append_multi(std::move(requests)));
+  }
 
   // Right to be forgotten (docs/privacy.md): destroys every key of the subject (durably: from then on every
   // copy of its parts, backups included, is unreadable), then appends privacy.subject.forgotten to $privacy

@@ -1,5 +1,7 @@
 #include "server/api.h"
 
+#include <thread>
+
 #include <simdjson.h>
 
 #include <charconv>
@@ -195,6 +197,9 @@ void Api::begin_shutdown() {
   cancel_subscriptions("");
   pool_.join();
   replay_pool_.join();
+  // Asynchronous appends are answered by the store's callbacks, not the pools: wait for those too (a
+  // group commit takes milliseconds; a store that no longer answers gets a bound, not a hang).
+  for (int i = 0; i < 30'000 && queued_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 namespace {
@@ -233,27 +238,30 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
   }
   ++queued_;
   const bool replay = is_replay(req);
-  auto job = [this, req = std::move(req), respond = std::move(respond),
-              respond_stream = std::move(respond_stream)]() mutable {
-    struct Done {
-      std::atomic<size_t>& n;
-      ~Done() { --n; }
-    } done{queued_};
-    Response res;
+  // Every answer leaves through one of these two, however late and from whichever thread: counted, and the
+  // request no longer queued (an asynchronous append stays queued until its group commit answered it).
+  Respond answer = [this, respond = std::move(respond)](Response res) {
+    count(res);
+    --queued_;
+    respond(std::move(res));
+  };
+  RespondStream stream = [this, respond_stream = std::move(respond_stream)](StreamingResponse sr) {
+    {
+      std::lock_guard g(counts_mu_);
+      ++by_status_[200];
+    }
+    --queued_;
+    respond_stream(std::move(sr));
+  };
+  auto job = [this, req = std::move(req), answer = std::move(answer), stream = std::move(stream)]() mutable {
+    Answer now;
     try {
-      Answer answer = dispatch_route(parts_, req, nullptr, &respond_stream);
-      if (!answer) {  // streaming
-        std::lock_guard g(counts_mu_);
-        ++by_status_[200];
-        return;
-      }
-      res = std::move(*answer);
+      now = dispatch_route(parts_, req, nullptr, &stream, &answer);
     } catch (const std::exception& e) {
       // Outermost layer: a programmer error must not take the server down with it.
-      res = error_response(req, http::status::internal_server_error, "internal", e.what());
+      now = error_response(req, http::status::internal_server_error, "internal", e.what());
     }
-    count(res);
-    respond(std::move(res));
+    if (now) answer(std::move(*now));  // else answered, or to be answered, through `answer` or `stream`
   };
   if (replay) boost::asio::post(replay_pool_, std::move(job));
   else boost::asio::post(pool_, std::move(job));
@@ -543,8 +551,47 @@ Response Api::list_streams(const Call& c) {
   return json_response(req, http::status::ok, dump(json{{"streams", out}, {"next", next ? json(*next) : json(nullptr)}}));
 }
 
+namespace {
+
+// What an answer needs of its request (HTTP version, keep-alive), for an answer given after the request is gone.
+Request reply_head(const Request& req) {
+  Request head;
+  head.version(req.version());
+  head.keep_alive(req.keep_alive());
+  return head;
+}
+
+Response append_answer(const Request& req, const StreamAppend& head, const Result<AppendResult>& r) {
+  if (!r.ok())
+    return status_response(req, r.status(), "not_found",
+                           r.status().code() == ErrorCode::kWrongExpectedRevision ? conflict_details(head, r.status()) : json(nullptr));
+  return json_response(req, r->replayed ? http::status::ok : http::status::created, dump(append_json(r->streams[0])));
+}
+
+Response transaction_answer(const Request& req, const std::vector<StreamAppend>& heads, const Result<AppendResult>& r) {
+  if (!r.ok()) {
+    json details = nullptr;
+    if (r.status().code() == ErrorCode::kWrongExpectedRevision) {
+      // The store's message starts with the failing append's index: "appends[i].stream ...".
+      const std::string& m = r.status().message();
+      size_t idx = 0;
+      if (m.starts_with("appends[") && std::from_chars(m.data() + 8, m.data() + m.size(), idx).ec == std::errc() &&
+          idx < heads.size()) {
+        details = conflict_details(heads[idx], r.status());
+        details["append"] = idx;
+      }
+    }
+    return status_response(req, r.status(), "not_found", details);
+  }
+  json out = json::array();
+  for (const auto& s : r->streams) out.push_back(append_json(s));
+  return json_response(req, r->replayed ? http::status::ok : http::status::created, dump(json{{"appends", out}}));
+}
+
+}  // namespace
+
 // POST /v1/streams/{stream}
-Response Api::append(const Call& c) {
+Answer Api::append(const Call& c) {
   const Request& req = c.req;
   if (!has_json_body(req)) return unsupported_media_type(req);
   simdjson::dom::parser own_parser;
@@ -567,13 +614,17 @@ Response Api::append(const Call& c) {
   auto events = parse_events(evs, "events");
   if (!events.ok()) return status_response(req, events.status());
   a.events = std::move(*events);
-  const StreamAppend copy_for_details{a.stream, a.expected, {}};
-  auto r = store_.append(std::move(a));
-  if (!r.ok())
-    return status_response(req, r.status(), "not_found",
-                           r.status().code() == ErrorCode::kWrongExpectedRevision ? conflict_details(copy_for_details, r.status())
-                                                                                  : json(nullptr));
-  return json_response(req, r->replayed ? http::status::ok : http::status::created, dump(append_json(r->streams[0])));
+  StreamAppend head{a.stream, a.expected, {}};
+  if (c.respond_later) {
+    // No thread waits for the group commit: the store's callback answers (server/http_server.h posts the
+    // answer to the connection's own executor).
+    store_.append_async(std::move(a), [reply_to = reply_head(req), head = std::move(head),
+                                       respond = *c.respond_later](Result<AppendResult> r) {
+      respond(append_answer(reply_to, head, r));
+    });
+    return std::nullopt;
+  }
+  return append_answer(req, head, store_.append(std::move(a)));
 }
 
 // GET /v1/streams/{stream}
@@ -586,7 +637,7 @@ Response Api::read_stream(const Call& c) {
 }
 
 // POST /v1/transactions: appends to several streams, atomically.
-Response Api::transaction(const Call& c) {
+Answer Api::transaction(const Call& c) {
   const Request& req = c.req;
   if (!has_json_body(req)) return unsupported_media_type(req);
   simdjson::dom::parser own_parser;
@@ -627,25 +678,16 @@ Response Api::transaction(const Call& c) {
   }
   std::vector<StreamAppend> heads;
   for (const auto& a : appends) heads.push_back({a.stream, a.expected, {}});
-  auto r = store_.append_multi(std::move(appends));
-  if (!r.ok()) {
-    json details = nullptr;
-    if (r.status().code() == ErrorCode::kWrongExpectedRevision) {
-      // The store's message starts with the failing append's index: "appends[i].stream ...".
-      const std::string& m = r.status().message();
-      size_t idx = 0;
-      if (m.starts_with("appends[") && std::from_chars(m.data() + 8, m.data() + m.size(), idx).ec == std::errc() &&
-          idx < heads.size()) {
-        details = conflict_details(heads[idx], r.status());
-        details["append"] = idx;
-      }
-    }
-    return status_response(req, r.status(), "not_found", details);
+  if (c.respond_later) {
+    store_.append_multi_async(std::move(appends), [reply_to = reply_head(req), heads = std::move(heads),
+                                                   respond = *c.respond_later](Result<AppendResult> r) {
+      respond(transaction_answer(reply_to, heads, r));
+    });
+    return std::nullopt;
   }
-  json out = json::array();
-  for (const auto& s : r->streams) out.push_back(append_json(s));
-  return json_response(req, r->replayed ? http::status::ok : http::status::created, dump(json{{"appends", out}}));
+  return transaction_answer(req, heads, store_.append_multi(std::move(appends)));
 }
+
 
 // GET /v1/events/{id} and /v1/positions/{position}.
 Response Api::event_answer(const Call& c, Result<RecordedEvent> ev) {

@@ -2,8 +2,9 @@
 // Store results and errors to HTTP answers. Which path and method reach which handler, with which role and
 // scope, is the route table's (server/routes.h); the handlers below assume its checks passed.
 //
-// Store calls run on a worker pool, never on the I/O threads: an append waits for its group commit, and
-// many appends waiting together is what makes group commit pay. Every error answer is
+// Store calls run on a worker pool, never on the I/O threads. Appends do not hold a worker while their
+// group commit runs: they go to Store::append_async, whose callback answers, so a few workers carry any
+// number of appends in flight (and many in flight together is what makes group commit pay). Every error answer is
 // {"error": {"code", "message", "details"?}} with the matching status; a malformed request changes nothing.
 // Thread safety: handle() and the handlers from any thread; begin_shutdown() once. Lifetime: borrows the
 // Store, KeyStore and Projections, which must outlive it; owns the other parts of the API and its pools.
@@ -47,7 +48,8 @@ class Api {
   Api(Store& store, KeyStore& keys, ApiOptions options, Projections* projections = nullptr);
   ~Api();
   void handle(Request req, Respond respond, RespondStream respond_stream);
-  // New requests get 503 from now on; returns after the requests in progress were answered.
+  // New requests get 503 from now on; returns after the requests in progress were answered (appends in
+  // flight included, waiting at most 30 s for the store's answers).
   void begin_shutdown();
 
   // The handler of the --metrics-http listener: GET /metrics without a key, nothing else (404; 405 with
@@ -63,8 +65,9 @@ class Api {
   Response metrics(const Call& c);  // needs a key of its own: the main listener's /metrics
   Response list_streams(const Call& c);
   Response read_stream(const Call& c);
-  Response append(const Call& c);
-  Response transaction(const Call& c);
+  // Appends answer through c.respond_later when there is one (asynchronously), else before returning.
+  Answer append(const Call& c);
+  Answer transaction(const Call& c);
   Response read_all(const Call& c);
   Response read_event(const Call& c);
   Response read_position(const Call& c);

@@ -269,7 +269,8 @@ std::variant<ApiKey, Response> authenticate(const KeyStore& keys, const Request&
   return *key;
 }
 
-Answer dispatch_route(const Parts& parts, const Request& req, const ApiKey* known_key, const RespondStream* respond_stream) {
+Answer dispatch_route(const Parts& parts, const Request& req, const ApiKey* known_key, const RespondStream* respond_stream,
+                      const Respond* respond_later) {
   const Target t = parse_target(sv(req.target()));
   if (!t.ok) return error_response(req, http::status::bad_request, "bad_request", "the URL has a malformed %-escape");
   const Route* route = find_route(t.segments);
@@ -298,7 +299,7 @@ Answer dispatch_route(const Parts& parts, const Request& req, const ApiKey* know
       caller = &key;
     }
   }
-  Call c{req, t, caller, {}, respond_stream};
+  Call c{req, t, caller, {}, respond_stream, respond_later};
   if (!route) return unrouted(parts, c);
   for (size_t i = 0; i < route->pattern.size(); ++i)
     if (route->pattern[i] == "*") c.captures.push_back(t.segments[i]);

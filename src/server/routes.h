@@ -42,9 +42,12 @@ struct Call {
   const ApiKey* key;                    // authenticated; null on public routes (health, metrics)
   std::vector<std::string> captures;    // the path's "*" segments, in order
   const RespondStream* respond_stream;  // where a streamed answer goes; null for synchronous calls
+  // Where a handler that answers later sends its answer (an append answered once its group commit is
+  // durable, from the store's thread); null when the caller needs the answer now (the CLI's offline backend).
+  const Respond* respond_later = nullptr;
 };
 
-// A handler's answer; nullopt when it started a streamed answer through Call::respond_stream.
+// A handler's answer; nullopt when it answers through Call::respond_stream or Call::respond_later.
 using Answer = std::optional<Response>;
 using RouteHandler = Answer (*)(const Parts&, const Call&);
 
@@ -85,9 +88,10 @@ const std::vector<Route>& routes();
 const Route* find_route(const std::vector<std::string>& segments);
 
 // Routes one request. known_key: the caller when already known (the CLI's offline backend); otherwise the
-// Authorization header is looked up in parts.keys. respond_stream may be null (no streamed answers).
+// Authorization header is looked up in parts.keys. respond_stream and respond_later may be null (then no
+// streamed answers, and every answer is returned).
 Answer dispatch_route(const Parts& parts, const Request& req, const ApiKey* known_key,
-                      const RespondStream* respond_stream);
+                      const RespondStream* respond_stream, const Respond* respond_later = nullptr);
 
 // The key of a request's Authorization header, or the 401 answer.
 std::variant<ApiKey, Response> authenticate(const KeyStore& keys, const Request& req);

@@ -177,6 +177,26 @@ Result<AppendResult> EmbeddedStore::do_append(std::vector<StreamAppend> requests
   return submit_prepared(*batch, [this](std::vector<PreparedAppend> a) { return writer_->submit(std::move(a)); });
 }
 
+void EmbeddedStore::append_async(StreamAppend request, AppendCallback done) {
+  std::vector<StreamAppend> v;
+  v.push_back(std::move(request));
+  do_append_async(std::move(v), false, std::move(done));
+}
+
+void EmbeddedStore::append_multi_async(std::vector<StreamAppend> requests, AppendCallback done) {
+  if (requests.empty()) return done(Status::invalid_argument("appends: at least one stream append is required"));
+  do_append_async(std::move(requests), true, std::move(done));
+}
+
+void EmbeddedStore::do_append_async(std::vector<StreamAppend> requests, bool multi, AppendCallback done) {
+  if (Status st = writable(); !st.ok()) return done(st);
+  auto batch = prepare_appends(std::move(requests), multi, false, options_.limits, ext_.policies, *host_);
+  if (!batch.ok()) return done(batch.status());
+  submit_prepared_async(
+      std::move(*batch), [this](std::vector<PreparedAppend> a, AppendCallback cb) { writer_->submit_async(std::move(a), std::move(cb)); },
+      std::move(done));
+}
+
 Result<uint64_t> EmbeddedStore::import_commit(std::vector<ImportEvent> events) {
   CAIRN_RETURN_IF_ERROR(writable());
   CAIRN_RETURN_IF_ERROR(validate_import(events, options_.limits));
@@ -335,18 +355,23 @@ Result<ReadPage> EmbeddedStore::read_all_stored(std::optional<uint64_t> from_pos
   return page;
 }
 
-Status EmbeddedStore::scan_stored(uint64_t from_position, const Filter& filter, const StoredEventVisitor& visit) {
+Status EmbeddedStore::scan_log(uint64_t from_position, const Filter& filter, const ViewFn& visit) {
   if (closed_.load()) return Status(ErrorCode::kClosed, "the store is closed");
   if (filter.empty()) return reader_->scan(from_position, reader_->durable_end(), visit);
   return reader_->scan(from_position, reader_->durable_end(),
-                       [&](const StoredEventView& v) { return !filter.matches(v.stream, v.type) || visit(v); });
+                       [&](const EventView& v) { return !filter.matches(v.stream, v.type) || visit(v); });
+}
+
+Status EmbeddedStore::scan_stored(uint64_t from_position, const Filter& filter, const StoredEventVisitor& visit) {
+  // The reader's views are StoredEventViews (store/reader.h).
+  return scan_log(from_position, filter, [&](const EventView& v) { return visit(static_cast<const StoredEventView&>(v)); });
 }
 
 Status EmbeddedStore::scan_all(uint64_t from_position, const Filter& filter, const EventVisitor& visit) {
-  if (!ext_.sealed) return scan_stored(from_position, filter, visit);
+  if (!ext_.sealed) return scan_log(from_position, filter, visit);
   Status opening;
   std::string opened;
-  CAIRN_RETURN_IF_ERROR(scan_stored(from_position, filter, [&](const StoredEventView& v) {
+  CAIRN_RETURN_IF_ERROR(scan_log(from_position, filter, [&](const EventView& v) {
     if (!v.sealed_parts) return visit(v);
     auto data = ext_.sealed->open_data(v.id, v.data);
     if (!data.ok()) {

@@ -34,6 +34,8 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
 
   Result<AppendResult> append(StreamAppend request) override;
   Result<AppendResult> append_multi(std::vector<StreamAppend> requests) override;
+  void append_async(StreamAppend request, AppendCallback done) override;
+  void append_multi_async(std::vector<StreamAppend> requests, AppendCallback done) override;
   Result<AppendResult> append_reserved(StreamAppend request) override;
   Result<ReadPage> read_stream(std::string_view stream, std::optional<uint64_t> from_revision, Direction direction,
                                size_t limit) override;
@@ -62,6 +64,9 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
   EmbeddedStore() = default;
   Status replay_index(const ProgressFn& progress);
   Result<AppendResult> do_append(std::vector<StreamAppend> requests, bool multi, bool reserved);
+  void do_append_async(std::vector<StreamAppend> requests, bool multi, AppendCallback done);
+  // $all from the log as stored, filtered (scan_all and scan_stored are built on it).
+  Status scan_log(uint64_t from_position, const Filter& filter, const ViewFn& visit);
   Status writable() const;
   Status read_all_by_type(uint64_t lo, uint64_t hi, Direction direction, size_t limit, const Filter& filter,
                           ReadPage* page);

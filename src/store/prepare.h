@@ -28,6 +28,21 @@ struct PreparedBatch {
 Result<PreparedBatch> prepare_appends(std::vector<StreamAppend> requests, bool multi, bool reserved, const Limits& limits,
                                       const std::vector<std::shared_ptr<AppendPolicy>>& policies, PolicyHost& host);
 
+// The asynchronous form of submit_prepared: reserve() now, finish() when the outcome is known, then done.
+// submit(appends, callback) must run callback exactly once.
+template <typename SubmitAsync>
+void submit_prepared_async(PreparedBatch batch, SubmitAsync&& submit, AppendCallback done) {
+  if (batch.runs.empty()) return submit(std::move(batch.appends), std::move(done));
+  if (Status st = batch.reserve(); !st.ok()) return done(st);
+  auto appends = std::move(batch.appends);
+  // std::function needs a copyable callable: the runs are shared with it.
+  auto held = std::make_shared<PreparedBatch>(std::move(batch));
+  submit(std::move(appends), [held, done = std::move(done)](Result<AppendResult> r) {
+    held->finish(r.ok() ? &*r : nullptr);
+    done(std::move(r));
+  });
+}
+
 // Submits a prepared batch between its policies' reserve() and finish().
 template <typename Submit>
 Result<AppendResult> submit_prepared(PreparedBatch& batch, Submit&& submit) {

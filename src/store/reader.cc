@@ -124,7 +124,7 @@ Status LogReader::read_positions(std::span<const uint64_t> positions, const View
 Result<RecordedEvent> LogReader::read_position(uint64_t position) const {
   RecordedEvent out;
   const uint64_t ps[1] = {position};
-  CAIRN_RETURN_IF_ERROR(read_positions(ps, [&](const StoredEventView& v) {
+  CAIRN_RETURN_IF_ERROR(read_positions(ps, [&](const EventView& v) {
     out = v.to_owned();
     return false;
   }));
@@ -162,7 +162,7 @@ Status LogReader::stream_events(std::string_view stream, uint64_t lo, uint64_t h
   for (const auto& e : entries)
     if (e.position < end) positions.push_back(e.position);
   std::sort(positions.begin(), positions.end());  // a stream's revisions rise with its positions
-  return read_positions(positions, [&](const StoredEventView& v) { return v.stream != stream || visit(v); });
+  return read_positions(positions, [&](const EventView& v) { return v.stream != stream || visit(v); });
 }
 
 Result<std::optional<RecordedEvent>> LogReader::find_by_id(const Uuid& id, uint64_t end) const {

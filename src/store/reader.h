@@ -18,7 +18,9 @@
 
 namespace cairn::store {
 
-using ViewFn = std::function<bool(const StoredEventView&)>;  // return false to stop
+// Return false to stop. Every view the reader passes is a StoredEventView (scan_stored casts back to it):
+// the fast paths take the base type, so scan_all hands its visitor through without another wrapper.
+using ViewFn = std::function<bool(const EventView&)>;
 
 class LogReader {
  public:

@@ -86,24 +86,62 @@ void Writer::fill_metrics(StoreMetrics* s) const {
   s->group_events = s->appended_events;
 }
 
-Status Writer::wait(Request& r) {
+bool Writer::enqueue(Request* r) {
   {
     std::lock_guard g(mu_);
-    if (stopping_) return Status(ErrorCode::kClosed, "the store is closed");
-    queue_.push_back(&r);
+    if (stopping_) return false;
+    queue_.push_back(r);
   }
   queue_cv_.notify_one();
+  return true;
+}
+
+Status Writer::wait(Request& r) {
+  if (!enqueue(&r)) return Status(ErrorCode::kClosed, "the store is closed");
   r.done.acquire();
   return r.status;
 }
 
+void Writer::answer(Request* r) {
+  if (!r->on_answer) {
+    r->done.release();  // the waiting caller owns r from here on
+    return;
+  }
+  AppendCallback done = std::move(r->on_answer);
+  Result<AppendResult> out = r->status.ok() ? Result<AppendResult>(std::move(r->result)) : Result<AppendResult>(r->status);
+  delete r;
+  done(std::move(out));
+}
+
+namespace {
+size_t append_bytes(const std::vector<PreparedAppend>& appends) {
+  size_t bytes = 0;
+  for (const auto& a : appends)
+    for (const auto& e : a.append.events) bytes += e.data.size() + e.metadata.size() + e.type.size();
+  return bytes;
+}
+}  // namespace
+
 Result<AppendResult> Writer::submit(std::vector<PreparedAppend> appends) {
   Request r;
   r.appends = &appends;
-  for (const auto& a : appends)
-    for (const auto& e : a.append.events) r.bytes += e.data.size() + e.metadata.size() + e.type.size();
+  r.bytes = append_bytes(appends);
   CAIRN_RETURN_IF_ERROR(wait(r));
   return std::move(r.result);
+}
+
+void Writer::submit_async(std::vector<PreparedAppend> appends, AppendCallback done) {
+  auto r = std::make_unique<Request>();
+  r->owned = std::move(appends);
+  r->appends = &r->owned;
+  r->bytes = append_bytes(r->owned);
+  r->on_answer = std::move(done);
+  if (enqueue(r.get())) {
+    (void)r.release();  // answer() deletes it
+    return;
+  }
+  done = std::move(r->on_answer);
+  done(Status(ErrorCode::kClosed, "the store is closed"));
 }
 
 Result<uint64_t> Writer::import(std::vector<ImportEvent> events) {
@@ -202,7 +240,7 @@ void Writer::run_syncer() {
     }
     on_publish_();
     for (auto& w : batch) {
-      for (Request* r : w->requests) r->done.release();
+      for (Request* r : w->requests) answer(r);
       in_flight_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }

@@ -10,7 +10,9 @@
 // A request that fails its checks changes nothing and does not disturb the others in its group.
 // If a write or a sync fails, the log is poisoned: the groups not yet answered and every later request fail
 // (frames written but never acknowledged may still be found in the log after a restart, whole).
-// Thread safety: submit()/import() from any thread; stop() once, from the owner.
+// Asynchronous appends (submit_async) take the same path; their callback runs on the syncer thread at the
+// moment a blocking caller would have been woken, so it must be quick (the store's contract, store.h).
+// Thread safety: submit()/submit_async()/import() from any thread; stop() once, from the owner.
 #pragma once
 
 #include <condition_variable>
@@ -46,6 +48,9 @@ class Writer {
   ~Writer();
 
   Result<AppendResult> submit(std::vector<PreparedAppend> appends);
+  // Queues the appends and returns at once. done runs exactly once: on the syncer thread once the group is
+  // durable (or failed), or in this thread before the call returns when the writer is closed.
+  void submit_async(std::vector<PreparedAppend> appends, AppendCallback done);
   Result<uint64_t> import(std::vector<ImportEvent> events);
   // Seals the active segment (when it holds a commit) and starts the next one, in log order with appends:
   // on return, every append acknowledged before the call is in a sealed segment (the privacy purge rewrites
@@ -71,6 +76,10 @@ class Writer {
     uint64_t import_position = 0;
     // Released by the writer when the request is answered: each caller is woken alone, not the herd.
     std::binary_semaphore done{0};
+    // An asynchronous append instead: the request owns its appends, and answering it runs the callback
+    // and deletes it (answer()).
+    std::vector<PreparedAppend> owned;
+    AppendCallback on_answer;
   };
   struct Tentative;  // the effects of the group so far (revisions and ids not yet durable)
   // A written group on its way to the syncer.
@@ -102,6 +111,8 @@ class Writer {
                                                       const std::unordered_map<std::string, uint64_t>& local,
                                                       const Tentative& t);
   Status wait(Request& r);
+  bool enqueue(Request* r);  // false when stopping: the request was not queued
+  static void answer(Request* r);
 
   log::Log& log_;
   index::Index& index_;
