@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <map>
 #include <set>
 #include <thread>
@@ -112,6 +115,49 @@ TEST_P(Conformance, DensePositionsAndRevisions) {
   auto ev = store_->read_position(3);
   ASSERT_TRUE(ev.ok());
   EXPECT_EQ(ev->data, "{\"x\":true}");
+}
+
+// Store::append_async answers what append() would, on every backend (the embedded store without a waiting
+// thread, PostgreSQL through the default), and a refused append changes nothing.
+TEST_P(Conformance, AppendAsyncAnswersLikeAppend) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Result<AppendResult>> got;
+  auto collect = [&](Result<AppendResult> r) {
+    std::lock_guard g(mu);
+    got.push_back(std::move(r));
+    cv.notify_all();
+  };
+  store_->append_async(one("async-1", ExpectedRevision::no_stream(), {json_event("t", R"({"n":1})"), json_event("t", "[2]")}), collect);
+  store_->append_multi_async({one("async-2", ExpectedRevision::any(), {json_event("t", "{}")}),
+                              one("async-3", ExpectedRevision::any(), {json_event("t", "{}")})},
+                             collect);
+  {
+    std::unique_lock g(mu);
+    ASSERT_TRUE(cv.wait_for(g, std::chrono::seconds(30), [&] { return got.size() == 2; }));
+  }
+  uint64_t events = 0;
+  for (const auto& r : got) {
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    for (const auto& st : r->streams) events += st.last_position - st.first_position + 1;
+  }
+  EXPECT_EQ(events, 4u);
+  std::optional<Status> refused;
+  store_->append_async(one("async-1", ExpectedRevision::no_stream(), {json_event("t", "{}")}), [&](Result<AppendResult> r) {
+    std::lock_guard g(mu);
+    refused = r.status();
+    cv.notify_all();
+  });
+  {
+    std::unique_lock g(mu);
+    ASSERT_TRUE(cv.wait_for(g, std::chrono::seconds(30), [&] { return refused.has_value(); }));
+  }
+  EXPECT_EQ(refused->code(), ErrorCode::kWrongExpectedRevision);
+  EXPECT_EQ(refused->actual_revision(), 1);
+  EXPECT_EQ(store_->head_position(), 4u);
+  auto page = store_->read_stream("async-1", std::nullopt, Direction::kForward, 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->events.size(), 2u);
 }
 
 TEST_P(Conformance, ExpectedRevisionKindsAndActualRevisionInError) {

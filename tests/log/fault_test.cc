@@ -2,6 +2,8 @@
 // the append that needed it, must refuse every later append with kPoisoned saying why, must never retry
 // the failed fsync, and after a reopen on the real file system must hold every acknowledged event intact.
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <map>
 #include <thread>
 #include <vector>
@@ -383,6 +385,49 @@ TEST(FaultInjection, ConcurrentAppendersDuringAnFsyncFailure) {
   ASSERT_TRUE(r->close().ok());
   r.reset();
   expect_verify_ok(dir, end);
+}
+
+// The asynchronous path (Store::append_async): with the fsync failing, no callback reports success, every
+// append in flight and every later one fails saying why, and each callback runs exactly once.
+TEST(FaultInjection, AsyncAppendsInFlightDuringAnFsyncFailureAreNotAcknowledged) {
+  TempDir dir;
+  FaultFs fs;
+  auto s = open_faulty(small_options(dir.path(), 1 << 20, Durability::kFsync), fs);
+  ASSERT_TRUE(s);
+  std::vector<uint64_t> acked_positions;
+  for (uint64_t i = 0; i < 20; ++i) {
+    auto r = s->append(numbered("before", i, 1));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    acked_positions.push_back(r->streams[0].first_position);
+  }
+  fs.fail_sync_after = 1;
+  constexpr int kAppends = 500;
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0, ok = 0;
+  std::map<int, int> calls;
+  for (int i = 0; i < kAppends; ++i)
+    s->append_async(numbered("after-" + std::to_string(i % 7), 1000 + static_cast<uint64_t>(i), 1),
+                    [&, i](Result<AppendResult> r) {
+                      std::lock_guard g(mu);
+                      ++calls[i];
+                      if (r.ok()) ++ok;
+                      else expect_failed_append(r, "fsync");
+                      ++answered;
+                      cv.notify_all();
+                    });
+  {
+    std::unique_lock g(mu);
+    ASSERT_TRUE(cv.wait_for(g, std::chrono::seconds(30), [&] { return answered == kAppends; })) << answered;
+  }
+  EXPECT_EQ(ok, 0) << "an asynchronous append was acknowledged although its fsync failed";
+  for (const auto& [i, n] : calls) EXPECT_EQ(n, 1) << "callback of append " << i;
+  EXPECT_EQ(calls.size(), static_cast<size_t>(kAppends));
+  (void)s->close();
+  s.reset();
+  auto again = open_ok(small_options(dir.path(), 1 << 20, Durability::kFsync));
+  ASSERT_TRUE(again);
+  for (uint64_t p : acked_positions) EXPECT_TRUE(again->read_position(p).ok()) << p;
 }
 
 }  // namespace
