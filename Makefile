@@ -13,11 +13,11 @@ CAIRND    := $(BUILD_DIR)/src/server/cairnd
 DEB_PACKAGES := g++ cmake ninja-build pkg-config libssl-dev libsimdjson-dev nlohmann-json3-dev \
                 libfmt-dev libcli11-dev libxxhash-dev libboost-dev libgtest-dev libgmock-dev curl openssl \
                 libluajit2-5.1-dev libabsl-dev libsodium-dev libpq-dev postgresql-15 postgresql-client-15 \
-                nodejs prometheus
+                nodejs prometheus clang-14
 # The contract test's npm tools (tests/contract), pinned by its package-lock.json.
 CONTRACT_DIR := tests/contract
 
-.PHONY: all deps build build-asan run demo-cli test test-fast test-asan test-tsan bench crash-long clean
+.PHONY: all deps build build-asan run demo-cli test test-fast test-thread-safety test-asan test-tsan bench crash-long clean
 
 all: build
 
@@ -68,6 +68,11 @@ test-asan: build-asan
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
+# The lock discipline, checked at compile time: clang's -Wthread-safety over every file of src/ (the
+# CAIRN_GUARDED_BY / CAIRN_REQUIRES annotations of base/mutex.h), and a negative test it must reject.
+test-thread-safety: deps
+	bash tests/thread_safety/check.sh
+
 # The concurrent parts (writer pipeline, subscriptions, index flusher) under ThreadSanitizer.
 $(TSAN_DIR)/build.ninja: | deps
 	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -80,9 +85,10 @@ test-tsan: deps $(TSAN_DIR)/build.ninja
 	  echo "== $$t (ThreadSanitizer)"; TSAN_OPTIONS=halt_on_error=1 $$bin --gtest_brief=1; \
 	done
 
-# The whole suite: optimized build, the same suite under ASan+UBSan, the concurrent parts under TSan.
-# The optimized suite runs last so that its CTest summary closes the output.
-test: test-asan test-tsan test-fast
+# The whole suite: the lock annotations first (no build needed), then the same suite under ASan+UBSan,
+# the concurrent parts under TSan, and the optimized build. The optimized suite runs last so that its CTest
+# summary closes the output.
+test: test-thread-safety test-asan test-tsan test-fast
 
 # Long crash loop for manual runs (kills the writer many more times than `make test` does).
 crash-long: build

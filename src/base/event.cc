@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
-#include <mutex>
 
 #include <fmt/format.h>
 
 #include "cairn/event.h"
 #include "cairn/store.h"
+#include "base/mutex.h"
 
 namespace cairn {
 
@@ -47,7 +47,7 @@ void Uuid::generate_v7(Uuid* out, size_t n) {
   // RFC 9562 §5.7: 48-bit Unix milliseconds, version 7, 12 bits of a per-process counter (monotonic within
   // a millisecond, method 1 of §6.2), variant, 62 random bits. One RAND_bytes call for the whole batch:
   // each call takes OpenSSL's DRBG lock and a getpid() fork check.
-  static std::mutex mu;
+  static base::Mutex mu;
   static uint64_t last_ms = 0;
   static uint16_t counter = 0;
   constexpr size_t kChunk = 512;
@@ -57,7 +57,7 @@ void Uuid::generate_v7(Uuid* out, size_t n) {
     if (RAND_bytes(random, static_cast<int>(m * 8)) != 1) throw std::runtime_error("RAND_bytes failed");
     const uint64_t now_ms = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-    std::lock_guard g(mu);
+    base::MutexLock g(mu);
     for (size_t i = 0; i < m; ++i) {
       uint64_t ms = now_ms;
       if (ms <= last_ms) {

@@ -324,7 +324,7 @@ Result<std::unique_ptr<Index>> Index::open(const std::string& dir, base::FileSys
 Index::~Index() { (void)close(); }
 
 Status Index::reset() {
-  std::unique_lock lock(mu_);
+  base::WriterLock lock(mu_);
   for (auto& r : runs_) r->remove_when_unused();
   runs_.clear();
   indexed_through_ = 0;
@@ -348,12 +348,12 @@ Status Index::reset() {
 }
 
 uint64_t Index::indexed_through() const {
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   return indexed_through_;
 }
 
 void Index::add(const IndexBatch& b) {
-  std::unique_lock lock(mu_);
+  base::WriterLock lock(mu_);
   Memtable& m = *active_;
   for (const auto& e : b.streams) {
     uint64_t* slot = m.stream_slot.find_first(e.key);
@@ -377,16 +377,23 @@ void Index::add(const IndexBatch& b) {
   if (freeze) freeze_locked();
   lock.unlock();  // lock order is flush_mu_ before mu_: never take flush_mu_ while holding mu_
   if (freeze) {
-    std::lock_guard g(flush_mu_);
+    base::MutexLock g(flush_mu_);
     flush_cv_.notify_one();
   }
   if (behind) {
-    std::unique_lock g(flush_mu_);
-    flushed_cv_.wait(g, [&] {
-      std::shared_lock l(mu_);
-      return !frozen_ || stop_ || !background_error_.ok();
-    });
+    base::UniqueLock g(flush_mu_);
+    while (!flush_caught_up_locked()) flushed_cv_.wait(g.native());
   }
+}
+
+bool Index::flush_caught_up_locked() const {
+  base::ReaderLock l(mu_);
+  return !frozen_ || stop_ || !background_error_.ok();
+}
+
+bool Index::flush_work_locked() const {
+  base::ReaderLock lock(mu_);
+  return stop_ || frozen_ != nullptr;
 }
 
 void Index::freeze_locked() {
@@ -441,7 +448,7 @@ Status Index::merge_tail_runs() {
   for (;;) {
     std::vector<std::shared_ptr<Run>> runs;
     {
-      std::shared_lock lock(mu_);
+      base::ReaderLock lock(mu_);
       runs = runs_;
     }
     if (runs.size() < 2) return {};
@@ -458,7 +465,7 @@ Status Index::merge_tail_runs() {
     std::vector<std::shared_ptr<Run>> next(runs.begin(), runs.end() - 2);
     next.push_back(*merged);
     CAIRN_RETURN_IF_ERROR(write_manifest(b->to(), next));
-    std::unique_lock lock(mu_);
+    base::WriterLock lock(mu_);
     a->remove_when_unused();
     b->remove_when_unused();
     runs_ = std::move(next);
@@ -469,12 +476,9 @@ void Index::flusher_loop() {
   for (;;) {
     std::shared_ptr<const Memtable> job;
     {
-      std::unique_lock g(flush_mu_);
-      flush_cv_.wait(g, [&] {
-        std::shared_lock lock(mu_);
-        return stop_ || frozen_ != nullptr;
-      });
-      std::shared_lock lock(mu_);
+      base::UniqueLock g(flush_mu_);
+      while (!flush_work_locked()) flush_cv_.wait(g.native());
+      base::ReaderLock lock(mu_);
       job = frozen_;
       if (!job && stop_) return;
     }
@@ -482,7 +486,7 @@ void Index::flusher_loop() {
     Status st = write_run_from(*job, job->from, job->to, &run);
     std::vector<std::shared_ptr<Run>> next;
     if (st.ok()) {
-      std::shared_lock lock(mu_);
+      base::ReaderLock lock(mu_);
       next = runs_;
     }
     if (st.ok()) {
@@ -490,8 +494,8 @@ void Index::flusher_loop() {
       st = write_manifest(job->to, next);
     }
     {
-      std::lock_guard g(flush_mu_);  // flush_mu_ before mu_, as everywhere
-      std::unique_lock lock(mu_);
+      base::MutexLock g(flush_mu_);  // flush_mu_ before mu_, as everywhere
+      base::WriterLock lock(mu_);
       if (st.ok()) {
         runs_ = std::move(next);
         indexed_through_ = job->to;
@@ -504,7 +508,7 @@ void Index::flusher_loop() {
       // The index is derived: a failed flush loses nothing (the log has it). Keep serving from memory and
       // report the error at close; stop trying so as not to spin on a full disk.
       {
-        std::lock_guard g(flush_mu_);
+        base::MutexLock g(flush_mu_);
         background_error_ = st;
       }
       flushed_cv_.notify_all();
@@ -516,20 +520,22 @@ void Index::flusher_loop() {
 Status Index::close() {
   if (read_only_) return {};
   {
-    std::lock_guard g(flush_mu_);
+    base::MutexLock g(flush_mu_);
     if (stop_ && !flusher_.joinable()) return background_error_;
     stop_ = true;
     flush_cv_.notify_all();
   }
   if (flusher_.joinable()) flusher_.join();
-  std::lock_guard g(flush_mu_);
+  base::MutexLock g(flush_mu_);
   if (!background_error_.ok()) return background_error_;
-  std::unique_lock lock(mu_);
+  base::WriterLock lock(mu_);
   if (frozen_) return {};  // flusher stopped early; the log replay on open covers it
   if (active_->events == 0) return {};
   std::shared_ptr<Run> run;
+  // Read outside the lock below, as before: the flusher has stopped, and close() follows the last add().
+  const Memtable& active = *active_;
   lock.unlock();
-  CAIRN_RETURN_IF_ERROR(write_run_from(*active_, active_->from, active_->to, &run));
+  CAIRN_RETURN_IF_ERROR(write_run_from(active, active.from, active.to, &run));
   lock.lock();
   runs_.push_back(run);
   indexed_through_ = active_->to;
@@ -541,7 +547,7 @@ Status Index::close() {
 
 void Index::stream_range(uint64_t key, uint64_t lo, uint64_t hi, std::vector<StreamEntry>* out) const {
   const size_t start = out->size();
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   for (const auto& r : runs_) {
     auto s = r->streams();
     auto it = std::lower_bound(s.begin(), s.end(), StreamEntry{key, lo, 0}, stream_less);
@@ -573,7 +579,7 @@ std::optional<uint64_t> Index::max_revision(uint64_t key) const {
   auto take = [&](uint64_t r) {
     if (!best || r > *best) best = r;
   };
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   for (const auto& r : runs_) {
     auto s = r->streams();
     auto it = std::lower_bound(s.begin(), s.end(), StreamEntry{key + 1, 0, 0}, stream_less);
@@ -599,7 +605,7 @@ void Index::stream_keys(std::optional<uint64_t> after, size_t limit,
   auto trim = [&] {
     while (found.size() > limit) found.erase(std::prev(found.end()));
   };
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   for (const auto& r : runs_) {
     auto s = r->streams();
     auto it = after ? std::upper_bound(s.begin(), s.end(), StreamEntry{*after, UINT64_MAX, UINT64_MAX}, stream_less)
@@ -632,7 +638,7 @@ void Index::stream_keys(std::optional<uint64_t> after, size_t limit,
 }
 
 void Index::id_positions(uint64_t key, std::vector<uint64_t>* out) const {
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   for (const auto& r : runs_) {
     auto s = r->ids();
     auto it = std::lower_bound(s.begin(), s.end(), KeyPos{key, 0}, keypos_less);
@@ -647,7 +653,7 @@ void Index::id_positions(uint64_t key, std::vector<uint64_t>* out) const {
 void Index::type_positions(uint64_t key, uint64_t lo, uint64_t hi, bool forward, size_t limit,
                            std::vector<uint64_t>* out) const {
   std::vector<uint64_t> got;
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   for (const auto& r : runs_) {
     if (r->to() <= lo || r->from() > hi) continue;
     auto s = r->types();
@@ -692,7 +698,7 @@ std::optional<KeyPos> Index::sparse_floor(uint64_t segment_first, uint64_t posit
     const KeyPos& e = *std::prev(it);
     if (e.key >= segment_first && (!best || e.key > best->key)) best = e;
   };
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   for (const auto& r : runs_)
     if (r->from() <= position) consider(r->sparse());
   if (frozen_) consider(frozen_->sparse);
@@ -701,7 +707,7 @@ std::optional<KeyPos> Index::sparse_floor(uint64_t segment_first, uint64_t posit
 }
 
 IndexStats Index::stats() const {
-  std::shared_lock lock(mu_);
+  base::ReaderLock lock(mu_);
   IndexStats s;
   s.runs = runs_.size();
   s.memtable_events = active_->events + (frozen_ ? frozen_->events : 0);

@@ -17,9 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -29,6 +27,7 @@
 #include "cairn/event.h"
 #include "cairn/status.h"
 #include "base/file.h"
+#include "base/mutex.h"
 
 namespace cairn::index {
 
@@ -74,8 +73,9 @@ class Index {
  public:
   // Opens dir/index. If the manifest or a run is missing or damaged, the index starts empty (and is rebuilt
   // from the log by the caller's replay); rebuilt() tells.
+  // (Not analysed: fills the guarded fields of an index no other thread can see yet, without mu_.)
   static Result<std::unique_ptr<Index>> open(const std::string& dir, base::FileSystem* fs, uint64_t memtable_limit,
-                                             bool read_only);
+                                             bool read_only) CAIRN_NO_THREAD_SAFETY_ANALYSIS;
   ~Index();
 
   uint64_t indexed_through() const;
@@ -111,7 +111,10 @@ class Index {
   Status write_run_from(const Memtable& m, uint64_t from, uint64_t to, std::shared_ptr<Run>* out);
   Status merge_tail_runs();
   Status write_manifest(uint64_t through, const std::vector<std::shared_ptr<Run>>& runs);
-  void freeze_locked();
+  void freeze_locked() CAIRN_REQUIRES(mu_);
+  // The flusher's wait conditions, read under flush_mu_ (each takes mu_ shared for frozen_, in the lock order).
+  bool flush_caught_up_locked() const CAIRN_REQUIRES(flush_mu_);  // add()'s back-off may stop waiting
+  bool flush_work_locked() const CAIRN_REQUIRES(flush_mu_);       // the flusher has work, or must stop
 
   std::string dir_;
   base::FileSystem* fs_ = nullptr;
@@ -119,19 +122,19 @@ class Index {
   bool read_only_ = false;
   bool rebuilt_ = false;
 
-  mutable std::shared_mutex mu_;  // guards the three fields below
-  std::unique_ptr<Memtable> active_;
-  std::shared_ptr<const Memtable> frozen_;
-  std::vector<std::shared_ptr<Run>> runs_;
-  uint64_t indexed_through_ = 0;  // covered by runs
+  mutable base::SharedMutex mu_;  // guards the three fields below
+  std::unique_ptr<Memtable> active_ CAIRN_GUARDED_BY(mu_);
+  std::shared_ptr<const Memtable> frozen_ CAIRN_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Run>> runs_ CAIRN_GUARDED_BY(mu_);
+  uint64_t indexed_through_ CAIRN_GUARDED_BY(mu_) = 0;  // covered by runs
 
   // flush_mu_ guards stop_ and background_error_, and orders the hand-over of frozen_ to the flusher. Lock
   // order: flush_mu_ before mu_, never the other way round.
-  std::mutex flush_mu_;
+  base::Mutex flush_mu_;
   std::condition_variable flush_cv_;    // work for the flusher
   std::condition_variable flushed_cv_;  // a frozen memtable became a run (or the flusher stopped)
-  bool stop_ = false;
-  Status background_error_;
+  bool stop_ CAIRN_GUARDED_BY(flush_mu_) = false;
+  Status background_error_ CAIRN_GUARDED_BY(flush_mu_);
   std::thread flusher_;
 };
 

@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 #include <simdjson.h>
 
 #include "cairn/ledger.h"
+#include "base/mutex.h"
 #include "base/text.h"
 #include "codec/event_json.h"
 #include "ledger/decisions.h"
@@ -308,7 +308,7 @@ class FactReader {
   FactReader(Store& store, uint64_t last) : thread_([this, &store, last] { run(store, last); }) {}
   ~FactReader() {
     {
-      std::lock_guard g(mu_);
+      base::MutexLock g(mu_);
       stop_ = true;
     }
     cv_.notify_all();
@@ -316,8 +316,8 @@ class FactReader {
   }
   // The next batch; empty at the end.
   Batch next() {
-    std::unique_lock g(mu_);
-    cv_.wait(g, [&] { return !queue_.empty() || done_; });
+    base::UniqueLock g(mu_);
+    while (queue_.empty() && !done_) cv_.wait(g.native());
     if (queue_.empty()) return {};
     Batch b = std::move(queue_.front());
     queue_.pop_front();
@@ -325,7 +325,7 @@ class FactReader {
     return b;
   }
   Status status() {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     return status_;
   }
 
@@ -335,8 +335,8 @@ class FactReader {
     dom::parser parser;
     Batch batch;
     auto push = [&]() -> bool {
-      std::unique_lock g(mu_);
-      cv_.wait(g, [&] { return queue_.size() < kMaxQueued || stop_; });
+      base::UniqueLock g(mu_);
+      while (queue_.size() >= kMaxQueued && !stop_) cv_.wait(g.native());
       if (stop_) return false;
       queue_.push_back(std::move(batch));
       batch = Batch();
@@ -354,16 +354,17 @@ class FactReader {
       return batch.size() < kBatch || push();
     });
     if (!batch.empty()) push();
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     status_ = st;
     done_ = true;
     cv_.notify_all();
   }
-  std::mutex mu_;
+  base::Mutex mu_;  // guards queue_, done_, stop_ and status_ (the hand-over between the reader and the fold)
   std::condition_variable cv_;
-  std::deque<Batch> queue_;
-  bool done_ = false, stop_ = false;
-  Status status_;
+  std::deque<Batch> queue_ CAIRN_GUARDED_BY(mu_);
+  bool done_ CAIRN_GUARDED_BY(mu_) = false;
+  bool stop_ CAIRN_GUARDED_BY(mu_) = false;
+  Status status_ CAIRN_GUARDED_BY(mu_);
   std::thread thread_;  // last: starts once the members above exist
 };
 

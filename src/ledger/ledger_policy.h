@@ -11,8 +11,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 
+#include "base/mutex.h"
 #include "ledger/references.h"
 #include "store/policy.h"
 
@@ -31,13 +31,13 @@ class LedgerPolicy final : public store::AppendPolicy {
   class ImportRun;
   // Brings the index up to the log's end (the first time, or every time on a shared log). Requires
   // index_mu_ held.
-  Status catch_up(store::PolicyHost& host);
+  Status catch_up(store::PolicyHost& host) CAIRN_REQUIRES(index_mu_);
 
   ReferenceIndex references_;  // thread-safe on its own
   // Guards loaded_ and through_; on a shared log also held from a check to its append's outcome.
-  std::mutex index_mu_;
-  bool loaded_ = false;
-  uint64_t through_ = 0;  // positions below this were read into the index (shared log)
+  base::Mutex index_mu_;
+  bool loaded_ CAIRN_GUARDED_BY(index_mu_) = false;
+  uint64_t through_ CAIRN_GUARDED_BY(index_mu_) = 0;  // positions below this were read into the index (shared log)
 };
 
 }  // namespace cairn::ledger

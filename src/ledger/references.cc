@@ -10,7 +10,9 @@ namespace {
 std::string_view cut(std::string_view v) { return v.substr(0, 64); }
 }  // namespace
 
-void ReferenceIndex::record(const Uuid& id, const References& refs) {
+void ReferenceIndex::record(const Uuid& id, const References& refs) { record_locked(id, refs); }
+
+void ReferenceIndex::record_locked(const Uuid& id, const References& refs) {
   if (refs.type == LedgerType::kProposalMade) {
     proposals_.try_emplace(refs.proposal_id, Proposal{id, false, Uuid{}});
   } else if (refs.type == LedgerType::kDecisionRecorded) {
@@ -23,7 +25,7 @@ void ReferenceIndex::record(const Uuid& id, const References& refs) {
 }
 
 size_t ReferenceIndex::proposals() const {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   return proposals_.size();
 }
 
@@ -35,13 +37,13 @@ Status ReferenceIndex::check_and_reserve(const std::vector<PendingEvent>& events
   for (const auto& e : events)
     for (const auto& id : {e.refs.causation, e.refs.corrects, e.refs.feedback_event})
       if (id && !in_append.count(*id) && exists(*id)) durable.insert(*id);
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   std::unordered_set<Uuid, UuidHash> earlier_ids;
   std::unordered_map<std::string, Uuid> made_here, decided_here;
   std::vector<std::pair<std::unordered_map<std::string, InFlight>*, std::string>> retries_in_flight;
   std::unordered_set<std::string> retried_here;  // proposals this append makes again while the first attempt flies
   auto known_event = [&](const Uuid& id) { return earlier_ids.count(id) > 0 || durable.count(id) > 0; };
-  auto proposal_known = [&](const std::string& p) {
+  auto proposal_known = [&](const std::string& p) CAIRN_REQUIRES(mu_) {  // called below, under mu_
     return made_here.count(p) > 0 || retried_here.count(p) > 0 || proposals_.count(p) > 0;
   };
 
@@ -103,7 +105,7 @@ Status ReferenceIndex::check_and_reserve(const std::vector<PendingEvent>& events
 }
 
 void ReferenceIndex::finish(const std::vector<PendingEvent>& events, bool durable) {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   for (const auto& e : events) {
     const References& r = e.refs;
     auto release = [&](std::unordered_map<std::string, InFlight>& m) {
@@ -111,7 +113,7 @@ void ReferenceIndex::finish(const std::vector<PendingEvent>& events, bool durabl
     };
     if (r.type == LedgerType::kProposalMade) release(making_);
     else if (r.type == LedgerType::kDecisionRecorded) release(deciding_);
-    if (durable) record(e.id, r);
+    if (durable) record_locked(e.id, r);
   }
 }
 

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 
 #include <fmt/format.h>
 
@@ -51,6 +50,7 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
       return Status::corruption(fmt::format("{}: the first segment starts at position {}, not 0 (missing segment?)",
                                             log->log_dir_, firsts.front()));
     const uint64_t active_capacity = options.segment_size + options.max_commit_bytes + kSegmentHeaderSize;
+    std::vector<std::shared_ptr<Segment>> segments;
     for (size_t i = 0; i < firsts.size(); ++i) {
       const std::string path = log->log_dir_ + "/" + segment_file_name(firsts[i]);
       const bool last = i + 1 == firsts.size();
@@ -61,11 +61,14 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
       if ((*seg)->first_position() != firsts[i])
         return Status::corruption(fmt::format("{} offset 16: header says first position {}, the file name says {}",
                                               path, (*seg)->first_position(), firsts[i]));
-      log->segments_.push_back(std::move(*seg));
+      segments.push_back(std::move(*seg));
     }
     // A reader capped at the writer's published end ignores segments that begin past it.
-    while (log->segments_.size() > 1 && log->segments_.back()->first_position() > options.max_position)
-      log->segments_.pop_back();
+    while (segments.size() > 1 && segments.back()->first_position() > options.max_position) segments.pop_back();
+    {
+      base::WriterLock lock(log->segments_mu_);
+      log->segments_ = std::move(segments);
+    }
     CAIRN_RETURN_IF_ERROR(log->recover_tail());
   }
   if (!options.read_only) {
@@ -76,7 +79,7 @@ Result<std::unique_ptr<Log>> Log::open(const std::string& dir, const LogOptions&
   }
   if (!firsts.empty()) {
     if (!options.read_only) {
-      auto f = options.fs->open_for_append(log->segments_.back()->path());
+      auto f = options.fs->open_for_append(log->active_segment()->path());
       if (!f.ok()) return f.status();
       log->active_file_ = std::shared_ptr<base::WritableFile>(std::move(*f));
     }
@@ -103,7 +106,7 @@ Result<uint64_t> read_head_hint(const std::string& dir) {
 }
 
 Status Log::recover_tail() {
-  auto& seg = segments_.back();
+  const std::shared_ptr<Segment> seg = active_segment();
   const uint8_t* base = seg->data();
   const uint64_t size = seg->file_size_at_open();
   uint64_t offset = kSegmentHeaderSize;
@@ -180,16 +183,16 @@ Status Log::create_segment(uint64_t first_position, const Hash& chain_before, in
   auto f = options_.fs->open_for_append(path);
   if (!f.ok()) return f.status();
   {
-    std::lock_guard g(file_mu_);
+    base::MutexLock g(file_mu_);
     active_file_ = std::shared_ptr<base::WritableFile>(std::move(*f));
   }
-  std::unique_lock lock(segments_mu_);
+  base::WriterLock lock(segments_mu_);
   segments_.push_back(std::move(*seg));
   return {};
 }
 
 Status Log::poison(Status s) {
-  std::lock_guard g(poison_mu_);
+  base::MutexLock g(poison_mu_);
   if (poison_.ok()) {
     poison_ = Status(ErrorCode::kPoisoned,
                      "the store stopped accepting appends after a failed write or sync: " + s.message());
@@ -200,12 +203,12 @@ Status Log::poison(Status s) {
 
 Status Log::poisoned() const {
   if (!poisoned_.load(std::memory_order_acquire)) return {};
-  std::lock_guard g(poison_mu_);
+  base::MutexLock g(poison_mu_);
   return poison_;
 }
 
 std::shared_ptr<Segment> Log::active_segment() const {
-  std::shared_lock lock(segments_mu_);
+  base::ReaderLock lock(segments_mu_);
   return segments_.back();
 }
 
@@ -219,7 +222,7 @@ Status Log::maybe_roll(uint64_t next_position, const Hash& chain_head, int64_t l
   // The sealed segment is synced whole before the next one exists, so a sync of the new active segment
   // covers every commit written so far.
   CAIRN_RETURN_IF_ERROR(sync());
-  segments_.back()->raise_durable_size(active_file_->size());  // sealed: all of it is durable now
+  active_segment()->raise_durable_size(active_file_->size());  // sealed: all of it is durable now
   Status st = create_segment(next_position, chain_head, last_time_ns);
   if (!st.ok()) return poison(st);
   return {};
@@ -238,7 +241,7 @@ Status Log::sync() {
   if (!options_.sync) return {};
   std::shared_ptr<base::WritableFile> file;
   {
-    std::lock_guard g(file_mu_);
+    base::MutexLock g(file_mu_);
     file = active_file_;
   }
   Status st = file->sync();  // outside the lock: the writer keeps writing the next commits meanwhile
@@ -255,7 +258,7 @@ void Log::publish(const std::shared_ptr<Segment>& segment, uint64_t end_offset, 
 Result<std::shared_ptr<Segment>> Log::replace_sealed_segment(const std::shared_ptr<Segment>& old,
                                                              const std::string& replacement) {
   {
-    std::shared_lock lock(segments_mu_);
+    base::ReaderLock lock(segments_mu_);
     auto it = std::find(segments_.begin(), segments_.end(), old);
     if (it == segments_.end() || std::next(it) == segments_.end())
       return Status::invalid_argument(fmt::format("{}: not a sealed segment of this log", old->path()));
@@ -276,7 +279,7 @@ Result<std::shared_ptr<Segment>> Log::replace_sealed_segment(const std::shared_p
   auto seg = Segment::open(old->path(), 0);
   if (!seg.ok()) return seg.status();
   (*seg)->set_durable_size((*seg)->file_size_at_open());
-  std::unique_lock lock(segments_mu_);
+  base::WriterLock lock(segments_mu_);
   auto it = std::find(segments_.begin(), segments_.end(), old);
   if (it == segments_.end()) return Status::invalid_argument(fmt::format("{}: replaced twice at once", old->path()));
   *it = *seg;
@@ -284,13 +287,13 @@ Result<std::shared_ptr<Segment>> Log::replace_sealed_segment(const std::shared_p
 }
 
 std::vector<std::shared_ptr<Segment>> Log::segments() const {
-  std::shared_lock lock(segments_mu_);
+  base::ReaderLock lock(segments_mu_);
   return segments_;
 }
 
 std::shared_ptr<Segment> Log::segment_for(uint64_t position) const {
   if (position >= durable_end()) return nullptr;
-  std::shared_lock lock(segments_mu_);
+  base::ReaderLock lock(segments_mu_);
   auto it = std::upper_bound(segments_.begin(), segments_.end(), position,
                              [](uint64_t p, const std::shared_ptr<Segment>& s) { return p < s->first_position(); });
   if (it == segments_.begin()) return nullptr;
@@ -298,7 +301,7 @@ std::shared_ptr<Segment> Log::segment_for(uint64_t position) const {
 }
 
 uint64_t Log::total_bytes() const {
-  std::shared_lock lock(segments_mu_);
+  base::ReaderLock lock(segments_mu_);
   uint64_t n = 0;
   for (const auto& s : segments_) n += s->durable_size();
   return n;
@@ -321,7 +324,7 @@ Status Log::visit_frames(std::shared_ptr<Segment> segment, uint64_t offset, uint
       offset += c.header.frame_size;
     }
     // On to the next segment, if any.
-    std::shared_lock lock(segments_mu_);
+    base::ReaderLock lock(segments_mu_);
     auto it = std::find(segments_.begin(), segments_.end(), segment);
     if (it == segments_.end() || std::next(it) == segments_.end()) return {};
     segment = *std::next(it);

@@ -17,13 +17,12 @@
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "cairn/status.h"
 #include "base/file.h"
+#include "base/mutex.h"
 #include "log/record.h"
 #include "log/segment.h"
 
@@ -120,16 +119,18 @@ class Log {
   // segment). file_mu_ guards the pointer active_file_: the syncer copies it under the lock and syncs outside
   // it, so the writer thread (its only writer, which reads it without the lock) never frees a file mid-sync.
   // The two are never held together.
-  mutable std::shared_mutex segments_mu_;
-  std::vector<std::shared_ptr<Segment>> segments_;
-  std::shared_ptr<base::WritableFile> active_file_;  // replaced only by the writer thread, under file_mu_
-  mutable std::mutex file_mu_;
+  mutable base::SharedMutex segments_mu_;
+  std::vector<std::shared_ptr<Segment>> segments_ CAIRN_GUARDED_BY(segments_mu_);
+  // Replaced only by the writer thread, under file_mu_. Not CAIRN_GUARDED_BY: the writer thread reads it
+  // without the lock, which the analysis cannot tell from a race.
+  std::shared_ptr<base::WritableFile> active_file_;
+  mutable base::Mutex file_mu_;
   std::atomic<uint64_t> durable_end_{0};
   Hash chain_head_{};
   int64_t last_time_ns_ = 0;
   uint64_t recovered_commits_ = 0;
-  mutable std::mutex poison_mu_;  // guards poison_ (the first failure's status); poisoned_ is its lock-free flag
-  Status poison_;
+  mutable base::Mutex poison_mu_;  // guards poison_ (the first failure's status); poisoned_ is its lock-free flag
+  Status poison_ CAIRN_GUARDED_BY(poison_mu_);
   std::atomic<bool> poisoned_{false};
   int head_fd_ = -1;
 };

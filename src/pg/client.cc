@@ -334,8 +334,8 @@ Pool::Lease::~Lease() {
 }
 
 Result<Pool::Lease> Pool::acquire(std::chrono::milliseconds timeout) {
-  std::unique_lock lk(mu_);
-  if (!cv_.wait_for(lk, timeout, [&] { return !idle_.empty() || open_ < size_; }))
+  base::UniqueLock lk(mu_);
+  if (!wait_for_free(lk, timeout))
     return Status(ErrorCode::kTimeout, fmt::format("no PostgreSQL connection free within {} ms (pool of {})",
                                                    timeout.count(), size_));
   while (!idle_.empty()) {
@@ -348,7 +348,7 @@ Result<Pool::Lease> Pool::acquire(std::chrono::milliseconds timeout) {
   }
   if (open_ >= size_) {
     // Every connection is leased (the wait above saw an idle one that turned out dead): wait again.
-    if (!cv_.wait_for(lk, timeout, [&] { return !idle_.empty() || open_ < size_; }))
+    if (!wait_for_free(lk, timeout))
       return Status(ErrorCode::kTimeout, fmt::format("no PostgreSQL connection free within {} ms (pool of {})",
                                                      timeout.count(), size_));
     lk.unlock();
@@ -360,7 +360,7 @@ Result<Pool::Lease> Pool::acquire(std::chrono::milliseconds timeout) {
   Status st = c.ok() ? Status() : c.status();
   if (st.ok() && on_connect_) st = on_connect_(**c);
   if (!st.ok()) {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     --open_;
     cv_.notify_one();
     return st;
@@ -368,8 +368,16 @@ Result<Pool::Lease> Pool::acquire(std::chrono::milliseconds timeout) {
   return Lease(this, std::move(*c));
 }
 
+// cv_.wait_for with a predicate, spelled out so that the analysis sees idle_ and open_ read under mu_.
+bool Pool::wait_for_free(base::UniqueLock& lk, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (idle_.empty() && open_ >= size_)
+    if (cv_.wait_until(lk.native(), deadline) == std::cv_status::timeout) return !idle_.empty() || open_ < size_;
+  return true;
+}
+
 void Pool::give_back(std::unique_ptr<Connection> c) {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   // A broken connection, or one left inside a transaction by an error, is dropped; a new one replaces it.
   if (c->broken() || PQtransactionStatus(c->raw()) != PQTRANS_IDLE) {
     --open_;

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -23,6 +22,7 @@
 
 #include "cairn/event.h"
 #include "cairn/status.h"
+#include "base/mutex.h"
 
 struct pg_conn;
 struct pg_result;
@@ -188,13 +188,15 @@ class Pool {
 
  private:
   void give_back(std::unique_ptr<Connection> c);
+  // Waits up to `timeout` for an idle connection or room for a new one; false on timeout with neither.
+  bool wait_for_free(base::UniqueLock& lk, std::chrono::milliseconds timeout) CAIRN_REQUIRES(mu_);
   std::string conninfo_;
   size_t size_;
   std::function<Status(Connection&)> on_connect_;
-  std::mutex mu_;  // guards idle_ and open_; never held while connecting or while a connection is in use
+  base::Mutex mu_;  // guards idle_ and open_; never held while connecting or while a connection is in use
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<Connection>> idle_;
-  size_t open_ = 0;
+  std::vector<std::unique_ptr<Connection>> idle_ CAIRN_GUARDED_BY(mu_);
+  size_t open_ CAIRN_GUARDED_BY(mu_) = 0;
 };
 
 // Quotes an identifier or a literal for SQL text (roles and passwords in DDL cannot be parameters).

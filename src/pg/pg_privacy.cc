@@ -14,7 +14,7 @@ namespace cairn::pg {
 Result<ForgetResult> PgStore::forget(std::string_view subject, std::string_view reason, std::string_view actor_json) {
   CAIRN_RETURN_IF_ERROR(open_check());
   if (!ext_.sealed) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
-  std::lock_guard g(forget_mu_);
+  base::MutexLock g(forget_mu_);
   return ext_.sealed->forget(*this, subject, reason, actor_json);
 }
 
@@ -26,7 +26,7 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
   if (!ext_.sealed) return Status::invalid_argument("purge: this store has no key store (docs/privacy.md)");
   if (!actor_json.empty())
     CAIRN_RETURN_IF_ERROR(store::validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
-  std::lock_guard g(purge_mu_);
+  base::MutexLock g(purge_mu_);
   purge_running_ = true;
   struct Finished {
     std::atomic<bool>& running;

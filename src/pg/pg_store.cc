@@ -58,7 +58,7 @@ Result<std::unique_ptr<PgStore>> PgStore::open(const PostgresOptions& options, s
 Status PgStore::close() {
   if (closed_.exchange(true)) return {};
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -97,8 +97,12 @@ void PgStore::run_tailer() {
   auto next_seal = Clock::now();
   for (;;) {
     {
-      std::unique_lock lk(mu_);
-      if (tail_cv_.wait_for(lk, std::chrono::milliseconds(10), [&] { return stopping_; })) return;
+      // A 10 ms tick, or stop: a wait_for with a predicate, spelled out so that stopping_ is read under mu_.
+      base::UniqueLock lk(mu_);
+      const auto tick = std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
+      while (!stopping_ && tail_cv_.wait_until(lk.native(), tick) != std::cv_status::timeout) {
+      }
+      if (stopping_) return;
     }
     if (!conn || conn->broken()) {
       auto c = Connection::connect(target);

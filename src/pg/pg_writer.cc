@@ -24,7 +24,7 @@ Result<AppendResult> PgStore::submit(std::vector<store::PreparedAppend> appends)
     for (const auto& e : a.append.events) r.bytes += e.data.size() + e.metadata.size() + e.type.size() + 64;
   }
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     if (stopping_) return Status(ErrorCode::kClosed, "the store is closed");
     queue_.push_back(&r);
   }
@@ -66,8 +66,9 @@ void PgStore::run_writer() {
   for (;;) {
     std::vector<Request*> group;
     {
-      std::unique_lock lk(mu_);
-      if (inflight.empty()) cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+      base::UniqueLock lk(mu_);
+      if (inflight.empty())
+        while (!stopping_ && queue_.empty()) cv_.wait(lk.native());
       if (inflight.empty() && queue_.empty()) return;  // stopping, and everything queued was answered
       if (inflight.size() < writer_conns_.size()) take_group(&group);
     }

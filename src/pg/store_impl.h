@@ -9,7 +9,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <semaphore>
 #include <string>
@@ -19,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "cairn/store.h"
+#include "base/mutex.h"
 #include "base/reserved_appends.h"
 #include "cairn/subscription.h"
 #include "log/record.h"
@@ -229,7 +229,7 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
   void run_writer();
   void run_tailer();
   // Takes the queued requests that fit one group (mu_ held).
-  void take_group(std::vector<Request*>* group);
+  void take_group(std::vector<Request*>* group) CAIRN_REQUIRES(mu_);
   // Sends one group's cairn.append call on writer connection `conn` without waiting.
   Status send_group(int conn, std::vector<Request*>& group);
   static Params append_params(const std::vector<Request*>& group);
@@ -282,18 +282,18 @@ class PgStore final : public Store, public base::ReservedAppends, private store:
 
   // The append queue: mu_ guards queue_ and stopping_ (callers enqueue, the writer thread takes groups). Never
   // held during a database round trip.
-  std::mutex mu_;
+  base::Mutex mu_;
   std::condition_variable cv_;
   std::condition_variable tail_cv_;
-  std::deque<Request*> queue_;
-  bool stopping_ = false;
+  std::deque<Request*> queue_ CAIRN_GUARDED_BY(mu_);
+  bool stopping_ CAIRN_GUARDED_BY(mu_) = false;
   // Two connections, so that the next group is already waiting on the head row while one commits: the
   // server goes from one group to the next without a round trip to this process in between.
   std::array<std::unique_ptr<Connection>, 2> writer_conns_;
   std::thread writer_;
   std::thread tailer_;
 
-  std::mutex forget_mu_, purge_mu_;
+  base::Mutex forget_mu_, purge_mu_;
   std::atomic<uint64_t> purges_{0}, purged_parts_{0};
   std::atomic<bool> purge_running_{false};
 };

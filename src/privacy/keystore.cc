@@ -269,12 +269,12 @@ Result<std::pair<std::string, SealingKey>> KeyStore::key_for_write(std::string_v
     return Status::invalid_argument("subject id: must be a keyed hash from subject_id() (hs: and 32 hex digits)");
   {
     // The common case, a subject with a live key: a shared lock, so concurrent appends do not queue here.
-    std::shared_lock g(mu_);
+    base::ReaderLock g(mu_);
     auto it = subjects_.find(subject);
     if (it != subjects_.end() && !it->second.empty() && !it->second.back().destroyed)
       return std::pair{key_id(subject, it->second.back().generation), it->second.back().key};
   }
-  std::unique_lock g(mu_);
+  base::WriterLock g(mu_);
   auto& entries = subjects_[std::string(subject)];
   if (!entries.empty() && !entries.back().destroyed) return std::pair{key_id(subject, entries.back().generation), entries.back().key};
   return create_locked(subject, entries);
@@ -305,7 +305,7 @@ Result<std::pair<std::string, DataKey>> KeyStore::create_data_key() {
   char hex[33];
   sodium_bin2hex(hex, sizeof hex, random, sizeof random);
   const std::string id = std::string("dk:") + hex;
-  std::unique_lock g(mu_);
+  base::WriterLock g(mu_);
   auto& entries = subjects_[id];
   auto made = create_locked(id, entries);
   if (!made.ok()) {
@@ -334,7 +334,7 @@ Result<std::optional<Key>> KeyStore::key(std::string_view id) const {
   if (slash == std::string_view::npos ||
       std::from_chars(id.data() + slash + 1, id.data() + id.size(), gen).ec != std::errc())
     return Status::invalid_argument(fmt::format("key id: '{}' is not <subject id>/<generation>", id.substr(0, 64)));
-  std::shared_lock g(mu_);
+  base::ReaderLock g(mu_);
   auto it = subjects_.find(id.substr(0, slash));
   if (it != subjects_.end())
     for (const Entry& e : it->second)
@@ -343,13 +343,13 @@ Result<std::optional<Key>> KeyStore::key(std::string_view id) const {
 }
 
 bool KeyStore::forgotten(std::string_view subject) const {
-  std::shared_lock g(mu_);
+  base::ReaderLock g(mu_);
   auto it = subjects_.find(std::string(subject));
   return it != subjects_.end() && !it->second.empty() && it->second.back().destroyed;
 }
 
 size_t KeyStore::live_keys() const {
-  std::shared_lock g(mu_);
+  base::ReaderLock g(mu_);
   size_t n = 0;
   for (const auto& [name, entries] : subjects_)
     if (is_subject_id(name))
@@ -358,7 +358,7 @@ size_t KeyStore::live_keys() const {
 }
 
 Result<size_t> KeyStore::destroy(std::string_view subject) {
-  std::unique_lock g(mu_);
+  base::WriterLock g(mu_);
   auto it = subjects_.find(std::string(subject));
   std::vector<Entry*> doomed;
   if (it != subjects_.end())

@@ -17,8 +17,6 @@
 #include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +27,7 @@
 
 #include "cairn/data_keys.h"
 #include "cairn/status.h"
+#include "base/mutex.h"
 #include "log/sealed_form.h"
 
 struct crypto_auth_hmacsha256_state;
@@ -66,7 +65,9 @@ Result<std::string> unseal(const Key& key, const Sealed& sealed, std::string_vie
 class KeyStore final : public DataKeys {
  public:
   // Opens (creating if needed) the store in dir. A wrong master key is detected on the first wrapped key.
-  static Result<std::unique_ptr<KeyStore>> open(const std::string& dir, const Key& master);
+  // (Not analysed: fills the guarded fields of a store no other thread can see yet, without mu_.)
+  static Result<std::unique_ptr<KeyStore>> open(const std::string& dir, const Key& master)
+      CAIRN_NO_THREAD_SAFETY_ANALYSIS;
   ~KeyStore() override;
 
   // The subject's keyed hash, "hs:" + 32 hex digits: the only form in which a subject is stored or reported.
@@ -97,14 +98,15 @@ class KeyStore final : public DataKeys {
     std::string line;     // the file line holding it (to rewrite the file)
     uint64_t offset = 0;  // where that line is in the current file (to overwrite it once destroyed)
   };
-  Status append_line(const std::string& line);
-  Result<std::pair<std::string, SealingKey>> create_locked(std::string_view name, std::vector<Entry>& entries);
+  Status append_line(const std::string& line) CAIRN_REQUIRES(mu_);
+  Result<std::pair<std::string, SealingKey>> create_locked(std::string_view name, std::vector<Entry>& entries)
+      CAIRN_REQUIRES(mu_);
   Status rewrite();
   std::string dir_;
   SealingKey wrap_key_{};
   Key index_key_{};
   std::unique_ptr<crypto_auth_hmacsha256_state> index_mac_;  // keyed with index_key_, copied per subject id
-  std::unique_ptr<base::WritableFile> file_;
+  std::unique_ptr<base::WritableFile> file_ CAIRN_PT_GUARDED_BY(mu_);
   // Looked up by string_view without building a string (C++20 heterogeneous lookup).
   struct NameHash {
     using is_transparent = void;
@@ -113,9 +115,10 @@ class KeyStore final : public DataKeys {
   // mu_ guards subjects_, forgotten_lines_ and appends to file_ (shared: lookups of live keys, the common
   // case of an append; exclusive: creating or destroying a key, which writes and syncs the file under it).
   // Functions named *_locked require it held exclusively.
-  mutable std::shared_mutex mu_;
-  std::unordered_map<std::string, std::vector<Entry>, NameHash, std::equal_to<>> subjects_;  // subject id -> keys by generation
-  std::vector<std::string> forgotten_lines_;
+  mutable base::SharedMutex mu_;
+  std::unordered_map<std::string, std::vector<Entry>, NameHash, std::equal_to<>> subjects_
+      CAIRN_GUARDED_BY(mu_);  // subject id -> keys by generation
+  std::vector<std::string> forgotten_lines_ CAIRN_GUARDED_BY(mu_);
 };
 
 // The key store a store is configured with (its directory and the base64 master key), refusing a directory

@@ -12,6 +12,7 @@
 
 #include "cairn/projection.h"
 #include "base/file.h"
+#include "base/mutex.h"
 #include "base/reserved_appends.h"
 #include "project/builtins.h"
 #include "project/definition.h"
@@ -80,7 +81,9 @@ class ProjectionsImpl final : public Projections {
       : store_(store), opt_(std::move(options)), more_builtins_(std::move(more_builtins)) {}
   ~ProjectionsImpl() override { (void)close(); }
 
-  Status open();
+  // Not analysed: fills entries_ and the privacy_* positions without mu_, before the monitor thread exists
+  // and before any caller can reach this object.
+  Status open() CAIRN_NO_THREAD_SAFETY_ANALYSIS;
 
   Result<ProjectionStatus> define(ProjectionDefinition def) override;
   Result<ProjectionStatus> define_cpp(CppProjection def) override;
@@ -125,20 +128,20 @@ class ProjectionsImpl final : public Projections {
   };
 
   // All under mu_.
-  Result<Version*> find(std::string_view name, uint32_t version, Entry** entry_out = nullptr);
+  Result<Version*> find(std::string_view name, uint32_t version, Entry** entry_out = nullptr) CAIRN_REQUIRES(mu_);
   std::string version_dir(const std::string& name, uint32_t version) const {
     return fmt::format("{}/{}/v{}", opt_.dir, name, version);
   }
   RunnerSpec spec_for(const Version& v, uint32_t generation) const;
-  Status start_version(Version& v);
+  Status start_version(Version& v) CAIRN_REQUIRES(mu_);
   Status record(std::string_view type, json data);
-  ProjectionStatus status_of(const std::string& name, const Entry& e, const Version& v) const;
+  ProjectionStatus status_of(const std::string& name, const Entry& e, const Version& v) const CAIRN_REQUIRES(mu_);
   void monitor();
   void step();
   // After a forget ($privacy grew): rebuilds every projection whose state may hold the subject's plaintext,
   // and records in DIR/PRIVACY how many $privacy events are handled once they all finished.
   void privacy_step();
-  Status start_rebuild(Version& v);
+  Status start_rebuild(Version& v) CAIRN_REQUIRES(mu_);
   // A reducer's error may quote event data; with personal data in the store it stays out of the log
   // ($projections is never sealed): the status serves it, and a restart reproduces it.
   std::string fault_record_message(const std::string& message) const {
@@ -169,11 +172,11 @@ class ProjectionsImpl final : public Projections {
       r_->kind = std::move(kind);
       r_->position = from;
       r_->target = target;
-      std::lock_guard g(p_.replays_mu_);
+      base::MutexLock g(p_.replays_mu_);
       p_.replays_.push_back(r_);
     }
     ~ReplayScope() {
-      std::lock_guard g(p_.replays_mu_);
+      base::MutexLock g(p_.replays_mu_);
       p_.replays_.erase(std::find(p_.replays_.begin(), p_.replays_.end(), r_));
     }
     std::atomic<uint64_t>* progress() { return &r_->position; }
@@ -186,18 +189,18 @@ class ProjectionsImpl final : public Projections {
   Store& store_;
   ProjectionsOptions opt_;
   const std::vector<project::BuiltinProjection> more_builtins_;  // the other modules' built-ins (src/runtime/)
-  mutable std::mutex replays_mu_;  // replays_; taken after mu_, never before it
-  std::vector<std::shared_ptr<Replay>> replays_;
+  mutable base::Mutex replays_mu_;  // replays_; taken after mu_, never before it
+  std::vector<std::shared_ptr<Replay>> replays_ CAIRN_GUARDED_BY(replays_mu_);
   base::FileSystem* fs_ = base::posix_fs();
-  mutable std::mutex mu_;  // guards entries_, closed_ and the privacy_* positions; functions noted "under mu_" need it
-  std::map<std::string, Entry, std::less<>> entries_;
+  mutable base::Mutex mu_;  // guards entries_, closed_ and the privacy_* positions; functions noted "under mu_" need it
+  std::map<std::string, Entry, std::less<>> entries_ CAIRN_GUARDED_BY(mu_);
   std::thread monitor_;
-  std::mutex monitor_mu_;  // guards closing_, and lets close() wake the monitor at once
+  base::Mutex monitor_mu_;  // guards closing_, and lets close() wake the monitor at once
   std::condition_variable monitor_cv_;
-  bool closing_ = false;
-  bool closed_ = false;
-  uint64_t privacy_handled_ = 0;  // $privacy events whose forgets every projection state reflects
-  uint64_t privacy_target_ = 0;   // ... once the rebuilds requested for them finish
+  bool closing_ CAIRN_GUARDED_BY(monitor_mu_) = false;
+  bool closed_ CAIRN_GUARDED_BY(mu_) = false;
+  uint64_t privacy_handled_ CAIRN_GUARDED_BY(mu_) = 0;  // $privacy events whose forgets every projection state reflects
+  uint64_t privacy_target_ CAIRN_GUARDED_BY(mu_) = 0;   // ... once the rebuilds requested for them finish
 };
 
 RunnerSpec ProjectionsImpl::spec_for(const Version& v, uint32_t generation) const {
@@ -379,7 +382,7 @@ Result<ProjectionStatus> ProjectionsImpl::define(ProjectionDefinition def) {
   if (!probe.ok()) return probe.status();
   probe->reset();
 
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   if (closed_) return Status(ErrorCode::kClosed, "projections are closed");
   // The entry is made only once the registration is recorded: a failed one leaves nothing behind.
   static const Entry kNone;
@@ -463,7 +466,7 @@ Result<ProjectionStatus> ProjectionsImpl::define_cpp(CppProjection cpp) {
   def.description = cpp.description;
   CAIRN_RETURN_IF_ERROR(project::validate_definition(def));
   if (!cpp.engine) return Status::invalid_argument("engine: a factory is required");
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   if (closed_) return Status(ErrorCode::kClosed, "projections are closed");
   auto eit = entries_.find(def.name);
   if (eit != entries_.end()) {
@@ -506,7 +509,7 @@ ProjectionStatus ProjectionsImpl::status_of(const std::string& name, const Entry
   s.head = store_.head_position();
   s.rebuild_fault = v.rebuild_fault;
   {
-    std::lock_guard g(replays_mu_);
+    base::MutexLock g(replays_mu_);
     for (const auto& r : replays_)
       if (r->name == name && r->version == v.def.version)
         s.replays.push_back({r->kind, r->position.load(std::memory_order_relaxed), r->target,
@@ -546,7 +549,7 @@ ProjectionStatus ProjectionsImpl::status_of(const std::string& name, const Entry
 }
 
 std::vector<ProjectionStatus> ProjectionsImpl::list() {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   std::vector<ProjectionStatus> out;
   for (const auto& [name, e] : entries_)
     for (const auto& [num, v] : e.versions) out.push_back(status_of(name, e, v));
@@ -554,7 +557,7 @@ std::vector<ProjectionStatus> ProjectionsImpl::list() {
 }
 
 Result<ProjectionStatus> ProjectionsImpl::status(std::string_view name, uint32_t version) {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   Entry* e = nullptr;
   auto v = find(name, version, &e);
   if (!v.ok()) return v.status();
@@ -562,7 +565,7 @@ Result<ProjectionStatus> ProjectionsImpl::status(std::string_view name, uint32_t
 }
 
 std::vector<ProjectionStatus> ProjectionsImpl::versions(std::string_view name) {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   std::vector<ProjectionStatus> out;
   auto it = entries_.find(name);
   if (it == entries_.end()) return out;
@@ -576,7 +579,7 @@ Result<ProjectionState> ProjectionsImpl::state(std::string_view name, std::optio
   uint32_t number = 0;
   PartitionBy by = PartitionBy::kNone;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     auto v = find(name, version);
     if (!v.ok()) return v.status();
     runner = (*v)->runner;
@@ -592,7 +595,7 @@ Result<ProjectionState> ProjectionsImpl::state(std::string_view name, std::optio
       Status st = runner->wait_past(*wait_for, std::max(left, std::chrono::milliseconds(0)));
       if (st.ok()) break;
       if (st.code() != ErrorCode::kClosed || Clock::now() >= deadline) return st;
-      std::lock_guard g(mu_);
+      base::MutexLock g(mu_);
       auto v = find(name, number);  // the version this request is answered from, even if another became active
       if (!v.ok()) return v.status();
       if (!(*v)->runner || (*v)->runner == runner) return st;
@@ -617,7 +620,7 @@ Result<PartitionPage> ProjectionsImpl::partitions(std::string_view name, std::op
   std::shared_ptr<Runner> runner;
   PartitionPage page;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     auto v = find(name, version);
     if (!v.ok()) return v.status();
     runner = (*v)->runner;
@@ -643,7 +646,7 @@ Result<ProjectionState> ProjectionsImpl::state_as_of(std::string_view name, std:
   RunnerSpec spec;
   PartitionBy by;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     auto v = find(name, version);
     if (!v.ok()) return v.status();
     if (!(*v)->factory) return Status(ErrorCode::kClosed, fmt::format("projection '{}' is not running", name));
@@ -707,7 +710,7 @@ Result<ProjectionDigest> ProjectionsImpl::digest(std::string_view name, uint32_t
   std::shared_ptr<Runner> runner;
   ProjectionDigest d;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     auto v = find(name, version);
     if (!v.ok()) return v.status();
     runner = (*v)->runner;
@@ -731,7 +734,7 @@ Result<ProjectionVerifyReport> ProjectionsImpl::verify(std::string_view name, ui
   std::shared_ptr<Runner> runner;
   RunnerSpec spec;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     auto v = find(name, version);
     if (!v.ok()) return v.status();
     runner = (*v)->runner;
@@ -809,7 +812,7 @@ Result<ProjectionVerifyReport> ProjectionsImpl::verify(std::string_view name, ui
 }
 
 Result<ProjectionStatus> ProjectionsImpl::rebuild(std::string_view name, uint32_t version) {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   Entry* e = nullptr;
   auto v = find(name, version, &e);
   if (!v.ok()) return v.status();
@@ -840,7 +843,7 @@ void ProjectionsImpl::privacy_step() {
   bool forgot = false;
   uint64_t target = 0;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     target = privacy_target_;
   }
   if (events > target) {
@@ -849,7 +852,7 @@ void ProjectionsImpl::privacy_step() {
     if (page.ok())
       for (const auto& e : page->events) forgot = forgot || e.type == "privacy.subject.forgotten";
   }
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   if (events > privacy_target_ && !forgot) privacy_target_ = events;
   if (events > privacy_target_) {
     // Every version whose state may hold event data ($streams, $types and $ai.lineage keep none).
@@ -873,7 +876,7 @@ void ProjectionsImpl::privacy_step() {
 }
 
 Result<ProjectionStatus> ProjectionsImpl::activate(std::string_view name, uint32_t version) {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   Entry* e = nullptr;
   auto v = find(name, version, &e);
   if (!v.ok()) return v.status();
@@ -892,7 +895,7 @@ Result<ProjectionStatus> ProjectionsImpl::activate(std::string_view name, uint32
 Status ProjectionsImpl::drop(std::string_view name, uint32_t version) {
   std::shared_ptr<Runner> runner, rebuild;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     Entry* e = nullptr;
     if (name.starts_with("$")) return Status::invalid_argument("built-in projections cannot be dropped");
     if (version == 0) return Status::invalid_argument("version: required");
@@ -921,7 +924,7 @@ Status ProjectionsImpl::drop(std::string_view name, uint32_t version) {
 void ProjectionsImpl::step() {
   std::vector<std::shared_ptr<Runner>> retired;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     const uint64_t head = store_.head_position();
     for (auto& [name, e] : entries_) {
       for (auto& [num, v] : e.versions) {
@@ -983,9 +986,12 @@ void ProjectionsImpl::step() {
 }
 
 void ProjectionsImpl::monitor() {
-  std::unique_lock lock(monitor_mu_);
+  base::UniqueLock lock(monitor_mu_);
   while (!closing_) {
-    monitor_cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return closing_; });
+    // A 50 ms tick, or close(): a wait_for with a predicate, spelled out so that closing_ is read under the lock.
+    const auto tick = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    while (!closing_ && monitor_cv_.wait_until(lock.native(), tick) != std::cv_status::timeout) {
+    }
     if (closing_) break;
     lock.unlock();
     step();
@@ -996,7 +1002,7 @@ void ProjectionsImpl::monitor() {
 
 Status ProjectionsImpl::close() {
   {
-    std::lock_guard g(monitor_mu_);
+    base::MutexLock g(monitor_mu_);
     if (closing_) return {};
     closing_ = true;
     monitor_cv_.notify_all();
@@ -1004,7 +1010,7 @@ Status ProjectionsImpl::close() {
   if (monitor_.joinable()) monitor_.join();
   std::vector<std::shared_ptr<Runner>> runners;
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     closed_ = true;
     for (auto& [name, e] : entries_)
       for (auto& [num, v] : e.versions) {

@@ -132,21 +132,22 @@ Status Runner::load() {
 
 void Runner::publish_partitions() { partitions_.store(engine_ ? engine_->partitions() : 0, std::memory_order_relaxed); }
 
-void Runner::yield_to_queries(std::unique_lock<std::mutex>& lock, uint64_t next) {
+void Runner::yield_to_queries(base::UniqueLock& lock, uint64_t next) {
   if (waiting_queries_.load(std::memory_order_relaxed) == 0) return;
   position_ = next;
   publish_partitions();
-  lock.unlock();
+  lock.unlock(state_mu_);
   {
     // Wait until every query that was waiting has had the lock: a plain unlock + lock would usually take
     // it straight back (mutexes are not fair).
-    std::unique_lock w(queries_mu_);
-    queries_cv_.wait(w, [&] { return waiting_queries_.load() == 0 || stop_.load(); });
+    base::UniqueLock w(queries_mu_);
+    queries_cv_.wait(w.native(), [&] { return waiting_queries_.load() == 0 || stop_.load(); });
   }
-  lock.lock();
+  lock.lock(state_mu_);
 }
 
-Status Runner::start() {
+// Not analysed: load() sets engine_ before the runner thread exists, without state_mu_ (as before).
+Status Runner::start() CAIRN_NO_THREAD_SAFETY_ANALYSIS {
   CAIRN_RETURN_IF_ERROR(load());
   last_checkpoint_ = rate_since_ = Clock::now();
   rate_position_ = position_;
@@ -158,19 +159,19 @@ void Runner::stop(bool checkpoint) {
   final_checkpoint_ = checkpoint;
   stop_ = true;
   {
-    std::lock_guard g(state_mu_);
+    base::MutexLock g(state_mu_);
     position_cv_.notify_all();  // a waiting query re-resolves the version (a rebuild may have replaced it)
   }
   {
-    std::lock_guard g(sub_mu_);
+    base::MutexLock g(sub_mu_);
     if (sub_) sub_->cancel();
   }
   {
-    std::lock_guard g(wake_mu_);
+    base::MutexLock g(wake_mu_);
     wake_cv_.notify_all();
   }
   {
-    std::lock_guard g(queries_mu_);
+    base::MutexLock g(queries_mu_);
     queries_cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
@@ -195,12 +196,13 @@ void Runner::on_fault(const EventView& v, const Status& st) {
   report("projection {} v{} faulted at position {}: {}", spec_.name, spec_.version, v.position, st.message());
   // The engine may hold a half-applied event: go back to the last checkpoint and replay up to the fault.
   const uint64_t applied_before = applied_.load();
-  Status restored = [&]() -> Status {
+  Status restored = [&]() CAIRN_REQUIRES(state_mu_) -> Status {
     engine_.reset();
     const uint64_t target = v.position;
     CAIRN_RETURN_IF_ERROR(load());
     Status inner;
-    Status scan = store_.scan_all(position_, spec_.source, [&](const EventView& e) {
+    // scan_all calls back synchronously, still under state_mu_ (so do the other scans below).
+    Status scan = store_.scan_all(position_, spec_.source, [&](const EventView& e) CAIRN_REQUIRES(state_mu_) {
       if (e.position >= target) return false;
       return process(e, &inner);
     });
@@ -229,7 +231,7 @@ void Runner::serve_checkpoint() {
 
 void Runner::set_fault(ProjectionFault f) {
   {
-    std::lock_guard g(fault_mu_);
+    base::MutexLock g(fault_mu_);
     fault_ = std::move(f);
   }
   publish_partitions();
@@ -248,7 +250,7 @@ void Runner::locate_fault(const Status& detected, uint64_t end) {
   Status why;
   if (st.ok()) {
     KeyExtractor keys(spec_.partition);
-    st = store_.scan_all(position_, spec_.source, [&](const EventView& v) {
+    st = store_.scan_all(position_, spec_.source, [&](const EventView& v) CAIRN_REQUIRES(state_mu_) {
       if (v.position >= end) return false;
       Status fault;
       if (!process(v, &fault)) {
@@ -283,14 +285,14 @@ void Runner::locate_fault(const Status& detected, uint64_t end) {
 }
 
 void Runner::catch_up(uint64_t head) {
-  std::unique_lock lock(state_mu_);
+  base::UniqueLock lock(state_mu_);
   size_t count = 0;
   bool stopped = false;
   uint64_t next = position_;
   Status fault;
   std::optional<RecordedEvent> faulting;
   const auto deadline = Clock::now() + std::chrono::milliseconds(50);
-  Status scan = store_.scan_all(position_, spec_.source, [&](const EventView& v) {
+  Status scan = store_.scan_all(position_, spec_.source, [&](const EventView& v) CAIRN_REQUIRES(state_mu_) {
     if (v.position >= head) return false;
     if (!process(v, &fault)) {
       faulting = v.to_owned();
@@ -312,14 +314,14 @@ void Runner::catch_up(uint64_t head) {
   if (!scan.ok()) {
     if (scan.code() != ErrorCode::kClosed) report("projection {}: reading the log failed: {}", spec_.name, scan.message());
     lock.unlock();
-    std::unique_lock w(wake_mu_);
-    wake_cv_.wait_for(w, std::chrono::milliseconds(200), [&] { return stop_.load(); });
+    base::UniqueLock w(wake_mu_);
+    wake_cv_.wait_for(w.native(), std::chrono::milliseconds(200), [&] { return stop_.load(); });
     return;
   }
   (void)finish_batch(lock, stopped ? next : head);
 }
 
-bool Runner::finish_batch(std::unique_lock<std::mutex>& lock, uint64_t end) {
+bool Runner::finish_batch(base::UniqueLock& lock, uint64_t end) {
   // The purity check comes before the batch is published: a status or query must not see the position move
   // past events that the check then finds at fault.
   if (Status pure = engine_->check_purity(); !pure.ok()) {
@@ -337,8 +339,9 @@ bool Runner::finish_batch(std::unique_lock<std::mutex>& lock, uint64_t end) {
 }
 
 void Runner::follow() {
+  Subscription* current = nullptr;  // sub_ is replaced only by this thread: valid outside sub_mu_ too
   {
-    std::lock_guard g(sub_mu_);
+    base::MutexLock g(sub_mu_);
     if (stop_) return;
     if (!sub_ || sub_->cursor() != position_) {
       auto sub = store_.subscribe_all(position_, Filter{});
@@ -348,33 +351,34 @@ void Runner::follow() {
       }
       sub_ = std::move(*sub);
     }
+    current = sub_.get();
   }
-  auto events = sub_->next(spec_.batch_events, std::chrono::milliseconds(250));
+  auto events = current->next(spec_.batch_events, std::chrono::milliseconds(250));
   if (!events.ok()) {
-    std::lock_guard g(sub_mu_);
+    base::MutexLock g(sub_mu_);
     sub_.reset();
     return;
   }
-  std::unique_lock lock(state_mu_);
+  base::UniqueLock lock(state_mu_);
   Status fault;
   for (const auto& e : *events) {
     const EventView v = e.view();
     if (!spec_.source.empty() && !spec_.source.matches(v.stream, v.type)) continue;
     if (!process(v, &fault)) {
       on_fault(v, fault);
-      std::lock_guard g(sub_mu_);
+      base::MutexLock g(sub_mu_);
       sub_.reset();
       return;
     }
     yield_to_queries(lock, v.position + 1);
   }
-  if (!finish_batch(lock, sub_->cursor())) {
-    std::lock_guard g(sub_mu_);
+  if (!finish_batch(lock, current->cursor())) {
+    base::MutexLock g(sub_mu_);
     sub_.reset();
   }
 }
 
-Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot) {
+Status Runner::checkpoint_locked(base::UniqueLock& lock, bool snapshot) {
   const auto started = Clock::now();
   const uint64_t pos = position_;
   auto dump = dump_state(*engine_);
@@ -383,9 +387,9 @@ Status Runner::checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapsh
     locate_fault(Status::invalid_argument(fmt::format("the state cannot be saved: {}", dump.status().message())), pos);
     return dump.status();
   }
-  lock.unlock();
+  lock.unlock(state_mu_);
   Status st = write_state_file(fs_, spec_.dir, spec_.name, spec_.version, pos, snapshot, *dump, key_ ? &*key_ : nullptr);
-  lock.lock();
+  lock.lock(state_mu_);
   if (!st.ok()) return st;
   checkpoint_position_ = pos;
   applied_since_checkpoint_ = 0;
@@ -420,7 +424,7 @@ void Runner::maybe_checkpoint() {
   const auto since = Clock::now() - last_checkpoint_;
   if (since < spec_.checkpoint_interval && applied_since_checkpoint_ < spec_.checkpoint_events) return;
   if (since < 10 * last_checkpoint_cost_) return;  // same budget as snapshot_due()
-  std::unique_lock lock(state_mu_);
+  base::UniqueLock lock(state_mu_);
   if (faulted_) return;
   Status st = checkpoint_locked(lock, false);
   if (!st.ok()) report("projection {} v{}: checkpoint failed: {}", spec_.name, spec_.version, st.message());
@@ -439,8 +443,8 @@ void Runner::update_rate() {
 void Runner::run() {
   while (!stop_) {
     if (faulted_) {
-      std::unique_lock w(wake_mu_);
-      wake_cv_.wait(w, [&] { return stop_.load(); });
+      base::UniqueLock w(wake_mu_);
+      wake_cv_.wait(w.native(), [&] { return stop_.load(); });
       break;
     }
     const uint64_t head = store_.head_position();
@@ -457,11 +461,11 @@ void Runner::run() {
     maybe_checkpoint();
   }
   {
-    std::lock_guard g(sub_mu_);
+    base::MutexLock g(sub_mu_);
     sub_.reset();
   }
   if (final_checkpoint_ && !faulted_ && position_ != checkpoint_position_) {
-    std::unique_lock lock(state_mu_);
+    base::UniqueLock lock(state_mu_);
     Status st = checkpoint_locked(lock, false);
     if (!st.ok()) report("projection {} v{}: final checkpoint failed: {}", spec_.name, spec_.version, st.message());
   }
@@ -469,9 +473,9 @@ void Runner::run() {
 
 Status Runner::with_state(const std::function<Status(ReducerEngine&, uint64_t)>& f) {
   waiting_queries_.fetch_add(1);
-  std::unique_lock g(state_mu_);
+  base::UniqueLock g(state_mu_);
   if (waiting_queries_.fetch_sub(1) == 1) {
-    std::lock_guard w(queries_mu_);
+    base::MutexLock w(queries_mu_);
     queries_cv_.notify_all();
   }
   if (!engine_) return Status(ErrorCode::kClosed, "the projection is not running");
@@ -479,12 +483,14 @@ Status Runner::with_state(const std::function<Status(ReducerEngine&, uint64_t)>&
 }
 
 Status Runner::wait_past(uint64_t position, std::chrono::milliseconds timeout) {
-  std::unique_lock lock(state_mu_);
-  const bool ok = position_cv_.wait_for(lock, timeout, [&] { return position_ > position || faulted_ || stop_; });
+  base::UniqueLock lock(state_mu_);
+  // The predicate reads atomics only: nothing for the analysis to check in it.
+  const bool ok =
+      position_cv_.wait_for(lock.native(), timeout, [&] { return position_ > position || faulted_ || stop_; });
   if (position_ > position) return {};
   if (stop_) return Status(ErrorCode::kClosed, fmt::format("projection {} v{} stopped", spec_.name, spec_.version));
   if (faulted_) {
-    std::lock_guard f(fault_mu_);
+    base::MutexLock f(fault_mu_);
     if (fault_)
       return Status(ErrorCode::kFaulted, fmt::format("projection {} v{} is faulted at position {}: {}", spec_.name,
                                                   spec_.version, fault_->position, fault_->message));
@@ -502,7 +508,7 @@ RunnerStatus Runner::status() const {
   s.events_applied = applied_;
   s.checkpoint_position = checkpoint_position_;
   {
-    std::lock_guard g(fault_mu_);
+    base::MutexLock g(fault_mu_);
     s.fault = fault_;
   }
   s.partitions = partitions_.load(std::memory_order_relaxed);

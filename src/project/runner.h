@@ -15,7 +15,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -25,6 +24,7 @@
 #include "cairn/projection.h"
 #include "cairn/store.h"
 #include "base/file.h"
+#include "base/mutex.h"
 #include "project/state_file.h"
 
 namespace cairn::project {
@@ -99,39 +99,41 @@ class Runner {
 
  private:
   void run();
-  Status load();
+  Status load() CAIRN_REQUIRES(state_mu_);
   // Applies one event; false on a fault (recorded in *fault).
-  bool process(const EventView& v, Status* fault);
+  bool process(const EventView& v, Status* fault) CAIRN_REQUIRES(state_mu_);
   void catch_up(uint64_t head);
   void follow();
-  void on_fault(const EventView& v, const Status& st);
+  void on_fault(const EventView& v, const Status& st) CAIRN_REQUIRES(state_mu_);
   // `end`: the position after the events applied since the last checkpoint (the batch that showed the problem).
-  void locate_fault(const Status& detected, uint64_t end);
+  void locate_fault(const Status& detected, uint64_t end) CAIRN_REQUIRES(state_mu_);
   // After a batch, under state_mu_: the purity check, then the position (end) published, a snapshot if due and
   // waiting queries woken. false: the check failed and the fault was located instead.
-  bool finish_batch(std::unique_lock<std::mutex>& lock, uint64_t end);
-  void serve_checkpoint();
-  void set_fault(ProjectionFault f);
-  Status checkpoint_locked(std::unique_lock<std::mutex>& lock, bool snapshot);
+  bool finish_batch(base::UniqueLock& lock, uint64_t end) CAIRN_REQUIRES(state_mu_);
+  void serve_checkpoint() CAIRN_REQUIRES(state_mu_);
+  void set_fault(ProjectionFault f) CAIRN_REQUIRES(state_mu_);
+  // Under state_mu_ (lock holds it), which it drops while writing the state file.
+  Status checkpoint_locked(base::UniqueLock& lock, bool snapshot) CAIRN_REQUIRES(state_mu_);
   void maybe_checkpoint();
   bool snapshot_due() const;
   void update_rate();
   // Between two events: lets waiting queries read the state, which then reflects every event below next.
-  void yield_to_queries(std::unique_lock<std::mutex>& lock, uint64_t next);
-  void publish_partitions();
+  // Under state_mu_ (lock holds it), which it hands to the waiting queries and takes back.
+  void yield_to_queries(base::UniqueLock& lock, uint64_t next) CAIRN_REQUIRES(state_mu_);
+  void publish_partitions() CAIRN_REQUIRES(state_mu_);
 
   Store& store_;
   base::FileSystem* fs_;
   RunnerSpec spec_;
   KeyExtractor keys_;
-  std::unique_ptr<ReducerEngine> engine_;
+  std::unique_ptr<ReducerEngine> engine_ CAIRN_GUARDED_BY(state_mu_);
 
-  mutable std::mutex state_mu_;  // engine_
+  mutable base::Mutex state_mu_;  // engine_
   std::condition_variable position_cv_;
   std::atomic<int> waiting_queries_{0};  // with_state callers waiting for state_mu_
-  std::mutex queries_mu_;  // guards no data: yield_to_queries waits on queries_cv_ under it
+  base::Mutex queries_mu_;  // guards no data: yield_to_queries waits on queries_cv_ under it
   std::condition_variable queries_cv_;   // the last waiting query got the state lock
-  mutable std::mutex fault_mu_;  // fault_ (written under state_mu_ too; never held while reducing)
+  mutable base::Mutex fault_mu_;  // fault_ (written under state_mu_ too; never held while reducing)
   std::atomic<uint64_t> partitions_{0};
   std::optional<StateKey> key_;  // the directory's data key (spec_.keys set)
   std::atomic<uint64_t> position_{0};
@@ -139,7 +141,7 @@ class Runner {
   std::atomic<uint64_t> applied_{0};
   std::atomic<bool> faulted_{false};
   std::atomic<bool> live_{false};
-  std::optional<ProjectionFault> fault_;
+  std::optional<ProjectionFault> fault_ CAIRN_GUARDED_BY(fault_mu_);
   uint64_t applied_since_checkpoint_ = 0;
   std::chrono::steady_clock::time_point last_checkpoint_;
   std::chrono::steady_clock::duration last_checkpoint_cost_{};  // how long the last state file took
@@ -149,11 +151,11 @@ class Runner {
   uint64_t rate_position_ = 0;
   std::chrono::steady_clock::time_point rate_since_;
 
-  std::mutex sub_mu_;  // guards sub_ (replaced by the runner thread, cancelled by stop() from another)
-  std::unique_ptr<Subscription> sub_;
+  base::Mutex sub_mu_;  // guards sub_ (replaced by the runner thread, cancelled by stop() from another)
+  std::unique_ptr<Subscription> sub_ CAIRN_GUARDED_BY(sub_mu_);
   std::atomic<bool> stop_{false};
   bool final_checkpoint_ = false;
-  std::mutex wake_mu_;  // guards no data: the runner's back-off waits on wake_cv_ under it, and stop() wakes it
+  base::Mutex wake_mu_;  // guards no data: the runner's back-off waits on wake_cv_ under it, and stop() wakes it
   std::condition_variable wake_cv_;
   std::thread thread_;
 };

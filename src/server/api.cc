@@ -191,7 +191,7 @@ Api::~Api() { begin_shutdown(); }
 
 void Api::begin_shutdown() {
   {
-    std::lock_guard g(handle_mu_);
+    base::MutexLock g(handle_mu_);
     if (shutting_down_.exchange(true)) return;
   }
   cancel_subscriptions("");
@@ -223,7 +223,7 @@ bool is_replay(const Request& req) {
 void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
   // The check and the post happen under the lock that begin_shutdown() takes before it joins the pool,
   // so a request is either answered 503 here or runs on the pool: never posted to a finished pool.
-  std::lock_guard g(handle_mu_);
+  base::MutexLock g(handle_mu_);
   if (shutting_down_) {
     return respond(error_response(req, http::status::service_unavailable, "shutting_down", "cairnd is shutting down"));
   }
@@ -247,7 +247,7 @@ void Api::handle(Request req, Respond respond, RespondStream respond_stream) {
   };
   RespondStream stream = [this, respond_stream = std::move(respond_stream)](StreamingResponse sr) {
     {
-      std::lock_guard g(counts_mu_);
+      base::MutexLock g(counts_mu_);
       ++by_status_[200];
     }
     --queued_;
@@ -276,7 +276,7 @@ void Api::count(const Response& res) {
     const size_t end = res.body().find('"', kPrefix.size());
     if (end != std::string::npos) code = res.body().substr(kPrefix.size(), end - kPrefix.size());
   }
-  std::lock_guard g(counts_mu_);
+  base::MutexLock g(counts_mu_);
   ++by_status_[status];
   if (!code.empty()) ++by_error_[code];
 }
@@ -360,7 +360,7 @@ std::string Api::metrics_text() {
   single("cairn_http_open_connections", "gauge", "Open HTTP connections.", open_connections_ ? open_connections_() : 0);
   uint64_t subs = 0, max_lag = 0;
   {
-    std::lock_guard g(subs_mu_);
+    base::MutexLock g(subs_mu_);
     subs = subs_.size();
     for (const auto& [k, o] : subs_)
       if (o.all) max_lag = std::max(max_lag, st.events > o.sub->cursor() ? st.events - o.sub->cursor() : 0);
@@ -368,7 +368,7 @@ std::string Api::metrics_text() {
   single("cairn_subscriptions", "gauge", "Open subscriptions (SSE and NDJSON).", subs);
   single("cairn_subscription_lag_events", "gauge", "Largest number of events a $all subscription is behind the head.",
          max_lag);
-  std::lock_guard g(counts_mu_);
+  base::MutexLock g(counts_mu_);
   metric("cairn_http_responses_total", "counter", "HTTP answers by status.");
   for (const auto& [st, n] : by_status_) out += fmt::format("cairn_http_responses_total{{status=\"{}\"}} {}\n", st, n);
   metric("cairn_http_errors_total", "counter", "HTTP error answers by error code.");
@@ -380,12 +380,12 @@ std::string Api::metrics_text() {
 }
 
 uint64_t Api::open_subscriptions() const {
-  std::lock_guard g(subs_mu_);
+  base::MutexLock g(subs_mu_);
   return subs_.size();
 }
 
 void Api::cancel_subscriptions(const std::string& key_id) {
-  std::lock_guard g(subs_mu_);
+  base::MutexLock g(subs_mu_);
   for (auto& [k, s] : subs_)
     if (key_id.empty() || k == key_id) s.sub->cancel();
 }
@@ -450,7 +450,7 @@ Answer Api::subscribe(const Call& c) {
     // Registered only once the stream runs (a producer that never starts must leave nothing behind);
     // the checks after registering close the window in which a revocation or shutdown could be missed.
     {
-      std::lock_guard g(subs_mu_);
+      base::MutexLock g(subs_mu_);
       subs_.emplace(key.id, OpenSubscription{sub.get(), all});
     }
     if (shutting_down_.load() || !keys_.is_active(key.id)) sub->cancel();
@@ -483,7 +483,7 @@ Answer Api::subscribe(const Call& c) {
       if (chunk.empty()) chunk = ndjson ? "\n" : ": heartbeat\n\n";
       if (!sink.write(std::move(chunk))) break;
     }
-    std::lock_guard g(subs_mu_);
+    base::MutexLock g(subs_mu_);
     for (auto it = subs_.begin(); it != subs_.end(); ++it)
       if (it->second.sub == sub.get()) {
         subs_.erase(it);

@@ -14,7 +14,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <variant>
 
@@ -22,6 +21,7 @@
 
 #include "cairn/projection.h"
 #include "cairn/store.h"
+#include "base/mutex.h"
 #include "server/http_server.h"
 #include "server/keys.h"
 #include "server/ledger_api.h"
@@ -94,22 +94,23 @@ class Api {
   std::atomic<bool> shutting_down_{false};
   // Held while handle() checks shutting_down_ and posts to the pools, and while begin_shutdown() sets it: a
   // request is either refused or posted, never posted to a joined pool.
-  std::mutex handle_mu_;
+  base::Mutex handle_mu_;
   std::atomic<size_t> queued_{0};
   struct OpenSubscription {
     Subscription* sub;
     bool all;  // a $all subscription (its cursor is a position, so its lag can be measured)
   };
-  mutable std::mutex subs_mu_;  // guards subs_
-  std::multimap<std::string, OpenSubscription> subs_;  // key id -> open subscriptions, for revocation
+  mutable base::Mutex subs_mu_;  // guards subs_
+  // key id -> open subscriptions, for revocation
+  std::multimap<std::string, OpenSubscription> subs_ CAIRN_GUARDED_BY(subs_mu_);
 
   // Monitoring: answers by HTTP status and by error code.
   std::string metrics_text();
   Response metrics_answer(const Request& req);  // the text, to whoever may have it
   void count(const Response& res);
-  std::mutex counts_mu_;  // guards by_status_ and by_error_
-  std::map<unsigned, uint64_t> by_status_;
-  std::map<std::string, uint64_t> by_error_;
+  base::Mutex counts_mu_;  // guards by_status_ and by_error_
+  std::map<unsigned, uint64_t> by_status_ CAIRN_GUARDED_BY(counts_mu_);
+  std::map<std::string, uint64_t> by_error_ CAIRN_GUARDED_BY(counts_mu_);
   std::function<uint64_t()> open_connections_;
 };
 

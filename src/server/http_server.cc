@@ -7,6 +7,8 @@
 #include <boost/beast/ssl.hpp>
 #include <fmt/format.h>
 
+#include "base/mutex.h"
+
 namespace cairn::server {
 
 namespace beast = boost::beast;
@@ -113,7 +115,7 @@ class SessionT : public HttpServer::SessionBase, public std::enable_shared_from_
     explicit Sink(std::shared_ptr<SessionT> s) : s_(std::move(s)) {}
     bool write(std::string chunk) override {
       if (closed()) return false;
-      std::unique_lock g(mu_);
+      base::UniqueLock g(mu_);
       done_ = false;
       auto buf = std::make_shared<std::string>(std::move(chunk));
       net::post(s_->stream_.get_executor(), [this, buf] {
@@ -124,24 +126,24 @@ class SessionT : public HttpServer::SessionBase, public std::enable_shared_from_
           finish(!ec);
         });
       });
-      cv_.wait(g, [&] { return done_; });
+      while (!done_) cv_.wait(g.native());
       return ok_;
     }
     bool closed() const override { return s_->stream_ended_.load(); }
 
    private:
     void finish(bool ok) {
-      std::lock_guard g(mu_);
+      base::MutexLock g(mu_);
       ok_ = ok;
       if (!ok) s_->stream_ended_ = true;
       done_ = true;
       cv_.notify_all();
     }
     std::shared_ptr<SessionT> s_;
-    std::mutex mu_;
+    base::Mutex mu_;  // guards done_ and ok_ (the write's outcome, set by finish() on the session's strand)
     std::condition_variable cv_;
-    bool done_ = false;
-    bool ok_ = true;
+    bool done_ CAIRN_GUARDED_BY(mu_) = false;
+    bool ok_ CAIRN_GUARDED_BY(mu_) = true;
   };
 
   void start_stream(StreamingResponse sr) {
@@ -271,7 +273,7 @@ void HttpServer::accept() {
 
 void HttpServer::track(const std::shared_ptr<SessionBase>& s) {
   ++open_;
-  std::lock_guard g(sessions_mu_);
+  base::MutexLock g(sessions_mu_);
   if (sessions_.size() >= 1024 && sessions_.size() >= 2 * open_.load()) {
     for (auto it = sessions_.begin(); it != sessions_.end();) it = it->expired() ? sessions_.erase(it) : std::next(it);
   }
@@ -299,7 +301,7 @@ void HttpServer::stop() {
     beast::error_code ec;
     acceptor_.close(ec);
   });
-  std::lock_guard g(sessions_mu_);
+  base::MutexLock g(sessions_mu_);
   for (auto& w : sessions_)
     if (auto s = w.lock()) s->close_if_idle();
   sessions_.clear();

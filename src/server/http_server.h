@@ -11,7 +11,6 @@
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <utility>
@@ -23,6 +22,7 @@
 #include <boost/beast/http.hpp>
 
 #include "cairn/status.h"
+#include "base/mutex.h"
 
 namespace cairn::server {
 
@@ -91,8 +91,9 @@ class HttpServer {
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> open_{0};
-  std::mutex sessions_mu_;  // guards sessions_ (added by the acceptor, removed by sessions, walked by stop())
-  std::set<std::weak_ptr<SessionBase>, std::owner_less<std::weak_ptr<SessionBase>>> sessions_;
+  base::Mutex sessions_mu_;  // guards sessions_ (added by the acceptor, removed by sessions, walked by stop())
+  std::set<std::weak_ptr<SessionBase>, std::owner_less<std::weak_ptr<SessionBase>>> sessions_
+      CAIRN_GUARDED_BY(sessions_mu_);
   std::shared_ptr<boost::asio::ssl::context> tls_;
 };
 

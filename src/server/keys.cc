@@ -98,7 +98,7 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(const std::string& data_dir) {
 }
 
 bool KeyStore::empty() const {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   return keys_.empty();
 }
 
@@ -146,7 +146,7 @@ Result<std::pair<ApiKey, std::string>> KeyStore::create(Role role, std::vector<s
   auto secret = random_hex(20);
   if (!secret.ok()) return secret.status();
   std::string s = "cairn_" + *secret;
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   auto k = insert_locked(role, std::move(prefixes), std::move(name), s);
   if (!k.ok()) return k.status();
   return std::make_pair(std::move(*k), std::move(s));
@@ -154,32 +154,32 @@ Result<std::pair<ApiKey, std::string>> KeyStore::create(Role role, std::vector<s
 
 Result<ApiKey> KeyStore::add_with_secret(Role role, std::string_view secret, std::string name) {
   if (secret.size() < 16) return Status::invalid_argument("the bootstrap key must be at least 16 characters");
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   return insert_locked(role, {}, std::move(name), secret);
 }
 
 std::optional<ApiKey> KeyStore::authenticate(std::string_view secret) const {
   const std::string h = sha256_hex(secret);
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   auto it = by_hash_.find(h);
   if (it == by_hash_.end() || keys_[it->second].revoked_ns != 0) return std::nullopt;
   return keys_[it->second];
 }
 
 bool KeyStore::is_active(std::string_view id) const {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   for (const auto& k : keys_)
     if (k.id == id) return k.revoked_ns == 0;
   return false;
 }
 
 std::vector<ApiKey> KeyStore::list() const {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   return keys_;
 }
 
 Status KeyStore::revoke(std::string_view id) {
-  std::lock_guard g(mu_);
+  base::MutexLock g(mu_);
   for (auto& k : keys_) {
     if (k.id != id) continue;
     if (k.revoked_ns) return {};  // revoking twice changes nothing

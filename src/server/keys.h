@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "cairn/status.h"
+#include "base/mutex.h"
 
 namespace cairn::server {
 
@@ -42,7 +42,8 @@ struct ApiKey {
 
 class KeyStore {
  public:
-  static Result<std::unique_ptr<KeyStore>> open(const std::string& data_dir);
+  // Not analysed: fills the guarded fields of a store no other thread can see yet, without mu_.
+  static Result<std::unique_ptr<KeyStore>> open(const std::string& data_dir) CAIRN_NO_THREAD_SAFETY_ANALYSIS;
 
   bool empty() const;
   // Creates a key; returns it and its secret (the only time the secret exists in clear).
@@ -56,13 +57,14 @@ class KeyStore {
 
  private:
   KeyStore() = default;
-  Status save_locked() const;
-  Result<ApiKey> insert_locked(Role role, std::vector<std::string> prefixes, std::string name, std::string_view secret);
+  Status save_locked() const CAIRN_REQUIRES(mu_);
+  Result<ApiKey> insert_locked(Role role, std::vector<std::string> prefixes, std::string name, std::string_view secret)
+      CAIRN_REQUIRES(mu_);
 
   std::string dir_;
-  mutable std::mutex mu_;  // guards keys_ and by_hash_; the *_locked functions require it held
-  std::vector<ApiKey> keys_;
-  std::unordered_map<std::string, size_t> by_hash_;
+  mutable base::Mutex mu_;  // guards keys_ and by_hash_; the *_locked functions require it held
+  std::vector<ApiKey> keys_ CAIRN_GUARDED_BY(mu_);
+  std::unordered_map<std::string, size_t> by_hash_ CAIRN_GUARDED_BY(mu_);
 };
 
 }  // namespace cairn::server

@@ -23,7 +23,7 @@ std::vector<log::SegmentExtent> extents(const std::vector<std::shared_ptr<log::S
 Result<ForgetResult> EmbeddedStore::forget(std::string_view subject, std::string_view reason, std::string_view actor_json) {
   CAIRN_RETURN_IF_ERROR(writable());
   if (!ext_.sealed) return Status::invalid_argument("forget: this store has no key store (docs/privacy.md)");
-  std::lock_guard g(forget_mu_);
+  base::MutexLock g(forget_mu_);
   return ext_.sealed->forget(*this, subject, reason, actor_json);
 }
 
@@ -41,7 +41,7 @@ Result<PurgeResult> EmbeddedStore::purge(std::string_view actor_json, const std:
   CAIRN_RETURN_IF_ERROR(writable());
   if (!ext_.sealed) return Status::invalid_argument("purge: this store has no key store (docs/privacy.md)");
   if (!actor_json.empty()) CAIRN_RETURN_IF_ERROR(validate_metadata(fmt::format(R"({{"actor":{}}})", actor_json), "body"));
-  std::lock_guard g(purge_mu_);
+  base::MutexLock g(purge_mu_);
   const auto start = std::chrono::steady_clock::now();
   PurgeResult out;
   purge_running_ = true;

@@ -8,10 +8,10 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 
 #include "cairn/maintenance.h"
 #include "cairn/store.h"
+#include "base/mutex.h"
 #include "index/index.h"
 #include "base/file.h"
 #include "base/reserved_appends.h"
@@ -83,8 +83,8 @@ class EmbeddedStore final : public Store, public base::ReservedAppends {
   class Host;       // what the policies may look up (PolicyHost over this store's reader)
   std::unique_ptr<Host> host_;
   std::atomic<bool> closed_{false};
-  std::mutex forget_mu_;                     // one forget at a time (destroy, then record)
-  std::mutex purge_mu_;                      // one purge at a time (the only writer of sealed segments)
+  base::Mutex forget_mu_;                     // one forget at a time (destroy, then record)
+  base::Mutex purge_mu_;                      // one purge at a time (the only writer of sealed segments)
   // A running purge's progress and the finished ones, for metrics() (written under purge_mu_, read anywhere).
   std::atomic<bool> purge_running_{false};
   std::atomic<uint64_t> purge_done_bytes_{0}, purge_total_bytes_{0}, purges_{0}, purged_parts_{0};

@@ -63,7 +63,7 @@ Writer::~Writer() { stop(); }
 
 void Writer::stop() {
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
@@ -88,7 +88,7 @@ void Writer::fill_metrics(StoreMetrics* s) const {
 
 bool Writer::enqueue(Request* r) {
   {
-    std::lock_guard g(mu_);
+    base::MutexLock g(mu_);
     if (stopping_) return false;
     queue_.push_back(r);
   }
@@ -162,10 +162,10 @@ void Writer::run() {
   std::vector<Request*> group;
   for (;;) {
     {
-      std::unique_lock g(mu_);
-      queue_cv_.wait(g, [&] { return !queue_.empty() || stopping_; });
+      base::UniqueLock g(mu_);
+      while (queue_.empty() && !stopping_) queue_cv_.wait(g.native());
       if (queue_.empty()) {  // stopping, and everything queued was handed over
-        std::lock_guard s(sync_mu_);
+        base::MutexLock s(sync_mu_);
         writer_done_ = true;
         sync_cv_.notify_all();
         return;
@@ -179,8 +179,8 @@ void Writer::run() {
       }
     }
     std::unique_ptr<Written> w = process_group(group);
-    std::unique_lock s(sync_mu_);
-    sync_room_cv_.wait(s, [&] { return written_.size() < kMaxGroupsInFlight; });
+    base::UniqueLock s(sync_mu_);
+    while (written_.size() >= kMaxGroupsInFlight) sync_room_cv_.wait(s.native());
     in_flight_.fetch_add(1, std::memory_order_acq_rel);
     written_.push_back(std::move(w));
     sync_cv_.notify_one();
@@ -191,8 +191,8 @@ void Writer::run_syncer() {
   std::vector<std::unique_ptr<Written>> batch;
   for (;;) {
     {
-      std::unique_lock s(sync_mu_);
-      sync_cv_.wait(s, [&] { return !written_.empty() || writer_done_; });
+      base::UniqueLock s(sync_mu_);
+      while (written_.empty() && !writer_done_) sync_cv_.wait(s.native());
       if (written_.empty()) return;
       batch.clear();
       while (!written_.empty()) {

@@ -18,7 +18,6 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <semaphore>
 #include <string>
 #include <thread>
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "cairn/store.h"
+#include "base/mutex.h"
 #include "index/index.h"
 #include "log/log.h"
 #include "store/reader.h"
@@ -121,11 +121,11 @@ class Writer {
 
   // The request queue: mu_ guards queue_, stopping_ and stopped_ (callers enqueue, the writer thread takes whole
   // groups). Never held while writing or syncing. Taken before sync_mu_ when both are needed.
-  std::mutex mu_;
+  base::Mutex mu_;
   std::condition_variable queue_cv_;
-  std::deque<Request*> queue_;
-  bool stopping_ = false;
-  bool stopped_ = false;
+  std::deque<Request*> queue_ CAIRN_GUARDED_BY(mu_);
+  bool stopping_ CAIRN_GUARDED_BY(mu_) = false;
+  bool stopped_ CAIRN_GUARDED_BY(mu_) = false;
 
   // Writer-thread state: touched by the writer thread only, so no lock.
   uint64_t next_position_ = 0;
@@ -149,12 +149,12 @@ class Writer {
 
   // The hand-over to the syncer: sync_mu_ guards written_ and writer_done_ (in_flight_ is atomic, read
   // without it).
-  std::mutex sync_mu_;
+  base::Mutex sync_mu_;
   std::condition_variable sync_cv_;       // work for the syncer
   std::condition_variable sync_room_cv_;  // room for the writer
-  std::deque<std::unique_ptr<Written>> written_;
+  std::deque<std::unique_ptr<Written>> written_ CAIRN_GUARDED_BY(sync_mu_);
   std::atomic<uint64_t> in_flight_{0};  // groups written and not yet answered
-  bool writer_done_ = false;
+  bool writer_done_ CAIRN_GUARDED_BY(sync_mu_) = false;
 
   std::thread thread_;
   std::thread syncer_;

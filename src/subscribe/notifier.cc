@@ -3,7 +3,7 @@
 namespace cairn::subscribe {
 
 void Notifier::publish() {
-  { std::lock_guard g(mu_); }  // orders the durable-end store before any waiter's check under the lock
+  { base::MutexLock g(mu_); }  // orders the durable-end store before any waiter's check under the lock
   cv_.notify_all();
 }
 
@@ -14,8 +14,8 @@ void Notifier::close() {
 
 bool Notifier::wait_beyond(uint64_t seen, const std::function<uint64_t()>& durable_end,
                            std::chrono::milliseconds timeout, const std::atomic<bool>& cancelled) {
-  std::unique_lock g(mu_);
-  cv_.wait_for(g, timeout, [&] { return durable_end() > seen || cancelled.load() || closed(); });
+  base::UniqueLock g(mu_);
+  cv_.wait_for(g.native(), timeout, [&] { return durable_end() > seen || cancelled.load() || closed(); });
   return durable_end() > seen && !cancelled.load() && !closed();
 }
 

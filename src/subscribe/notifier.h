@@ -7,7 +7,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <mutex>
+
+#include "base/mutex.h"
 
 namespace cairn::subscribe {
 
@@ -23,7 +24,7 @@ class Notifier {
  private:
   // mu_ guards no data: a publisher takes it once after storing the durable end, so that a waiter that checked
   // the end under it cannot miss the wake-up (the check and the wait are atomic with respect to it).
-  std::mutex mu_;
+  base::Mutex mu_;
   std::condition_variable cv_;
   std::atomic<bool> closed_{false};
 };
