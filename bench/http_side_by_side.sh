@@ -32,6 +32,12 @@ build() {  # build COMMIT TARGETS... -> prints "sha tree"
   cmake --build "$tree/build" -j "$(nproc)" --target "$@" >&2
   echo "$sha $tree"
 }
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+  log "installing redis-server (the Redis Streams yardstick)"
+  sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null ||
+    { sudo_if_needed apt-get update -qq && sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+fi
 read -r OLD_SHA OLD_TREE < <(build "$OLD" cairnd)
 read -r NEW_SHA NEW_TREE < <(build "$NEW" cairnd cairn-http-bench)
 HB="$NEW_TREE/build/bench/cairn-http-bench"
@@ -84,7 +90,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "| peak memory (round $round) | cairnd $sha | $((RSS / 1024)) MiB | | | | |"
     kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=""
   done
-  if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+  if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then  # installed above
     RPORT=$(( (RANDOM % 20000) + 30000 ))
     rm -rf "$TMP/redis" && mkdir -p "$TMP/redis"
     redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly yes --appendfsync always --save "" \

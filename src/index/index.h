@@ -122,7 +122,7 @@ class Index {
   bool read_only_ = false;
   bool rebuilt_ = false;
 
-  mutable base::SharedMutex mu_;  // guards the three fields below
+  mutable base::SharedMutex mu_;  // guards the four fields below
   std::unique_ptr<Memtable> active_ CAIRN_GUARDED_BY(mu_);
   std::shared_ptr<const Memtable> frozen_ CAIRN_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Run>> runs_ CAIRN_GUARDED_BY(mu_);

@@ -24,7 +24,6 @@ class LedgerPolicy final : public store::AppendPolicy {
   std::unique_ptr<Run> begin(store::PolicyHost& host, const Limits& limits) override;
   std::unique_ptr<Run> begin_import(const std::vector<ImportEvent>& events) override;
 
-  size_t proposals() const { return references_.proposals(); }
 
  private:
   class LedgerRun;

@@ -24,11 +24,6 @@ void ReferenceIndex::record_locked(const Uuid& id, const References& refs) {
   }
 }
 
-size_t ReferenceIndex::proposals() const {
-  base::MutexLock g(mu_);
-  return proposals_.size();
-}
-
 Status ReferenceIndex::check_and_reserve(const std::vector<PendingEvent>& events,
                                          const std::function<bool(const Uuid&)>& exists) {
   // Durable events only ever become more: look them up before taking the lock, which other appends wait on.

@@ -43,8 +43,6 @@ class ReferenceIndex {
   // The append of these (reserved) events ended: durable (record them) or not (release them).
   void finish(const std::vector<PendingEvent>& events, bool durable);
 
-  size_t proposals() const;
-
  private:
   struct Proposal {
     Uuid made_by;

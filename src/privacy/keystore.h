@@ -101,7 +101,6 @@ class KeyStore final : public DataKeys {
   Status append_line(const std::string& line) CAIRN_REQUIRES(mu_);
   Result<std::pair<std::string, SealingKey>> create_locked(std::string_view name, std::vector<Entry>& entries)
       CAIRN_REQUIRES(mu_);
-  Status rewrite();
   std::string dir_;
   SealingKey wrap_key_{};
   Key index_key_{};

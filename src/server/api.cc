@@ -195,11 +195,12 @@ void Api::begin_shutdown() {
     if (shutting_down_.exchange(true)) return;
   }
   cancel_subscriptions("");
+  // Appends in flight are answered by the store's callbacks, which post their answers to the pool: wait
+  // for every request to be answered before the pools stop taking work (a group commit takes milliseconds;
+  // a store that no longer answers gets a bound, not a hang).
+  for (int i = 0; i < 30'000 && queued_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   pool_.join();
   replay_pool_.join();
-  // Asynchronous appends are answered by the store's callbacks, not the pools: wait for those too (a
-  // group commit takes milliseconds; a store that no longer answers gets a bound, not a hang).
-  for (int i = 0; i < 30'000 && queued_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 namespace {
@@ -616,11 +617,12 @@ Answer Api::append(const Call& c) {
   a.events = std::move(*events);
   StreamAppend head{a.stream, a.expected, {}};
   if (c.respond_later) {
-    // No thread waits for the group commit: the store's callback answers (server/http_server.h posts the
-    // answer to the connection's own executor).
-    store_.append_async(std::move(a), [reply_to = reply_head(req), head = std::move(head),
-                                       respond = *c.respond_later](Result<AppendResult> r) {
-      respond(append_answer(reply_to, head, r));
+    // No thread waits for the group commit. The store's callback runs on its syncer thread, which must
+    // get back to syncing: it only hands the outcome to the pool, where the answer is built and sent.
+    store_.append_async(std::move(a), [this, reply_to = reply_head(req), head = std::move(head),
+                                       respond = *c.respond_later](Result<AppendResult> r) mutable {
+      boost::asio::post(pool_, [reply_to = std::move(reply_to), head = std::move(head), respond = std::move(respond),
+                                r = std::move(r)] { respond(append_answer(reply_to, head, r)); });
     });
     return std::nullopt;
   }
@@ -679,9 +681,10 @@ Answer Api::transaction(const Call& c) {
   std::vector<StreamAppend> heads;
   for (const auto& a : appends) heads.push_back({a.stream, a.expected, {}});
   if (c.respond_later) {
-    store_.append_multi_async(std::move(appends), [reply_to = reply_head(req), heads = std::move(heads),
-                                                   respond = *c.respond_later](Result<AppendResult> r) {
-      respond(transaction_answer(reply_to, heads, r));
+    store_.append_multi_async(std::move(appends), [this, reply_to = reply_head(req), heads = std::move(heads),
+                                                   respond = *c.respond_later](Result<AppendResult> r) mutable {
+      boost::asio::post(pool_, [reply_to = std::move(reply_to), heads = std::move(heads), respond = std::move(respond),
+                                r = std::move(r)] { respond(transaction_answer(reply_to, heads, r)); });
     });
     return std::nullopt;
   }

@@ -119,13 +119,12 @@ class Writer {
   const LogReader& reader_;
   std::function<void()> on_publish_;
 
-  // The request queue: mu_ guards queue_, stopping_ and stopped_ (callers enqueue, the writer thread takes whole
+  // The request queue: mu_ guards queue_ and stopping_ (callers enqueue, the writer thread takes whole
   // groups). Never held while writing or syncing. Taken before sync_mu_ when both are needed.
   base::Mutex mu_;
   std::condition_variable queue_cv_;
   std::deque<Request*> queue_ CAIRN_GUARDED_BY(mu_);
   bool stopping_ CAIRN_GUARDED_BY(mu_) = false;
-  bool stopped_ CAIRN_GUARDED_BY(mu_) = false;
 
   // Writer-thread state: touched by the writer thread only, so no lock.
   uint64_t next_position_ = 0;

@@ -124,8 +124,7 @@ int64_t mono_ns() {
 
 // Child: appends with expected revisions to shared streams, logging every outcome; then appends its "done"
 // marker and follows $all until it saw every process's marker, logging the ids in the order delivered.
-[[noreturn]] void run_child(int index, int processes, int ops, const std::string& app, const std::string& dir,
-                            const std::string& out_path) {
+[[noreturn]] void run_child(int index, int processes, int ops, const std::string& app, const std::string& out_path) {
   std::ofstream out(out_path);
   PostgresOptions o;
   o.connection = app;
@@ -186,7 +185,7 @@ TEST(PgConcurrency, SeveralProcessesAreLinearizableAndSeeOneOrder) {
   for (int p = 0; p < kProcesses; ++p) {
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
-    if (pid == 0) run_child(p, kProcesses, ops, db.app, dir.sub(fmt::format("p{}", p)), dir.sub(fmt::format("log{}", p)));
+    if (pid == 0) run_child(p, kProcesses, ops, db.app, dir.sub(fmt::format("log{}", p)));
     pids.push_back(pid);
   }
   for (pid_t pid : pids) {
