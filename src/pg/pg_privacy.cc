@@ -109,6 +109,10 @@ Result<PurgeResult> PgStore::purge(std::string_view actor_json, const std::funct
                                           "report it", after->position.value_or(0), after->problem));
   // Every seal was recomputed from the purged events and matched; the seal that ended the chain before the
   // purge gives the chain head after it at the same place (the sealer may have added seals meanwhile).
+  // With no seal before, that place is the empty chain, which nothing can change. (seal_now() seals nothing
+  // while the tailer holds the sealing lock, so "no seal before" happens even with events, and the tailer's
+  // seals may commit during the purge: comparing against the newest seal then reported a false corruption.)
+  if (before->segments == 0) out.chain_head_after = out.chain_head_before;
   if (before->segments > 0) {
     auto c = primary_->acquire();
     if (!c.ok()) return c.status();

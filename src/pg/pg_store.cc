@@ -1,6 +1,8 @@
 // The PostgreSQL store: open and close, reads, the tailer and the sealer, import (see pg/pg_store.h).
 #include "pg/pg_store.h"
 
+#include <thread>
+
 #include <filesystem>
 #include <unordered_set>
 
@@ -126,14 +128,28 @@ void PgStore::run_tailer() {
 }
 
 Status PgStore::seal_now() {
+  // cairn.seal() answers nothing both when everything is sealed and when another sealer (this process's
+  // tailer, or another process) holds the sealing lock: then wait for it, a moment at most, until the seals
+  // reach the head seen here. Callers verify the seals next and must see every commit before the call.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  int64_t target = -1;  // the head when the call began: later appends need not be waited for
   for (;;) {
     auto c = primary_->acquire();
     if (!c.ok()) return c.status();
+    if (target < 0) {
+      auto h = (*c)->prepared("cairn_head", "SELECT next_position FROM cairn.head WHERE id", Params());
+      if (!h.ok()) return h.status();
+      target = h->int8(0, 0);
+    }
     Params p;
     p.int4(10'000);  // a seal's records sort in memory (work_mem) at this size
     auto r = (*c)->prepared("cairn_seal", "SELECT o_seal_no, o_end, o_chain FROM cairn.seal($1)", p);
     if (!r.ok()) return r.status();
-    if (r->rows() == 0) return {};
+    if (r->rows() > 0) continue;
+    auto q = (*c)->prepared("cairn_sealed_through", "SELECT coalesce(max(end_position), 0) FROM cairn.seals", Params());
+    if (!q.ok()) return q.status();
+    if (q->int8(0, 0) >= target || Clock::now() >= deadline) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
 
