@@ -70,8 +70,8 @@ test-asan: build-asan
 
 # The lock discipline, checked at compile time: clang's -Wthread-safety over every file of src/ (the
 # CAIRN_GUARDED_BY / CAIRN_REQUIRES annotations of base/mutex.h), and a negative test it must reject.
-test-thread-safety: deps
-	bash tests/thread_safety/check.sh
+test-thread-safety: deps $(BUILD_DIR)/build.ninja
+	python3 tests/thread_safety/check.py $(BUILD_DIR)
 
 # The concurrent parts (writer pipeline, subscriptions, index flusher) under ThreadSanitizer.
 $(TSAN_DIR)/build.ninja: | deps
